@@ -1,0 +1,171 @@
+/**
+ * Wire protocol v1 (see PROTOCOL.md): event and message shapes shared by the
+ * core, every transport and every backend, plus a strict message parser the
+ * server and transports use on untrusted input.
+ */
+
+export const PROTOCOL_VERSION = 1
+
+/** JSON-compatible value: what event args may hold. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
+
+/** An event not yet ordered by the backend. `id` is `${clientId}:${n}`, stable across retries and rebases. */
+export interface PendingEvent {
+  id: string
+  name: string
+  args: JsonValue
+  clientId: string
+  sessionId: string
+  createdAt: number
+}
+
+/** An event with its global, dense, 1-based position in the storeId's log. */
+export interface ConfirmedEvent extends PendingEvent {
+  seq: number
+}
+
+export interface PullRequest {
+  storeId: string
+  since: number
+  limit?: number
+}
+
+export interface PushRequest {
+  storeId: string
+  parentSeq: number
+  events: PendingEvent[]
+}
+
+export interface PullResponse {
+  type: 'pulled'
+  events: ConfirmedEvent[]
+  head: number
+  backendId: string
+  more: boolean
+}
+
+export type PushResponse =
+  | { type: 'pushed'; firstSeq: number; head: number; backendId: string }
+  | { type: 'rejected'; reason: 'behind'; head: number }
+
+export type ErrorCode =
+  | 'unauthorized'
+  | 'invalid_message'
+  | 'too_large'
+  | 'unknown_store'
+  | 'rate_limited'
+  | 'internal'
+  | 'unsupported_version'
+
+export interface ErrorMessage {
+  type: 'error'
+  code: ErrorCode
+  message: string
+  retryable: boolean
+}
+
+export type ClientMessage =
+  | ({ v: 1; type: 'pull'; rid?: string | number } & PullRequest)
+  | ({ v: 1; type: 'push'; rid?: string | number } & PushRequest)
+
+export type ServerMessage =
+  | ({ v: 1; rid?: string | number } & PullResponse)
+  | ({ v: 1; rid?: string | number } & PushResponse)
+  | { v: 1; type: 'events'; storeId: string; events: ConfirmedEvent[]; head: number }
+  | ({ v: 1; rid?: string | number } & ErrorMessage)
+
+/** Highest number of events a pull answers with, whatever `limit` asks. */
+export const MAX_PULL_LIMIT = 1000
+
+const STORE_ID = /^[A-Za-z0-9._~-]{1,128}$/
+
+/** True when `storeId` is a valid log name (1–128 of `A-Z a-z 0-9 . _ ~ -`). */
+export function isValidStoreId(storeId: unknown): storeId is string {
+  return typeof storeId === 'string' && STORE_ID.test(storeId)
+}
+
+/** Thrown by `parseClientMessage`; carries the protocol error code to answer with. */
+export class ProtocolViolation extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string) {
+    super(message)
+    this.name = 'ProtocolViolation'
+    this.code = code
+  }
+}
+
+function fail(message: string, code: ErrorCode = 'invalid_message'): never {
+  throw new ProtocolViolation(code, message)
+}
+
+function isSeq(n: unknown): n is number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
+}
+
+/** Checks one event's shape; used for pushes (pending) and pulled pages (confirmed). */
+export function checkEvent(e: unknown, where: string, confirmed = false): asserts e is PendingEvent {
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) fail(`${where} must be an object`)
+  const ev = e as Record<string, unknown>
+  if (typeof ev.id !== 'string' || ev.id.length === 0 || ev.id.length > 256) fail(`${where}.id must be a non-empty string of at most 256 characters`)
+  if (typeof ev.name !== 'string' || ev.name.length === 0 || ev.name.length > 256) fail(`${where}.name must be a non-empty string`)
+  if (!('args' in ev)) fail(`${where}.args is missing`)
+  if (typeof ev.clientId !== 'string' || ev.clientId.length === 0) fail(`${where}.clientId must be a non-empty string`)
+  if (typeof ev.sessionId !== 'string') fail(`${where}.sessionId must be a string`)
+  if (typeof ev.createdAt !== 'number' || !Number.isFinite(ev.createdAt)) fail(`${where}.createdAt must be a number`)
+  if (confirmed && !(isSeq(ev.seq) && ev.seq >= 1)) fail(`${where}.seq must be a positive integer`)
+}
+
+/**
+ * Parses and checks an untrusted client message (a JSON text or an already
+ * parsed value). Throws `ProtocolViolation` with the code to answer.
+ */
+export function parseClientMessage(input: unknown, limits: { maxEventsPerPush?: number } = {}): ClientMessage {
+  let msg: unknown = input
+  if (typeof input === 'string') {
+    try {
+      msg = JSON.parse(input)
+    } catch {
+      fail('message is not valid JSON')
+    }
+  }
+  if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) fail('message must be a JSON object')
+  const m = msg as Record<string, unknown>
+  if (m.v !== PROTOCOL_VERSION) {
+    if (typeof m.v === 'number' && m.v > PROTOCOL_VERSION) fail(`protocol version ${m.v} is not supported; this server speaks v1`, 'unsupported_version')
+    fail('message must carry v: 1')
+  }
+  if (m.rid !== undefined && typeof m.rid !== 'string' && typeof m.rid !== 'number') fail('rid must be a string or a number')
+  if (!isValidStoreId(m.storeId)) fail('storeId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -')
+  if (m.type === 'pull') {
+    if (!isSeq(m.since)) fail('pull.since must be a non-negative integer')
+    if (m.limit !== undefined && !(isSeq(m.limit) && m.limit >= 1)) fail('pull.limit must be a positive integer')
+    return m as unknown as ClientMessage
+  }
+  if (m.type === 'push') {
+    if (!isSeq(m.parentSeq)) fail('push.parentSeq must be a non-negative integer')
+    if (!Array.isArray(m.events) || m.events.length === 0) fail('push.events must be a non-empty array')
+    const max = limits.maxEventsPerPush ?? 500
+    if (m.events.length > max) fail(`push carries ${m.events.length} events; at most ${max} are accepted per push`, 'too_large')
+    const ids = new Set<string>()
+    m.events.forEach((e, i) => {
+      checkEvent(e, `push.events[${i}]`)
+      if (ids.has(e.id)) fail(`push.events[${i}].id ${e.id} appears twice in one push`)
+      ids.add(e.id)
+    })
+    return m as unknown as ClientMessage
+  }
+  fail(`unknown message type ${JSON.stringify(m.type)}; expected pull or push`)
+}
+
+/** Builds the protocol `error` message for a violation or an unexpected failure. */
+export function errorMessage(code: ErrorCode, message: string, rid?: string | number): ServerMessage {
+  const retryable = code === 'rate_limited' || code === 'internal'
+  return rid === undefined
+    ? { v: 1, type: 'error', code, message, retryable }
+    : { v: 1, rid, type: 'error', code, message, retryable }
+}
+
+/** Strips a confirmed event down to its pending shape (used when re-pushing). */
+export function toPending(e: ConfirmedEvent | PendingEvent): PendingEvent {
+  return { id: e.id, name: e.name, args: e.args, clientId: e.clientId, sessionId: e.sessionId, createdAt: e.createdAt }
+}

@@ -1,0 +1,69 @@
+import type { ConfirmedEvent, PendingEvent } from './protocol.js'
+
+/**
+ * One change to a store's log, in the order it happened. Replaying the
+ * records after a snapshot through the store reproduces the exact state, so
+ * a journal plus an occasional snapshot is all an adapter keeps.
+ *
+ * `pos` is dense and increasing from 1; a snapshot at position p contains the
+ * effects of records 1..p.
+ */
+export type JournalRecord =
+  /** First record of a fresh storage: the client's identity. */
+  | { pos: number; t: 'init'; clientId: string }
+  /** A `commit()`: events appended as pending (or local) and materialized. */
+  | { pos: number; t: 'commit'; events: (PendingEvent & { local?: true })[] }
+  /**
+   * Upstream events applied at head + 1 (pull or live notification), with a
+   * rebase if events were pending. `pending` is the pending list afterwards when
+   * `onConflict` changed it (dropped, replaced or reordered events).
+   */
+  | { pos: number; t: 'upstream'; events: ConfirmedEvent[]; backendId: string; pending?: PendingEvent[] }
+  /** A push was accepted: the first `count` pending events got seq firstSeq.. */
+  | { pos: number; t: 'confirm'; firstSeq: number; count: number; backendId: string }
+  /** `sync.resetToBackend()`: the confirmed log was dropped; `pending` is what is left to push. */
+  | { pos: number; t: 'reset'; pending: PendingEvent[] }
+
+/** The whole SQLite image (state, eventlog, undo log) at journal position `position`. */
+export interface Snapshot {
+  position: number
+  schemaHash: string
+  bytes: Uint8Array
+}
+
+/** What `StorageHandle.load` finds. */
+export interface LoadedLog {
+  /** Newest snapshot whose checksum verified, if any. */
+  snapshot?: Snapshot
+  /** Journal records with pos > snapshot.position (all of them without a snapshot), in pos order, dense. */
+  records: JournalRecord[]
+  /** Human-readable notes on what was found damaged and dropped (torn tail, bad snapshot); empty when all was intact. */
+  dropped: string[]
+}
+
+/** An opened, locked log of one storeId. */
+export interface StorageHandle {
+  load(): Promise<LoadedLog>
+  /** Appends records durably: resolves only once they would survive a crash. Never called concurrently. */
+  append(records: JournalRecord[]): Promise<void>
+  /** Replaces the newest snapshot atomically; may then drop journal records no longer needed. */
+  saveSnapshot(snapshot: Snapshot): Promise<void>
+  /** Releases the lock. */
+  close(): Promise<void>
+}
+
+export interface StorageOpenOptions {
+  /** Wait for another store to release the lock instead of failing with `StorageLockedError`. */
+  waitForLock?: boolean
+}
+
+/**
+ * Where a store persists its log. Adapters translate these four calls to a
+ * platform (memory, IndexedDB, files); see `memoryStorage()` for the reference.
+ */
+export interface Storage {
+  /** Short description used in messages, e.g. `memory`, `indexeddb:todos`, `file:/data`. */
+  readonly name: string
+  /** Opens storeId's log, taking an exclusive lock; throws `StorageLockedError` when another store holds it. */
+  open(storeId: string, options?: StorageOpenOptions): Promise<StorageHandle>
+}

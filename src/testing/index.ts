@@ -1,0 +1,3 @@
+export { runBackendConformance, type BackendConformanceOptions } from './backend-conformance.js'
+export { runTransportConformance, type TransportConformanceOptions } from './transport-conformance.js'
+export { runStorageConformance, type StorageConformanceOptions } from './storage-conformance.js'

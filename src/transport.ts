@@ -1,0 +1,45 @@
+import type { ConfirmedEvent, PullRequest, PullResponse, PushRequest, PushResponse } from './protocol.js'
+
+/** What a transport tells the sync engine about its connection. */
+export interface TransportStatus {
+  state: 'connecting' | 'online' | 'offline'
+  error?: Error
+}
+
+/** Callbacks the sync engine hands to `Transport.connect`. */
+export interface TransportHandlers {
+  /** The log this store syncs; transports that open a connection per store (WebSocket) put it in the URL. */
+  storeId: string
+  /** Live notification: events past the last page this connection was sent, in seq order. */
+  onEvents(events: ConfirmedEvent[], head: number): void
+  /** Connection changes; after `online` the engine pulls from its confirmed head, which restarts the live stream. */
+  onStatus(status: TransportStatus): void
+}
+
+/**
+ * Moves protocol messages between a store and a sync backend. A transport holds
+ * no sync logic: the core pulls, pushes and rebases. `pull`/`push` reject with
+ * a `TransportError` when the answer cannot be had (offline, timeout, protocol
+ * error); the engine retries with backoff.
+ */
+export interface Transport {
+  /** Starts connecting (and reconnecting by itself); resolves once the first attempt settled. */
+  connect(handlers: TransportHandlers): Promise<void>
+  pull(request: PullRequest): Promise<PullResponse>
+  push(request: PushRequest): Promise<PushResponse>
+  /** Stops reconnecting and releases the connection; pending requests reject. */
+  close(): Promise<void>
+}
+
+/**
+ * Stores logs and enforces one total order per storeId (PROTOCOL.md, rules the
+ * backend keeps). `push` answers `rejected` (data, not an exception) when
+ * `parentSeq` is not the head.
+ */
+export interface SyncBackend {
+  pull(storeId: string, since: number, limit: number): Promise<PullResponse>
+  push(storeId: string, request: Omit<PushRequest, 'storeId'>): Promise<PushResponse>
+  /** Calls `onHead` whenever the head of storeId moves (after the events are durable). Returns an unsubscribe. */
+  subscribe(storeId: string, onHead: (head: number) => void): () => void
+  close(): Promise<void>
+}
