@@ -1,0 +1,176 @@
+import type { SqlJsStatic } from 'sql.js'
+import { StorageError } from './errors.js'
+import { createEventLog, type EventLog, type EventLogHooks } from './eventlog.js'
+import { randomId } from './memory-backend.js'
+import type { ConfirmedEvent, PendingEvent } from './protocol.js'
+import type { Schema } from './schema.js'
+import type { JournalRecord, LoadedLog } from './storage.js'
+import type { BootProgress } from './store-types.js'
+
+export interface BootedLog {
+  log: EventLog
+  clientId: string
+  counter: number
+  backendId: string | undefined
+  /** Journal position the state now reflects. */
+  position: number
+  /** A fresh snapshot is worth taking (rebuilt or replayed much). */
+  snapshotSoon: boolean
+  /** Records to append (a fresh storage's `init`). */
+  initRecord?: { t: 'init'; clientId: string }
+  /** Receipts that can never confirm (pending events that no longer apply). */
+  dropped: Map<string, Error>
+}
+
+const PAGE = 5000
+
+/**
+ * Boot = newest valid snapshot + the journal after it. A snapshot made under
+ * another schema hash is rebuilt: a fresh database, then its confirmed, local
+ * and pending events materialized in one pass. Nothing is written back until
+ * the store saves a new snapshot, so an interrupted rebuild is simply redone.
+ */
+export function bootLog(
+  SQL: SqlJsStatic,
+  schema: Schema<any>,
+  loaded: LoadedLog,
+  hooks: EventLogHooks,
+  onProgress: (p: BootProgress) => void,
+): BootedLog {
+  const { snapshot, records } = loaded
+  let log: EventLog
+  let clientId: string | undefined
+  let counter = 0
+  let backendId: string | undefined
+  let position = 0
+  let snapshotSoon = false
+  const dropped = new Map<string, Error>()
+
+  if (snapshot && snapshot.schemaHash === schema.hash) {
+    try {
+      log = createEventLog(SQL, schema, hooks, snapshot.bytes)
+    } catch (error) {
+      throw new StorageError(`The snapshot at journal position ${snapshot.position} cannot be opened (${(error as Error).message}). Restore the storage from a backup or delete it to start over.`, { cause: error })
+    }
+    clientId = log.meta('clientId')
+    counter = Number(log.meta('counter') ?? 0)
+    backendId = log.meta('backendId') || undefined
+    position = snapshot.position
+  } else {
+    log = createEventLog(SQL, schema, hooks)
+    if (snapshot) {
+      // Schema changed: rebuild state from the old snapshot's eventlog in one pass.
+      const old = createEventLog(SQL, { ...schema, events: {} } as Schema<any>, { ...hooks, onUnknownEvent() {} }, snapshot.bytes)
+      try {
+        clientId = old.meta('clientId')
+        counter = Number(old.meta('counter') ?? 0)
+        backendId = old.meta('backendId') || undefined
+        position = snapshot.position
+        const total = old.head
+        onProgress({ phase: 'rebuild', done: 0, total })
+        for (let since = 0; since < total; ) {
+          const page = old.readConfirmed(since, PAGE)
+          if (!page.length) break
+          log.replayConfirmed(page)
+          since = page[page.length - 1]!.seq
+          onProgress({ phase: 'rebuild', done: since, total })
+        }
+        log.replayLocal(old.readLocal())
+        for (const [id, e] of log.replayPending(old.readPending())) dropped.set(id, e)
+      } finally {
+        old.close()
+      }
+      snapshotSoon = true
+    }
+  }
+
+  const total = records.length
+  if (total) onProgress({ phase: 'replay', done: 0, total })
+  let done = 0
+  for (const r of records) {
+    if (r.pos !== position + 1) {
+      throw new StorageError(`The journal is not contiguous (expected record ${position + 1}, found ${r.pos}); the storage adapter lost records. Restore from a backup.`)
+    }
+    position = r.pos
+    const c = replayRecord({ SQL, schema, hooks }, log, r, clientId)
+    log = c.log
+    if (r.t === 'init') clientId ??= r.clientId
+    if (c.backendId !== undefined) backendId = c.backendId || undefined
+    if (c.counter > counter) counter = c.counter
+    for (const [id, e] of c.dropped) dropped.set(id, e)
+    if (++done % 1000 === 0) onProgress({ phase: 'replay', done, total })
+  }
+  if (total) {
+    onProgress({ phase: 'replay', done: total, total })
+    if (total > 1000) snapshotSoon = true
+  }
+  let initRecord: BootedLog['initRecord']
+  if (!clientId) {
+    clientId = randomId(10)
+    initRecord = { t: 'init', clientId }
+  }
+  return { log, clientId, counter, backendId, position, snapshotSoon, initRecord, dropped }
+}
+
+/** Applies one journal record exactly as the store did when it wrote it. */
+function replayRecord(env: { SQL: SqlJsStatic; schema: Schema<any>; hooks: EventLogHooks }, log: EventLog, r: JournalRecord, clientId: string | undefined) {
+  let counter = 0
+  let backendId: string | undefined
+  let dropped = new Map<string, Error>()
+  const own = (events: readonly PendingEvent[]) => {
+    for (const e of events) {
+      if (e.clientId !== clientId) continue
+      const n = Number(e.id.slice(e.id.lastIndexOf(':') + 1))
+      if (n > counter) counter = n
+    }
+  }
+  switch (r.t) {
+    case 'init':
+      break
+    case 'commit':
+      own(r.events)
+      try {
+        log.commit(r.events, false)
+      } catch {
+        // A commit that no longer applies under a new schema: keep the rest going.
+        dropped = log.replayPending(r.events.filter((e) => !e.local))
+        log.replayLocal(r.events.filter((e) => e.local))
+      }
+      break
+    case 'upstream':
+      backendId = r.backendId
+      if (r.events.length && r.events[0]!.seq === log.head + 1) {
+        dropped = log.applyUpstream(r.events, undefined, r.pending).dropped
+      }
+      if (r.pending) own(r.pending)
+      break
+    case 'confirm': {
+      backendId = r.backendId
+      const ids = log.pendingBatch(r.count).map((p) => p.id)
+      log.confirm(r.firstSeq, ids)
+      break
+    }
+    case 'reset':
+      own(r.pending)
+      ;({ log, dropped } = resetLog(env.SQL, env.schema, env.hooks, log, r.pending))
+      backendId = ''
+      break
+  }
+  return { log, counter, backendId, dropped }
+}
+
+/**
+ * Backend reset: a fresh log with no confirmed events, the local events kept,
+ * and `pending` materialized on top. Closes the old log.
+ */
+export function resetLog(
+  SQL: SqlJsStatic, schema: Schema<any>, hooks: EventLogHooks, old: EventLog, pending: readonly PendingEvent[],
+): { log: EventLog; dropped: Map<string, Error> } {
+  const log = createEventLog(SQL, schema, hooks)
+  log.replayLocal(old.readLocal())
+  const dropped = log.replayPending(pending)
+  old.close()
+  return { log, dropped }
+}
+
+export type { ConfirmedEvent }

@@ -1,0 +1,217 @@
+import initSqlJs from 'sql.js'
+import type { Database, SqlJsStatic, Statement } from 'sql.js'
+import type { SqlFragment } from './sql.js'
+
+/** Options passed to sql.js's init (e.g. `locateFile` for the wasm). */
+export type SqlJsOptions = { locateFile?: (file: string) => string } & Record<string, unknown>
+
+const loaded = new Map<unknown, Promise<SqlJsStatic>>()
+
+/** Loads sql.js once per options object (the default load is shared by all stores). */
+export function loadSqlJs(options?: SqlJsOptions): Promise<SqlJsStatic> {
+  const key = options ?? 'default'
+  let p = loaded.get(key)
+  if (!p) {
+    p = initSqlJs(options as Parameters<typeof initSqlJs>[0])
+    p.catch(() => loaded.delete(key))
+    loaded.set(key, p)
+  }
+  return p
+}
+
+export type Row = Record<string, unknown>
+
+/** sql.js sometimes throws strings; give callers real errors. */
+export function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e))
+}
+
+function bindable(v: unknown): unknown {
+  if (v === undefined) return null
+  if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) return JSON.stringify(v)
+  return v
+}
+
+interface Cached {
+  stmt: Statement
+  columns: string[] | undefined
+}
+
+/**
+ * A sql.js database with a prepared-statement cache and written-table
+ * tracking (through SQLite's update hook). Everything the store does to
+ * SQLite goes through here.
+ */
+export interface Db {
+  readonly raw: Database
+  run(f: SqlFragment): void
+  all<T = Row>(f: SqlFragment): T[]
+  /** First column of every row. */
+  column<T = unknown>(f: SqlFragment): T[]
+  exec(sql: string): void
+  /** Tables written since the last call (user tables only), and forgets them. */
+  takeWritten(): Set<string>
+  /** Main-database tables a statement reads, from its `OpenRead` root pages (covers views, subqueries, indexes). */
+  tablesRead(sql: string): string[]
+  export(): Uint8Array
+  close(): void
+}
+
+const STATEMENT_CACHE = 256
+
+export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
+  const raw = new SQL.Database(bytes)
+  const cache = new Map<string, Cached>()
+  let written = new Set<string>()
+  raw.updateHook((_op, _db, table) => {
+    written.add(table)
+  })
+
+  const prepare = (sql: string): Cached => {
+    let c = cache.get(sql)
+    if (c) return c
+    c = { stmt: raw.prepare(sql), columns: undefined }
+    if (cache.size >= STATEMENT_CACHE) {
+      // evict the oldest entry (Map keeps insertion order)
+      const [oldSql, old] = cache.entries().next().value as [string, Cached]
+      cache.delete(oldSql)
+      old.stmt.free()
+    }
+    cache.set(sql, c)
+    return c
+  }
+
+  const bind = (stmt: Statement, params: readonly unknown[]) => {
+    if (params.length) stmt.bind(params.map(bindable) as never)
+  }
+
+  const db: Db = {
+    raw,
+    run(f) {
+      const { stmt } = prepare(f.sql)
+      try {
+        bind(stmt, f.params)
+        stmt.step()
+      } catch (e) {
+        throw asError(e)
+      } finally {
+        stmt.reset()
+      }
+    },
+    all<T>(f: SqlFragment): T[] {
+      const c = prepare(f.sql)
+      const stmt = c.stmt
+      try {
+        bind(stmt, f.params)
+        const columns = (c.columns ??= stmt.getColumnNames())
+        const out: T[] = []
+        while (stmt.step()) {
+          const values = stmt.get()
+          const row: Row = {}
+          for (let i = 0; i < columns.length; i++) row[columns[i]!] = values[i]
+          out.push(row as T)
+        }
+        return out
+      } catch (e) {
+        throw asError(e)
+      } finally {
+        stmt.reset()
+      }
+    },
+    column<T>(f: SqlFragment): T[] {
+      const { stmt } = prepare(f.sql)
+      try {
+        bind(stmt, f.params)
+        const out: T[] = []
+        while (stmt.step()) out.push(stmt.get()[0] as T)
+        return out
+      } catch (e) {
+        throw asError(e)
+      } finally {
+        stmt.reset()
+      }
+    },
+    exec(sql) {
+      try {
+        raw.exec(sql)
+      } catch (e) {
+        throw asError(e)
+      }
+    },
+    takeWritten() {
+      const w = written
+      written = new Set()
+      for (const t of w) if (t.startsWith('__tl_')) w.delete(t)
+      return w
+    },
+    tablesRead(sql) {
+      const roots = new Map<number, string>()
+      for (const [root, table] of db.all<{ rootpage: number; tbl_name: string }>({ sql: 'SELECT rootpage, tbl_name FROM main.sqlite_schema WHERE rootpage > 0', params: [] }).map((r) => [r.rootpage, r.tbl_name] as const)) roots.set(root, table)
+      const tables = new Set<string>()
+      const plan = raw.prepare(`EXPLAIN ${sql}`)
+      try {
+        while (plan.step()) {
+          const [, opcode, p1, p2, p3] = plan.get() as [number, string, number, number, number]
+          if ((opcode === 'OpenRead' || opcode === 'ReopenIdx') && p3 === 0) {
+            const t = roots.get(p2)
+            if (t) tables.add(t)
+          }
+          void p1
+        }
+      } finally {
+        plan.free()
+      }
+      return [...tables]
+    },
+    export() {
+      return raw.export()
+    },
+    close() {
+      for (const c of cache.values()) c.stmt.free()
+      cache.clear()
+      raw.close()
+    },
+  }
+  return db
+}
+
+/**
+ * Installs the undo log: temporary triggers on every state table that, while
+ * `temp.__tl_flag.capture` is 1, record the SQL that reverses each row change
+ * into `__tl_undo`, tagged with the pending event being materialized (the
+ * newest `__tl_pending` row). This is SQLite's undo/redo technique; rollback
+ * of pending events then costs what they wrote, never a replay of the log.
+ */
+export function installUndoTriggers(db: Db, tables: readonly string[]): void {
+  db.exec('PRAGMA recursive_triggers = ON') // REPLACE deletes fire delete triggers only with this on
+  db.exec('CREATE TEMP TABLE IF NOT EXISTS __tl_flag (capture INTEGER NOT NULL); DELETE FROM temp.__tl_flag; INSERT INTO temp.__tl_flag VALUES (1);')
+  const q = (name: string) => `"${name.replace(/"/g, '""')}"`
+  const lit = (text: string) => text.replace(/'/g, "''")
+  for (const table of tables) {
+    const info = db.all<{ name: string; pk: number }>({ sql: `PRAGMA main.table_info(${q(table)})`, params: [] })
+    const ddl = db.column<string>({ sql: "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ?", params: [table] })[0] ?? ''
+    const withoutRowid = /WITHOUT\s+ROWID/i.test(ddl)
+    const cols = info.map((c) => c.name)
+    const pk = info.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => c.name)
+    const T = lit(q(table))
+    const key = (ref: 'old' | 'new') =>
+      withoutRowid
+        ? pk.map((c) => `'${lit(q(c))}=' || quote(${ref}.${q(c)})`).join(` || ' AND ' || `)
+        : `'rowid=' || ${ref}.rowid`
+    const capture = `INSERT INTO main.__tl_undo (pos, sql) VALUES ((SELECT max(pos) FROM main.__tl_pending), `
+    const when = 'WHEN (SELECT capture FROM temp.__tl_flag)'
+    const id = table.replace(/[^A-Za-z0-9_]/g, '_')
+    const setOld = cols.map((c) => `'${lit(q(c))}=' || quote(old.${q(c)})`).join(` || ',' || `)
+    const rowidSet = withoutRowid ? '' : ` || ',rowid=' || old.rowid`
+    const insCols = (withoutRowid ? '' : 'rowid,') + cols.map((c) => lit(q(c))).join(',')
+    const insVals = (withoutRowid ? '' : `old.rowid || ',' || `) + cols.map((c) => `quote(old.${q(c)})`).join(` || ',' || `)
+    db.exec(`
+      CREATE TEMP TRIGGER IF NOT EXISTS "__tl_ui_${id}" AFTER INSERT ON main.${q(table)} ${when} BEGIN
+        ${capture} 'DELETE FROM ${T} WHERE ' || ${key('new')}); END;
+      CREATE TEMP TRIGGER IF NOT EXISTS "__tl_uu_${id}" AFTER UPDATE ON main.${q(table)} ${when} BEGIN
+        ${capture} 'UPDATE ${T} SET ' || ${setOld}${rowidSet} || ' WHERE ' || ${key('new')}); END;
+      CREATE TEMP TRIGGER IF NOT EXISTS "__tl_ud_${id}" BEFORE DELETE ON main.${q(table)} ${when} BEGIN
+        ${capture} 'INSERT INTO ${T} (${insCols}) VALUES (' || ${insVals} || ')'); END;
+    `)
+  }
+}

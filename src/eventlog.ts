@@ -1,0 +1,354 @@
+/**
+ * The eventlog and its state, in one SQLite database.
+ *
+ *     seq:  1 ............... head | pending (pos order)  | local events
+ *           confirmed, global     | this client's, not    | never synced,
+ *           order (__tl_events)   | yet ordered           | own tables only
+ *                                 | (__tl_pending)        | (__tl_local)
+ *     state = materialize(confirmed) + materialize(pending) + materialize(local)
+ *
+ * Invariants:
+ *  I1. Every change of log and state happens in one SQLite transaction; a
+ *      failure rolls all of it back (log, state and undo log alike).
+ *  I2. `__tl_undo` holds exactly the reversal of what the pending events wrote,
+ *      tagged with their pos; running it backwards restores materialize(confirmed)
+ *      + materialize(local). Cost is proportional to what pending events wrote.
+ *  I3. Confirmed events are dense: `__tl_events` holds seq 1..head.
+ *  I4. An event id is in at most one of confirmed and pending.
+ *  I5. Local events write only tables no synced event writes, so rebases never
+ *      need to touch them (checked on every commit).
+ */
+import type { SqlJsStatic } from 'sql.js'
+import { installUndoTriggers, openDb, type Db } from './database.js'
+import { MaterializeError, SchemaError } from './errors.js'
+import { createMaterializer, type EventRef } from './materialize.js'
+import type { ConfirmedEvent, JsonValue, PendingEvent } from './protocol.js'
+import type { Schema } from './schema.js'
+
+type Ev = PendingEvent & { local?: true }
+
+const COLS = 'id, name, args, client_id, session_id, created_at'
+interface EventRow { seq?: number; pos?: number; id: string; name: string; args: string; client_id: string; session_id: string; created_at: number }
+
+const INTERNAL_DDL = `
+  CREATE TABLE IF NOT EXISTS __tl_events (seq INTEGER PRIMARY KEY, ${COLS.replace(/, /g, ' NOT NULL, ')} NOT NULL);
+  CREATE TABLE IF NOT EXISTS __tl_pending (pos INTEGER PRIMARY KEY, ${COLS.replace(/, /g, ' NOT NULL, ')} NOT NULL);
+  CREATE TABLE IF NOT EXISTS __tl_local (pos INTEGER PRIMARY KEY, ${COLS.replace(/, /g, ' NOT NULL, ')} NOT NULL);
+  CREATE TABLE IF NOT EXISTS __tl_undo (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, sql TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS __tl_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+`
+
+export function rowToEvent(r: EventRow): PendingEvent & { seq?: number } {
+  const e: PendingEvent & { seq?: number } = {
+    id: r.id, name: r.name, args: JSON.parse(r.args) as JsonValue, clientId: r.client_id, sessionId: r.session_id, createdAt: r.created_at,
+  }
+  if (r.seq !== undefined) e.seq = r.seq
+  return e
+}
+
+/** What an operation changed, for signals, receipts and the journal. */
+export interface LogChange {
+  written: Set<string>
+  /** ids of this client's events that are now confirmed, with their seq. */
+  confirmed: Map<string, number>
+  /** ids of pending events dropped by onConflict or because they no longer apply, with why. */
+  dropped: Map<string, Error>
+  /** The pending list after a rebase, when it is not simply the old one minus what came back. */
+  pendingAfter?: PendingEvent[]
+}
+
+export interface EventLogHooks {
+  onUnknownEvent(ev: EventRef): void
+  onWarning(message: string): void
+  dev: boolean
+}
+
+export type ConflictResolver = (local: PendingEvent[], upstream: ConfirmedEvent[]) => PendingEvent[]
+
+export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: EventLogHooks, bytes?: Uint8Array) {
+  const db: Db = openDb(SQL, bytes)
+  if (!bytes) {
+    db.exec(INTERNAL_DDL)
+    try {
+      for (const [name, ddl] of Object.entries(schema.tables)) db.exec(ddl.sql)
+      for (const ddl of schema.indexes) db.exec(ddl.sql)
+    } catch (error) {
+      db.close()
+      throw new SchemaError(`Schema DDL failed: ${(error as Error).message}. Check the CREATE statements in defineSchema().`, { cause: error })
+    }
+  }
+  const userTables = db.column<string>({ sql: "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'", params: [] })
+  installUndoTriggers(db, userTables)
+  const materialize = createMaterializer(db, schema, hooks.dev)
+
+  const meta = (k: string) => db.column<string>({ sql: 'SELECT v FROM __tl_meta WHERE k = ?', params: [k] })[0]
+  const learned = JSON.parse(meta('tables') ?? '{"synced":[],"local":[]}') as { synced: string[]; local: string[] }
+  const syncedTables = new Set(learned.synced)
+  const localTables = new Set(learned.local)
+
+  let head = db.column<number>({ sql: 'SELECT coalesce(max(seq), 0) FROM __tl_events', params: [] })[0]!
+  let pendingCount = db.column<number>({ sql: 'SELECT count(*) FROM __tl_pending', params: [] })[0]!
+  let capture = true
+  let depth = 0
+
+  const setCapture = (on: boolean) => {
+    if (capture === on) return
+    db.run({ sql: 'UPDATE temp.__tl_flag SET capture = ?', params: [on ? 1 : 0] })
+    capture = on
+  }
+
+  /** I1: runs fn in a transaction, or a savepoint when nested; rolls back on throw. */
+  function tx<T>(fn: () => T): T {
+    const sp = `sp${depth}`
+    db.run({ sql: depth === 0 ? 'BEGIN' : `SAVEPOINT ${sp}`, params: [] })
+    depth++
+    const savedCapture = capture
+    try {
+      const out = fn()
+      depth--
+      db.run({ sql: depth === 0 ? 'COMMIT' : `RELEASE ${sp}`, params: [] })
+      return out
+    } catch (error) {
+      depth--
+      if (depth === 0) db.run({ sql: 'ROLLBACK', params: [] })
+      else { db.run({ sql: `ROLLBACK TO ${sp}`, params: [] }); db.run({ sql: `RELEASE ${sp}`, params: [] }) }
+      // the flag table is rolled back with everything else
+      capture = savedCapture
+      throw error
+    }
+  }
+
+  const reported = new Set<string>()
+  const apply = (ev: PendingEvent & { seq?: number }, checkDeterminism = false): Set<string> => {
+    const ref: EventRef = { name: ev.name, id: ev.id, clientId: ev.clientId, seq: ev.seq ?? null, args: ev.args }
+    if (!materialize(ref, checkDeterminism) && !reported.has(ev.name)) {
+      reported.add(ev.name)
+      hooks.onUnknownEvent(ref)
+    }
+    return db.takeWritten()
+  }
+
+  const insertRow = (table: '__tl_pending' | '__tl_local', e: PendingEvent) =>
+    db.run({ sql: `INSERT INTO ${table} (${COLS}) VALUES (?, ?, ?, ?, ?, ?)`, params: [e.id, e.name, JSON.stringify(e.args), e.clientId, e.sessionId, e.createdAt] })
+  const insertConfirmed = (e: ConfirmedEvent) =>
+    db.run({ sql: `INSERT INTO __tl_events (seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)`, params: [e.seq, e.id, e.name, JSON.stringify(e.args), e.clientId, e.sessionId, e.createdAt] })
+
+  /** I5: a local event may not write a synced table, and the other way round. */
+  const checkTables = (ev: Ev, written: Set<string>) => {
+    const mine = ev.local ? localTables : syncedTables
+    const theirs = ev.local ? syncedTables : localTables
+    for (const t of written) {
+      if (theirs.has(t)) {
+        throw new SchemaError(
+          `Event "${ev.name}" ${ev.local ? '(local)' : '(synced)'} wrote table "${t}", which ${ev.local ? 'synced' : 'local'} events also write. Local events must write only their own tables (e.g. a ui table), or rebases would undo or replay them; give them separate tables.`,
+        )
+      }
+      mine.add(t)
+    }
+  }
+
+  /** Materializes one synced pending event with undo capture (I2). */
+  const applyPending = (e: PendingEvent, checkDeterminism: boolean, into: Set<string>) => {
+    insertRow('__tl_pending', e)
+    const w = apply(e, checkDeterminism)
+    checkTables(e, w)
+    for (const t of w) into.add(t)
+  }
+
+  /** Applies confirmed events at head+1.. without capture; a failing materializer skips that event on every client alike. */
+  const applyConfirmed = (events: readonly ConfirmedEvent[], into: Set<string>) => {
+    setCapture(false)
+    const run = (guarded: boolean) => {
+      for (const e of events) {
+        insertConfirmed(e)
+        if (!guarded) { for (const t of apply(e)) into.add(t); continue }
+        try {
+          tx(() => { for (const t of apply(e)) into.add(t) })
+        } catch (error) {
+          hooks.onWarning(`Confirmed event ${e.id} ("${e.name}", seq ${e.seq}) failed to materialize and is skipped: ${(error as Error).message}`)
+        }
+      }
+    }
+    try {
+      tx(() => run(false))
+    } catch {
+      tx(() => run(true))
+    }
+    head = events[events.length - 1]!.seq
+  }
+
+  const readRows = (table: string, where = '', params: unknown[] = []) =>
+    db.all<EventRow>({ sql: `SELECT ${table === '__tl_events' ? 'seq, ' : ''}${COLS} FROM ${table} ${where}`, params }).map(rowToEvent)
+
+  /** I2: undoes every pending event's writes, newest first. */
+  const rollbackPending = () => {
+    for (const sql of db.column<string>({ sql: 'SELECT sql FROM __tl_undo ORDER BY id DESC', params: [] })) db.exec(sql)
+    db.run({ sql: 'DELETE FROM __tl_undo', params: [] })
+    db.run({ sql: 'DELETE FROM __tl_pending', params: [] })
+  }
+
+  return {
+    db,
+    get head() { return head },
+    get pendingCount() { return pendingCount },
+    meta,
+    setMeta(values: Record<string, string>) {
+      values.tables = JSON.stringify({ synced: [...syncedTables], local: [...localTables] })
+      tx(() => { for (const [k, v] of Object.entries(values)) db.run({ sql: 'INSERT OR REPLACE INTO __tl_meta (k, v) VALUES (?, ?)', params: [k, v] }) })
+    },
+
+    /** A local commit: append + materialize, all or nothing (I1). Throws MaterializeError or SchemaError. */
+    commit(events: readonly Ev[], checkDeterminism: boolean): Set<string> {
+      const written = new Set<string>()
+      db.takeWritten()
+      let current: Ev | undefined
+      try {
+        tx(() => {
+          for (const e of events) {
+            current = e
+            if (e.local) {
+              setCapture(false)
+              insertRow('__tl_local', e)
+              const w = apply(e, checkDeterminism)
+              checkTables(e, w)
+              for (const t of w) written.add(t)
+            } else {
+              setCapture(true)
+              applyPending(e, checkDeterminism, written)
+            }
+          }
+          setCapture(true)
+        })
+      } catch (error) {
+        if (error instanceof SchemaError) throw error
+        throw new MaterializeError(current?.name ?? '?', current?.id ?? '?', error)
+      }
+      pendingCount += events.filter((e) => !e.local).length
+      return written
+    },
+
+    /** Oldest pending events, in push order. */
+    pendingBatch(limit: number): PendingEvent[] {
+      return readRows('__tl_pending', 'ORDER BY pos LIMIT ?', [limit])
+    },
+
+    /**
+     * Applies upstream events that start at head + 1 (the caller checks), with a
+     * rebase when events are pending: roll back pending (I2), apply upstream,
+     * drop pending whose ids came back (I4), resolve conflicts, re-apply the
+     * rest with capture. One transaction (I1).
+     */
+    applyUpstream(events: readonly ConfirmedEvent[], resolve: ConflictResolver | undefined, recordedPending?: PendingEvent[]): LogChange {
+      const change: LogChange = { written: new Set(), confirmed: new Map(), dropped: new Map() }
+      db.takeWritten()
+      if (pendingCount === 0 && !recordedPending) {
+        applyConfirmed(events, change.written)
+        return change
+      }
+      const front = pendingCount >= events.length && !recordedPending ? readRows('__tl_pending', 'ORDER BY pos LIMIT ?', [events.length]) : []
+      if (front.length === events.length && front.every((p, i) => p.id === events[i]!.id)) {
+        // Our own oldest pending events came back in order: confirm them, state is already right.
+        tx(() => {
+          for (const e of events) insertConfirmed(e)
+          const lastPos = db.column<number>({ sql: 'SELECT pos FROM __tl_pending ORDER BY pos LIMIT 1 OFFSET ?', params: [events.length - 1] })[0]!
+          db.run({ sql: 'DELETE FROM __tl_undo WHERE pos <= ?', params: [lastPos] })
+          db.run({ sql: 'DELETE FROM __tl_pending WHERE pos <= ?', params: [lastPos] })
+        })
+        head = events[events.length - 1]!.seq
+        pendingCount -= events.length
+        for (const e of events) change.confirmed.set(e.id, e.seq)
+        return change
+      }
+      tx(() => {
+        const before = readRows('__tl_pending', 'ORDER BY pos')
+        rollbackPending()
+        applyConfirmed(events, change.written)
+        const back = new Set(events.map((e) => e.id))
+        for (const e of events) if (before.some((p) => p.id === e.id)) change.confirmed.set(e.id, e.seq)
+        const survivors = before.filter((p) => !back.has(p.id))
+        let next = recordedPending ?? (resolve && survivors.length ? resolve(survivors, [...events]) : survivors)
+        const nextIds = new Set(next.map((p) => p.id))
+        for (const p of survivors) if (!nextIds.has(p.id)) change.dropped.set(p.id, new Error('dropped by onConflict'))
+        setCapture(true)
+        const reapply = (guarded: boolean) => {
+          const kept: PendingEvent[] = []
+          for (const p of next) {
+            if (!guarded) { applyPending(p, false, change.written); kept.push(p); continue }
+            try {
+              tx(() => applyPending(p, false, change.written))
+              kept.push(p)
+            } catch (error) {
+              change.dropped.set(p.id, new MaterializeError(p.name, p.id, error, 'rebase of this pending event'))
+            }
+          }
+          return kept
+        }
+        let kept: PendingEvent[]
+        try {
+          kept = tx(() => reapply(false))
+        } catch {
+          kept = tx(() => reapply(true))
+        }
+        if (!recordedPending && (kept.length !== survivors.length || kept.some((p, i) => p !== survivors[i]))) change.pendingAfter = kept
+        next = kept
+        pendingCount = next.length
+      })
+      return change
+    },
+
+    /** A push was accepted: the first `count` pending events get seq firstSeq.. (no state change). */
+    confirm(firstSeq: number, ids: readonly string[]): Map<string, number> | undefined {
+      if (firstSeq !== head + 1 || ids.length === 0) return undefined
+      const front = readRows('__tl_pending', 'ORDER BY pos LIMIT ?', [ids.length])
+      if (front.length !== ids.length || front.some((p, i) => p.id !== ids[i])) return undefined
+      const confirmed = front.map((p, i) => ({ ...p, seq: firstSeq + i }))
+      return this.applyUpstream(confirmed, undefined).confirmed
+    },
+
+    events(since = 0): (PendingEvent & { seq: number | null })[] {
+      const confirmed = readRows('__tl_events', 'WHERE seq > ? ORDER BY seq', [since]) as (PendingEvent & { seq: number })[]
+      const pending = readRows('__tl_pending', 'ORDER BY pos').map((p) => ({ ...p, seq: null }))
+      return [...confirmed, ...pending]
+    },
+
+    /** Everything needed to rebuild: confirmed (paged by the caller), local and pending events. */
+    readConfirmed(since: number, limit: number): ConfirmedEvent[] {
+      return readRows('__tl_events', 'WHERE seq > ? ORDER BY seq LIMIT ?', [since, limit]) as ConfirmedEvent[]
+    },
+    readLocal(): PendingEvent[] {
+      return readRows('__tl_local', 'ORDER BY pos')
+    },
+    readPending(): PendingEvent[] {
+      return readRows('__tl_pending', 'ORDER BY pos')
+    },
+    /** Replays events into a fresh log (boot rebuild, backend reset); confirmed must be dense from 1. */
+    replayConfirmed(events: readonly ConfirmedEvent[]) {
+      if (events.length) applyConfirmed(events, new Set())
+    },
+    replayLocal(events: readonly PendingEvent[]) {
+      if (!events.length) return
+      setCapture(false)
+      tx(() => { for (const e of events) { insertRow('__tl_local', e); checkTables({ ...e, local: true }, apply(e)) } })
+      setCapture(true)
+    },
+    replayPending(events: readonly PendingEvent[]): Map<string, Error> {
+      const dropped = new Map<string, Error>()
+      setCapture(true)
+      for (const p of events) {
+        try {
+          tx(() => applyPending(p, false, new Set()))
+          pendingCount++
+        } catch (error) {
+          dropped.set(p.id, new MaterializeError(p.name, p.id, error, 'replay of this pending event'))
+        }
+      }
+      return dropped
+    },
+    tx,
+    close() {
+      db.close()
+    },
+  }
+}
+
+export type EventLog = ReturnType<typeof createEventLog>

@@ -1,0 +1,57 @@
+export { createStore } from './store.js'
+export { defineSchema, defineEvent } from './schema.js'
+export { sql } from './sql.js'
+export { memoryStorage } from './memory-storage.js'
+export { localTransport } from './local-transport.js'
+export {
+  TidelogError,
+  ValidationError,
+  MaterializeError,
+  QueryError,
+  StoreClosedError,
+  UnknownEventError,
+  SchemaError,
+  BackendResetError,
+  TransportError,
+  StorageLockedError,
+  StorageError,
+  ConflictDroppedError,
+  isTidelogError,
+} from './errors.js'
+export type { SqlFragment } from './sql.js'
+export type {
+  Schema,
+  SchemaInput,
+  EventDefinition,
+  EventOptions,
+  EventValue,
+  EventCreator,
+  Materializer,
+  MaterializeContext,
+  StandardSchemaV1,
+} from './schema.js'
+export type {
+  Store,
+  StoreOptions,
+  StoreSync,
+  SyncStatus,
+  CommitReceipt,
+  StoredEvent,
+  ConflictInfo,
+  BootProgress,
+} from './store-types.js'
+export type { SqlJsOptions } from './database.js'
+export type {
+  JsonValue,
+  PendingEvent,
+  ConfirmedEvent,
+  PullRequest,
+  PullResponse,
+  PushRequest,
+  PushResponse,
+  ClientMessage,
+  ServerMessage,
+  ErrorCode,
+} from './protocol.js'
+export type { Transport, TransportHandlers, TransportStatus, SyncBackend } from './transport.js'
+export type { Storage, StorageHandle, StorageOpenOptions, JournalRecord, Snapshot, LoadedLog } from './storage.js'

@@ -1,0 +1,81 @@
+import type { JournalRecord, StorageHandle } from './storage.js'
+
+type NewRecord = JournalRecord extends infer R ? (R extends { pos: number } ? Omit<R, 'pos'> : never) : never
+
+/**
+ * The store's write-ahead journal: records are numbered, queued and appended
+ * in order, one append at a time, so every commit made while an append is in
+ * flight shares the next one (group commit: one fsync for many commits).
+ */
+export function createJournal(handle: StorageHandle, position: number, onWarning: (m: string) => void) {
+  let queue: JournalRecord[] = []
+  let waiters: { resolve: () => void; reject: (e: unknown) => void }[] = []
+  let batchPromise: Promise<void> | undefined
+  let running: Promise<void> | undefined
+  let durable = position
+  let failures = 0
+
+  const run = async () => {
+    while (queue.length) {
+      const records = queue
+      const done = waiters
+      queue = []
+      waiters = []
+      batchPromise = undefined
+      for (;;) {
+        try {
+          await handle.append(records)
+          failures = 0
+          break
+        } catch (error) {
+          // keep order: retry the same batch before anything newer
+          failures++
+          onWarning(`Writing to storage failed (${(error as Error).message}); retrying. Commits stay pending until it succeeds.`)
+          if (failures >= 8) {
+            for (const w of done) w.reject(error)
+            queue = [...records, ...queue]
+            throw error
+          }
+          await new Promise((r) => setTimeout(r, 50 * 2 ** failures))
+        }
+      }
+      durable = records[records.length - 1]!.pos
+      for (const w of done) w.resolve()
+    }
+  }
+
+  const kick = () => {
+    if (!running) {
+      running = run().finally(() => {
+        running = undefined
+        if (queue.length) kick()
+      })
+      running.catch(() => {})
+    }
+  }
+
+  return {
+    get position() { return position },
+    get durable() { return durable },
+    get idle() { return queue.length === 0 && !running },
+    /** Queues a record; the promise resolves when it is durable. */
+    add(record: NewRecord): Promise<void> {
+      queue.push({ ...record, pos: ++position } as JournalRecord)
+      if (!batchPromise) {
+        batchPromise = new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }))
+        batchPromise.catch(() => {})
+        queueMicrotask(kick)
+      }
+      return batchPromise
+    },
+    /** Resolves once everything queued so far is durable. */
+    async flush(): Promise<void> {
+      while (queue.length || running) {
+        if (queue.length) kick()
+        await running
+      }
+    },
+  }
+}
+
+export type Journal = ReturnType<typeof createJournal>

@@ -1,0 +1,282 @@
+import { batch, computed, signal, type ReadonlySignal } from '@preact/signals-core'
+import { bootLog, resetLog } from './boot.js'
+import { loadSqlJs } from './database.js'
+import { ConflictDroppedError, StoreClosedError, TidelogError, UnknownEventError } from './errors.js'
+import type { EventLog, EventLogHooks, LogChange } from './eventlog.js'
+import { createJournal, type Journal } from './journal.js'
+import { randomId } from './memory-backend.js'
+import { memoryStorage } from './memory-storage.js'
+import type { ConfirmedEvent, JsonValue, PendingEvent } from './protocol.js'
+import { toPending } from './protocol.js'
+import { createQueryRegistry } from './queries.js'
+import type { EventValue, Schema } from './schema.js'
+import type { SqlFragment } from './sql.js'
+import type { CommitReceipt, Store, StoreOptions, StoredEvent, SyncStatus } from './store-types.js'
+import { createSyncEngine, type SyncEngine } from './sync-engine.js'
+
+interface Waiter { resolve(seq: number): void; reject(e: unknown): void }
+
+const quiet = <T>(p: Promise<T>): Promise<T> => {
+  p.catch(() => {}) // receipts never cause unhandled-rejection noise; awaiting them still throws
+  return p
+}
+
+/**
+ * Opens a store: loads sql.js, opens and locks the storage, boots the state
+ * (snapshot + journal, or a rebuild after a schema change) and starts syncing
+ * when a transport is given.
+ * @example const store = await createStore({ schema, storeId: 'todos' })
+ */
+export async function createStore<S extends Schema<any>>(options: StoreOptions<S>): Promise<Store<S>> {
+  const { schema } = options
+  if (!schema || typeof schema.hash !== 'string') throw new TidelogError('invalid_options', 'createStore({ schema }) needs a schema made by defineSchema()')
+  const storeId = options.storeId ?? 'default'
+  const storage = options.storage ?? memoryStorage()
+  const warn = options.onWarning ?? ((m: string) => console.warn(`tidelog: ${m}`))
+  const onProgress = options.onProgress ?? (() => {})
+  const dev = options.dev ?? (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.NODE_ENV !== 'production'
+  const snapshotEvery = options.snapshotEvery ?? 1000
+  const sessionId = randomId(8)
+
+  const SQL = await loadSqlJs(options.sqlJs)
+  const handle = await storage.open(storeId, { waitForLock: options.waitForLock })
+  let booted
+  const hooks: EventLogHooks = {
+    dev,
+    onWarning: warn,
+    onUnknownEvent: (ev) => {
+      const stored = { id: ev.id, name: ev.name, args: ev.args as JsonValue, clientId: ev.clientId, sessionId: '', createdAt: 0, seq: ev.seq }
+      if (options.onUnknownEvent) options.onUnknownEvent(stored)
+      else warn(`event "${ev.name}" is unknown to this schema (made by a newer client?); it is kept and synced but not materialized.`)
+    },
+  }
+  try {
+    onProgress({ phase: 'load', done: 0, total: 1 })
+    const loaded = await handle.load()
+    for (const d of loaded.dropped) warn(`storage recovered: ${d}`)
+    onProgress({ phase: 'load', done: 1, total: 1 })
+    booted = bootLog(SQL, schema, loaded, hooks, onProgress)
+  } catch (error) {
+    await handle.close().catch(() => {})
+    throw error
+  }
+  let log: EventLog = booted.log
+  const { clientId } = booted
+  let counter = booted.counter
+  let backendId = booted.backendId
+  const journal: Journal = createJournal(handle, booted.position, warn)
+  if (booted.initRecord) void journal.add(booted.initRecord)
+  let snapshotAt = booted.snapshotSoon ? -1 : booted.position
+  let closed = false
+
+  const queries = createQueryRegistry(() => log.db, () => closed, (what) => assertOpen(what))
+  const status = signal<SyncStatus>({ state: options.transport ? 'connecting' : 'offline', pending: log.pendingCount, head: log.head })
+  const waiters = new Map<string, Waiter>()
+  const flushWaiters = new Set<{ resolve(): void; reject(e: unknown): void }>()
+
+  function assertOpen(what: string) {
+    if (closed) throw new StoreClosedError(what)
+  }
+
+  const updateStatus = (patch: Partial<SyncStatus> = {}) => {
+    const cur = status.peek()
+    const next: SyncStatus = { ...cur, ...patch, pending: log.pendingCount, head: log.head }
+    if (!('error' in patch) && next.state !== 'error' && next.state !== 'offline') delete next.error
+    if (next.state === cur.state && next.pending === cur.pending && next.head === cur.head && next.error === cur.error) return
+    status.value = next
+    if (next.pending === 0) for (const w of flushWaiters) { flushWaiters.delete(w); w.resolve() }
+  }
+
+  const settle = (change: Pick<LogChange, 'confirmed' | 'dropped'>) => {
+    for (const [id, seq] of change.confirmed) { waiters.get(id)?.resolve(seq); waiters.delete(id) }
+    for (const [id, error] of change.dropped) {
+      waiters.get(id)?.reject(error.name === 'MaterializeError' ? error : new ConflictDroppedError(id))
+      waiters.delete(id)
+    }
+  }
+
+  const publish = (written: Iterable<string>, patch?: Partial<SyncStatus>) =>
+    batch(() => {
+      queries.tablesWritten(written)
+      updateStatus(patch)
+    })
+
+  let snapshotTimer: ReturnType<typeof setTimeout> | undefined
+  const scheduleSnapshot = () => {
+    if (closed || snapshotTimer || journal.position - Math.max(snapshotAt, 0) < snapshotEvery && snapshotAt >= 0) return
+    snapshotTimer = setTimeout(() => {
+      snapshotTimer = undefined
+      void takeSnapshot().catch((e) => warn(`snapshot failed: ${(e as Error).message}`))
+    }, 300)
+    ;(snapshotTimer as { unref?: () => void }).unref?.()
+  }
+
+  /** Exports the whole database when the journal is durable and nothing is queued. */
+  async function takeSnapshot(): Promise<void> {
+    await journal.flush()
+    if (!journal.idle) return scheduleSnapshot()
+    const position = journal.position
+    if (position === snapshotAt) return
+    log.setMeta({ clientId, counter: String(counter), backendId: backendId ?? '', position: String(position), schemaHash: schema.hash })
+    onProgress({ phase: 'snapshot', done: 0, total: 1 })
+    const bytes = log.db.export()
+    await handle.saveSnapshot({ position, schemaHash: schema.hash, bytes })
+    snapshotAt = position
+    onProgress({ phase: 'snapshot', done: 1, total: 1 })
+  }
+
+  const record = (r: Parameters<Journal['add']>[0]) => {
+    const p = journal.add(r)
+    scheduleSnapshot()
+    return p
+  }
+
+  // ---- sync host ----
+  let engine: SyncEngine | undefined
+  const resolveConflict = options.onConflict
+    ? (local: PendingEvent[], upstream: ConfirmedEvent[]): PendingEvent[] =>
+        options.onConflict!({ local, upstream }).map((e) =>
+          'argsJson' in e ? makePending(e as EventValue<unknown>) : { ...toPending(e as PendingEvent), args: JSON.parse(JSON.stringify((e as PendingEvent).args ?? null)) as JsonValue },
+        )
+    : undefined
+
+  const host = {
+    storeId,
+    head: () => log.head,
+    backendId: () => backendId,
+    pendingCount: () => log.pendingCount,
+    pendingBatch: (n: number) => log.pendingBatch(n),
+    applyUpstream(events: ConfirmedEvent[], id: string) {
+      const change = log.applyUpstream(events, resolveConflict)
+      backendId = id
+      void record({ t: 'upstream', events, backendId: id, ...(change.pendingAfter ? { pending: change.pendingAfter } : {}) })
+      publish(change.written)
+      settle(change)
+    },
+    confirm(firstSeq: number, ids: string[], id: string) {
+      const confirmed = log.confirm(firstSeq, ids)
+      backendId = id
+      if (!confirmed) return
+      void record({ t: 'confirm', firstSeq, count: ids.length, backendId: id })
+      publish([])
+      settle({ confirmed, dropped: new Map() })
+    },
+    setState(state: SyncStatus['state'], error?: Error) {
+      updateStatus(error ? { state, error } : { state })
+    },
+  }
+
+  function makePending(value: EventValue<unknown>): PendingEvent {
+    return { id: `${clientId}:${++counter}`, name: value.name, args: value.args as JsonValue, clientId, sessionId, createdAt: Date.now() }
+  }
+
+  const known = Object.keys(schema.events)
+
+  const store: Store<S> = {
+    schema,
+    storeId,
+    clientId,
+    sessionId,
+    commit(...values: EventValue<any>[]): CommitReceipt {
+      assertOpen('commit')
+      if (values.length === 0) throw new TidelogError('invalid_commit', 'commit() needs at least one event: store.commit(schema.events.x(args))')
+      const events: (PendingEvent & { local?: true })[] = []
+      const counterBefore = counter
+      for (const v of values) {
+        const creator = (schema.events as Record<string, { definition: { local: boolean } } | undefined>)[v?.name]
+        if (!creator || typeof v.argsJson !== 'string') throw new UnknownEventError(String(v?.name), known)
+        const e = makePending(v)
+        events.push(creator.definition.local ? { ...e, local: true } : e)
+      }
+      let written: Set<string>
+      try {
+        written = log.commit(events, dev)
+      } catch (error) {
+        counter = counterBefore
+        throw error
+      }
+      const persisted = quiet(record({ t: 'commit', events }))
+      publish(written)
+      const synced = events.filter((e) => !e.local)
+      if (synced.length) engine?.poke()
+      const stored: StoredEvent[] = events.map(({ local: _l, ...e }) => ({ ...e, seq: null }))
+      let confirmed: Promise<number | null> | undefined
+      return {
+        event: stored[0]!,
+        events: stored,
+        persisted,
+        get confirmed() {
+          if (!confirmed) {
+            confirmed = quiet(
+              synced.length === 0
+                ? Promise.resolve(null)
+                : closed
+                  ? Promise.reject(new StoreClosedError('confirm events'))
+                  : Promise.all(synced.map((e) => new Promise<number>((resolve, reject) => waiters.set(e.id, { resolve, reject })))).then((seqs) => seqs[seqs.length - 1]!),
+            )
+          }
+          return confirmed
+        },
+      }
+    },
+    query<T>(fragment: SqlFragment): ReadonlySignal<T[]> {
+      return queries.query<T>(fragment)
+    },
+    queryOne<T>(fragment: SqlFragment): ReadonlySignal<T | undefined> {
+      const all = queries.query<T>(fragment)
+      return computed(() => all.value[0])
+    },
+    events(opts = {}) {
+      assertOpen('read events')
+      return log.events(opts.since ?? 0)
+    },
+    sync: {
+      status,
+      flush() {
+        if (closed) return Promise.reject(new StoreClosedError('flush'))
+        if (log.pendingCount === 0) return Promise.resolve()
+        if (!engine) return Promise.reject(new TidelogError('no_transport', 'sync.flush() cannot confirm events: this store has no transport. Pass createStore({ transport }) to sync.'))
+        return new Promise<void>((resolve, reject) => flushWaiters.add({ resolve, reject }))
+      },
+      pause() { engine?.pause() },
+      resume() { engine?.resume() },
+      async resetToBackend({ repush }) {
+        assertOpen('reset to the backend')
+        const own = repush ? log.events(0).filter((e) => e.clientId === clientId).map(toPending) : []
+        const pending = repush ? own : []
+        const result = resetLog(SQL, schema, hooks, log, pending)
+        const allTables = Object.keys(schema.tables)
+        log = result.log
+        backendId = undefined
+        void record({ t: 'reset', pending })
+        settle({ confirmed: new Map(), dropped: result.dropped })
+        publish(allTables)
+        engine?.unblock()
+      },
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      clearTimeout(snapshotTimer)
+      await engine?.close()
+      for (const w of flushWaiters) w.reject(new StoreClosedError('flush'))
+      for (const w of waiters.values()) w.reject(new StoreClosedError('confirm events'))
+      waiters.clear()
+      try {
+        await journal.flush()
+        if (journal.position !== snapshotAt) await takeSnapshot()
+      } finally {
+        await handle.close()
+        log.close()
+      }
+    },
+  }
+
+  settle({ confirmed: new Map(), dropped: booted.dropped })
+  if (snapshotAt < 0) scheduleSnapshot()
+  if (options.transport) {
+    engine = createSyncEngine(options.transport, host)
+    engine.start()
+  }
+  return store
+}

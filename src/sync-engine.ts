@@ -1,0 +1,195 @@
+/**
+ * The client side of the sync protocol (PROTOCOL.md, rules the client keeps),
+ * transport-agnostic. The engine owns no state of its own: the log lives in
+ * the store; the engine only decides when to pull and push.
+ *
+ *     backend:  1 ........................ backend head
+ *     client:   1 ........ confirmed head | pending ->  (pushed with parentSeq = confirmed head)
+ *
+ * Invariants:
+ *  S1. Pull before push; a push carries parentSeq = confirmed head (rule 1).
+ *  S2. `rejected` is data: pull again and push right after applying it,
+ *      without backoff, so a client racing a busy log still gets in (rule 4).
+ *  S3. Incoming events are applied only at head + 1; a gap triggers a pull (rule 3).
+ *  S4. Failures back off exponentially with full jitter, 250 ms to 30 s (rule 4).
+ *  S5. A changed backendId stops sync with BackendResetError (backend rule 4).
+ */
+import { BackendResetError, TransportError } from './errors.js'
+import { MAX_PULL_LIMIT, type ConfirmedEvent, type PendingEvent, type PullResponse } from './protocol.js'
+import type { Transport, TransportStatus } from './transport.js'
+
+/** What the engine needs from the store. */
+export interface SyncHost {
+  readonly storeId: string
+  head(): number
+  backendId(): string | undefined
+  pendingCount(): number
+  pendingBatch(limit: number): PendingEvent[]
+  /** Applies events that start exactly at head + 1 (rebasing pending ones). */
+  applyUpstream(events: ConfirmedEvent[], backendId: string): void
+  /** A push of `ids` was accepted at firstSeq. */
+  confirm(firstSeq: number, ids: string[], backendId: string): void
+  setState(state: 'offline' | 'connecting' | 'syncing' | 'synced' | 'error', error?: Error): void
+}
+
+export interface SyncEngineOptions {
+  /** Most events per push. */
+  batchSize?: number
+  minBackoffMs?: number
+  maxBackoffMs?: number
+}
+
+/** Full-jitter exponential backoff: a random delay in [0, min(max, min·2^attempt)]. */
+export function backoffDelay(attempt: number, min = 250, max = 30_000): number {
+  return Math.random() * Math.min(max, min * 2 ** attempt)
+}
+
+export function createSyncEngine(transport: Transport, host: SyncHost, options: SyncEngineOptions = {}) {
+  const batchSize = options.batchSize ?? 500
+  let closed = false
+  let paused = false
+  let online = false
+  let blocked: Error | undefined // BackendResetError: wait for resetToBackend
+  let dirty = true
+  let wakeUp: (() => void) | undefined
+  let onlineWaiter: (() => void) | undefined
+  let backendId: string | undefined
+
+  const poke = () => {
+    dirty = true
+    wakeUp?.()
+  }
+  const nextWake = () =>
+    dirty ? ((dirty = false), Promise.resolve()) : new Promise<void>((r) => (wakeUp = () => { wakeUp = undefined; dirty = false; r() }))
+
+  const checkBackend = (id: string) => {
+    const known = host.backendId()
+    if (known !== undefined && known !== id) throw new BackendResetError(known, id)
+    backendId = id
+  }
+
+  const apply = (events: ConfirmedEvent[], id: string) => {
+    const head = host.head()
+    const fresh = events.filter((e) => e.seq > head)
+    if (!fresh.length) return true
+    if (fresh[0]!.seq !== head + 1) return false // S3
+    for (let i = 1; i < fresh.length; i++) if (fresh[i]!.seq !== fresh[i - 1]!.seq + 1) return false
+    host.applyUpstream(fresh, id)
+    return true
+  }
+
+  const pullToHead = async () => {
+    let page: PullResponse
+    do {
+      page = await transport.pull({ storeId: host.storeId, since: host.head(), limit: MAX_PULL_LIMIT })
+      checkBackend(page.backendId)
+      if (!apply(page.events, page.backendId)) throw new TransportError('pull answered a page that does not start at head + 1', { retryable: true })
+    } while (page.more && page.events.length && !closed)
+  }
+
+  const run = async () => {
+    let attempt = 0
+    while (!closed) {
+      if (paused || blocked) {
+        host.setState(blocked ? 'error' : 'offline', blocked)
+        await nextWake()
+        continue
+      }
+      if (!online) {
+        host.setState('connecting')
+        await new Promise<void>((r) => (onlineWaiter = r))
+        continue
+      }
+      try {
+        host.setState('syncing')
+        await pullToHead() // S1
+        if (closed || paused) continue
+        if (host.pendingCount() > 0) {
+          const batch = host.pendingBatch(batchSize)
+          const parentSeq = host.head()
+          const res = await transport.push({ storeId: host.storeId, parentSeq, events: batch })
+          if (res.type === 'pushed') {
+            checkBackend(res.backendId)
+            host.confirm(res.firstSeq, batch.map((e) => e.id), res.backendId)
+          }
+          attempt = 0
+          continue // S2: pushed -> maybe more to push; rejected -> pull and push again at once
+        }
+        attempt = 0
+        host.setState('synced')
+        await nextWake()
+      } catch (error) {
+        if (closed) break
+        if (error instanceof BackendResetError) {
+          blocked = error
+          continue
+        }
+        const err = error instanceof Error ? error : new Error(String(error))
+        host.setState(online ? 'error' : 'offline', err)
+        // S4: sleep, but come back at once when the transport reconnects
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, backoffDelay(attempt++, options.minBackoffMs, options.maxBackoffMs))
+          onlineWaiter = () => { clearTimeout(t); r() }
+        })
+      }
+    }
+  }
+
+  let loop: Promise<void> | undefined
+
+  return {
+    start() {
+      loop = (async () => {
+        await transport.connect({
+          storeId: host.storeId,
+          onEvents(events, _head) {
+            if (closed || paused || blocked || backendId === undefined) return
+            if (!apply(events, backendId)) poke()
+          },
+          onStatus(status: TransportStatus) {
+            const was = online
+            online = status.state === 'online'
+            if (online && !was) {
+              dirty = true
+              const w = onlineWaiter
+              onlineWaiter = undefined
+              w?.()
+            }
+            if (!online && status.error && !paused) host.setState('offline', status.error)
+            if (!online) poke()
+          },
+        }).catch((error) => host.setState('error', error as Error))
+        await run()
+      })()
+      loop.catch(() => {})
+    },
+    /** Something to push (a commit) or to re-check. */
+    poke,
+    pause() {
+      paused = true
+      poke()
+    },
+    resume() {
+      paused = false
+      poke()
+      const w = onlineWaiter
+      onlineWaiter = undefined
+      w?.()
+    },
+    /** After a backend reset was resolved: sync again from head 0. */
+    unblock() {
+      blocked = undefined
+      backendId = undefined
+      poke()
+    },
+    async close() {
+      closed = true
+      poke()
+      onlineWaiter?.()
+      await transport.close().catch(() => {})
+      await loop
+    },
+  }
+}
+
+export type SyncEngine = ReturnType<typeof createSyncEngine>
