@@ -74,6 +74,8 @@ export interface StoreOptions<S extends Schema<any>> {
   waitForLock?: boolean
   /** Development checks (materializer determinism). Default: on unless NODE_ENV is 'production'. */
   dev?: boolean
+  /** Sync tuning: backoff bounds after failures (full jitter; default 250 ms to 30 s) and events per push (default 500). */
+  sync?: { minBackoffMs?: number; maxBackoffMs?: number; batchSize?: number }
   /** Take a state snapshot after this many journal records once the store is idle. Default 1000. */
   snapshotEvery?: number
 }

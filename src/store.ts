@@ -275,7 +275,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   settle({ confirmed: new Map(), dropped: booted.dropped })
   if (snapshotAt < 0) scheduleSnapshot()
   if (options.transport) {
-    engine = createSyncEngine(options.transport, host)
+    engine = createSyncEngine(options.transport, host, options.sync)
     engine.start()
   }
   return store
