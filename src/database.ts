@@ -61,6 +61,9 @@ const STATEMENT_CACHE = 256
 
 export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
   const raw = new SQL.Database(bytes)
+  // The database lives in memory (durability is the journal's job): a rollback journal
+  // in emscripten's file system would cost a file create/delete per transaction.
+  raw.exec('PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY')
   const cache = new Map<string, Cached>()
   let written = new Set<string>()
   raw.updateHook((_op, _db, table) => {
@@ -82,7 +85,10 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
   }
 
   const bind = (stmt: Statement, params: readonly unknown[]) => {
-    if (params.length) stmt.bind(params.map(bindable) as never)
+    if (!params.length) return
+    let plain = true
+    for (const v of params) if (v === undefined || (typeof v === 'object' && v !== null && !(v instanceof Uint8Array))) { plain = false; break }
+    stmt.bind((plain ? params : params.map(bindable)) as never)
   }
 
   const db: Db = {

@@ -98,15 +98,17 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
   }
 
   /** I1: runs fn in a transaction, or a savepoint when nested; rolls back on throw. */
+  const BEGIN = { sql: 'BEGIN', params: [] }
+  const COMMIT = { sql: 'COMMIT', params: [] }
   function tx<T>(fn: () => T): T {
     const sp = `sp${depth}`
-    db.run({ sql: depth === 0 ? 'BEGIN' : `SAVEPOINT ${sp}`, params: [] })
+    db.run(depth === 0 ? BEGIN : { sql: `SAVEPOINT ${sp}`, params: [] })
     depth++
     const savedCapture = capture
     try {
       const out = fn()
       depth--
-      db.run({ sql: depth === 0 ? 'COMMIT' : `RELEASE ${sp}`, params: [] })
+      db.run(depth === 0 ? COMMIT : { sql: `RELEASE ${sp}`, params: [] })
       return out
     } catch (error) {
       depth--
@@ -128,10 +130,14 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     return db.takeWritten()
   }
 
+  const INSERT_PENDING = `INSERT INTO __tl_pending (${COLS}) VALUES (?, ?, ?, ?, ?, ?)`
+  const INSERT_LOCAL = `INSERT INTO __tl_local (${COLS}) VALUES (?, ?, ?, ?, ?, ?)`
+  const INSERT_CONFIRMED = `INSERT INTO __tl_events (seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)`
+  const json = (e: PendingEvent) => (e as { argsJson?: string }).argsJson ?? JSON.stringify(e.args)
   const insertRow = (table: '__tl_pending' | '__tl_local', e: PendingEvent) =>
-    db.run({ sql: `INSERT INTO ${table} (${COLS}) VALUES (?, ?, ?, ?, ?, ?)`, params: [e.id, e.name, JSON.stringify(e.args), e.clientId, e.sessionId, e.createdAt] })
+    db.run({ sql: table === '__tl_pending' ? INSERT_PENDING : INSERT_LOCAL, params: [e.id, e.name, json(e), e.clientId, e.sessionId, e.createdAt] })
   const insertConfirmed = (e: ConfirmedEvent) =>
-    db.run({ sql: `INSERT INTO __tl_events (seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)`, params: [e.seq, e.id, e.name, JSON.stringify(e.args), e.clientId, e.sessionId, e.createdAt] })
+    db.run({ sql: INSERT_CONFIRMED, params: [e.seq, e.id, e.name, json(e), e.clientId, e.sessionId, e.createdAt] })
 
   /** I5: a local event may not write a synced table, and the other way round. */
   const checkTables = (ev: Ev, written: Set<string>) => {

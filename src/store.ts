@@ -167,10 +167,21 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   }
 
   function makePending(value: EventValue<unknown>): PendingEvent {
-    return { id: `${clientId}:${++counter}`, name: value.name, args: value.args as JsonValue, clientId, sessionId, createdAt: Date.now() }
+    const e: PendingEvent = { id: `${clientId}:${++counter}`, name: value.name, args: value.args as JsonValue, clientId, sessionId, createdAt: Date.now() }
+    // the validated JSON text travels with the event so that it is serialized once
+    if (value.argsJson !== undefined) Object.defineProperty(e, 'argsJson', { value: value.argsJson, enumerable: false })
+    return e
   }
 
   const known = Object.keys(schema.events)
+
+  /** `receipt.confirmed` is made lazily, so the event may already be confirmed (or gone) when it is asked for. */
+  const waitConfirmed = (id: string, since: number): Promise<number> => {
+    const seq = log.db.column<number>({ sql: 'SELECT seq FROM __tl_events WHERE seq > ? AND id = ?', params: [since, id] })[0]
+    if (seq !== undefined) return Promise.resolve(seq)
+    if (!log.db.column({ sql: 'SELECT 1 FROM __tl_pending WHERE id = ?', params: [id] }).length) return Promise.reject(new ConflictDroppedError(id))
+    return new Promise<number>((resolve, reject) => waiters.set(id, { resolve, reject }))
+  }
 
   const store: Store<S> = {
     schema,
@@ -195,6 +206,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         counter = counterBefore
         throw error
       }
+      const headAtCommit = log.head
       const persisted = quiet(record({ t: 'commit', events }))
       publish(written)
       const synced = events.filter((e) => !e.local)
@@ -212,7 +224,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
                 ? Promise.resolve(null)
                 : closed
                   ? Promise.reject(new StoreClosedError('confirm events'))
-                  : Promise.all(synced.map((e) => new Promise<number>((resolve, reject) => waiters.set(e.id, { resolve, reject })))).then((seqs) => seqs[seqs.length - 1]!),
+                  : Promise.all(synced.map((e) => waitConfirmed(e.id, headAtCommit))).then((seqs) => seqs[seqs.length - 1]!),
             )
           }
           return confirmed
