@@ -1,0 +1,104 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import type { PendingEvent } from 'tidelog'
+import { fileBackend, type SyncBackend } from 'tidelog/server'
+import { runBackendConformance } from 'tidelog/testing'
+
+const dirs: string[] = []
+afterAll(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })))
+})
+
+async function freshDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'tidelog-file-backend-'))
+  dirs.push(dir)
+  return dir
+}
+
+runBackendConformance('fileBackend', async () => fileBackend({ dir: await freshDir() }), {
+  reopen: async (closed: SyncBackend) => fileBackend({ dir: (closed as ReturnType<typeof fileBackend>).dir }),
+})
+
+function events(clientId: string, from: number, count: number): PendingEvent[] {
+  return Array.from({ length: count }, (_, i) => ({
+    id: `${clientId}:${from + i}`, name: 'e', args: { i }, clientId, sessionId: 's', createdAt: 0,
+  }))
+}
+
+describe('fileBackend()', () => {
+  it('refuses invalid storeIds before any of them can become a path', async () => {
+    const dir = await freshDir()
+    const backend = fileBackend({ dir })
+    await backend.pull('ok', 0, 1)
+    for (const bad of ['', '../escape', 'a/b', 'a\\b', '/abs', 'x'.repeat(129), 'nul\u0000', 'sp ace']) {
+      await expect(backend.pull(bad, 0, 1)).rejects.toMatchObject({ code: 'invalid_message' })
+      await expect(backend.push(bad, { parentSeq: 0, events: events('a', 1, 1) })).rejects.toMatchObject({ code: 'invalid_message' })
+    }
+    await backend.close()
+    expect(await readdir(dir)).toEqual(['backend-id'])
+    expect(await readdir(join(dir, '..'))).not.toContain('escape.log')
+  })
+
+  it('keeps storeIds that differ only in case in separate files', async () => {
+    const dir = await freshDir()
+    let backend = fileBackend({ dir })
+    await backend.push('Todos', { parentSeq: 0, events: events('a', 1, 2) })
+    await backend.push('todos', { parentSeq: 0, events: events('b', 1, 1) })
+    await backend.push('TODOS', { parentSeq: 0, events: events('c', 1, 3) })
+    await backend.close()
+    expect((await readdir(dir)).filter((f) => f.endsWith('.log'))).toHaveLength(3)
+    backend = fileBackend({ dir })
+    expect((await backend.pull('Todos', 0, 10)).head).toBe(2)
+    expect((await backend.pull('todos', 0, 10)).head).toBe(1)
+    expect((await backend.pull('TODOS', 0, 10)).head).toBe(3)
+    await backend.close()
+  })
+
+  it('writes pushes queued on one storeId with a single fsync (group commit)', async () => {
+    const backend = fileBackend({ dir: await freshDir() })
+    await backend.push('s', { parentSeq: 0, events: events('a', 1, 1) })
+    const before = backend.stats()
+    const answers = await Promise.all([0, 1, 2, 3].map((k) =>
+      backend.push('s', { parentSeq: 1 + k * 2, events: events('b', 1 + k * 2, 2) })))
+    expect(answers.map((a) => a.type === 'pushed' && a.firstSeq)).toEqual([2, 4, 6, 8])
+    expect(backend.stats()).toEqual({ fsyncs: before.fsyncs + 1, events: before.events + 8 })
+    await backend.close()
+  })
+
+  it('answers pushes to many storeIds with at most one fsync per log per round', async () => {
+    const backend = fileBackend({ dir: await freshDir() })
+    const stores = Array.from({ length: 10 }, (_, k) => `store-${k}`)
+    await Promise.all(stores.map((s) => backend.push(s, { parentSeq: 0, events: events('a', 1, 1) })))
+    const before = backend.stats()
+    await Promise.all(stores.map((s) => backend.push(s, { parentSeq: 1, events: events('a', 2, 3) })))
+    expect(backend.stats()).toEqual({ fsyncs: before.fsyncs + stores.length, events: before.events + 30 })
+    await backend.close()
+  })
+
+  it('refuses a batch holding one event id twice, so that the log always reopens', async () => {
+    const dir = await freshDir()
+    let backend = fileBackend({ dir })
+    await expect(backend.push('s', { parentSeq: 0, events: [...events('a', 1, 1), ...events('a', 1, 1)] })).rejects.toMatchObject({ code: 'invalid_message' })
+    await backend.push('s', { parentSeq: 0, events: events('a', 1, 1) })
+    await backend.close()
+    backend = fileBackend({ dir })
+    expect((await backend.pull('s', 0, 10)).events.map((e) => e.id)).toEqual(['a:1'])
+    await backend.close()
+  })
+
+  it('appends nothing of a batch when one event cannot be serialized', async () => {
+    const backend = fileBackend({ dir: await freshDir() })
+    const bad = [...events('a', 1, 1), { ...events('a', 2, 1)[0]!, args: { n: 1n } as never }]
+    await expect(backend.push('s', { parentSeq: 0, events: bad })).rejects.toThrow()
+    expect(await backend.push('s', { parentSeq: 0, events: events('b', 1, 1) })).toMatchObject({ type: 'pushed', firstSeq: 1, head: 1 })
+    await backend.close()
+  })
+
+  it('refuses calls after close with a StorageError that says what to do', async () => {
+    const backend = fileBackend({ dir: await freshDir() })
+    await backend.close()
+    await expect(backend.pull('s', 0, 1)).rejects.toMatchObject({ name: 'StorageError', message: expect.stringContaining('open a new one') })
+  })
+})

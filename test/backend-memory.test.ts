@@ -1,0 +1,4 @@
+import { memoryBackend } from 'tidelog/server'
+import { runBackendConformance } from 'tidelog/testing'
+
+runBackendConformance('memoryBackend', () => memoryBackend())
