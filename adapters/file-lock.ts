@@ -1,0 +1,48 @@
+import { link, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
+import { StorageError, StorageLockedError } from '../src/errors.js'
+
+const errno = (e: unknown) => (e as NodeJS.ErrnoException).code
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  // signal 0 only checks: EPERM means the process exists but belongs to another user
+  try { process.kill(pid, 0); return true } catch (e) { return errno(e) === 'EPERM' }
+}
+
+/**
+ * Takes an exclusive lock for this process: a file created with 'wx' holding
+ * the pid. A lock left by a dead process is taken over; a live holder means
+ * `StorageLockedError`, or polling until it lets go when `wait` is set.
+ * Resolves to the function that releases the lock.
+ */
+export async function lockFile(path: string, options: { wait: boolean; where: string }): Promise<() => Promise<void>> {
+  for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+    try {
+      await writeFile(path, String(process.pid), { flag: 'wx' })
+      return () => unlink(path).catch(() => undefined)
+    } catch (e) {
+      if (errno(e) !== 'EEXIST') throw new StorageError(`Cannot create the lock file ${path}: ${(e as Error).message}`, { cause: e })
+    }
+    let holder: string
+    try { holder = await readFile(path, 'utf8') } catch (e) {
+      if (errno(e) === 'ENOENT') continue // released meanwhile
+      throw new StorageError(`Cannot read the lock file ${path}: ${(e as Error).message}`, { cause: e })
+    }
+    // an empty file is a lock being written, unless its creator died right after creating it
+    const stale = holder === ''
+      ? Date.now() - (await stat(path).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs > 5000
+      : !alive(Number(holder))
+    if (stale) {
+      // rename is atomic: of several processes taking over, only one moves the stale file
+      const aside = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`
+      if (await rename(path, aside).then(() => true, () => false)) {
+        // a live lock made between our read and the rename was moved by mistake: put it back
+        if ((await readFile(aside, 'utf8').catch(() => holder)) !== holder) await link(aside, path).catch(() => undefined)
+        await unlink(aside).catch(() => undefined)
+      }
+      continue
+    }
+    if (!options.wait) throw new StorageLockedError(options.where)
+    await new Promise((resolve) => setTimeout(resolve, delay))
+  }
+}

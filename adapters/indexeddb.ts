@@ -1,0 +1,243 @@
+import { get, promisifyRequest, setMany, type UseStore } from 'idb-keyval'
+import { StorageError, StorageLockedError } from '../src/errors.js'
+import { memoryStorage } from '../src/memory-storage.js'
+import { isValidStoreId } from '../src/protocol.js'
+import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
+
+// One object store, 'tidelog', in the database named by the caller. Keys:
+//   <storeId>/j/<pos, 15 digits>       a journal record
+//   <storeId>/s/<position, 15 digits>  a snapshot { position, schemaHash, bytes, crc }
+// The two newest snapshots are kept, and the journal after the older one, so either can boot the store.
+
+/** Options of `indexedDbStorage`. */
+export interface IndexedDbStorageOptions {
+  /** IndexedDB database name; one database holds any number of storeIds. */
+  name: string
+  /** Ask the browser to exempt this origin's storage from eviction (`navigator.storage.persist()`). */
+  persist?: boolean
+}
+
+/** A `Storage` in IndexedDB, plus the browser's answer to the persistence request. */
+export interface IndexedDbStorage extends Storage {
+  /** Resolves to the answer of `navigator.storage.persist()`: undefined when `persist` was not set or the browser lacks the API. */
+  readonly persisted: Promise<boolean | undefined>
+}
+
+interface StoredSnapshot { position: number; schemaHash: string; bytes: Uint8Array; crc: number }
+type Release = () => void | Promise<unknown>
+
+const OBJECT_STORE = 'tidelog'
+const pad = (n: number) => String(n).padStart(15, '0')
+const key = (storeId: string, kind: 'j' | 's', pos: number) => `${storeId}/${kind}/${pad(pos)}`
+// '/' cannot occur in a storeId, so no storeId's range overlaps another's
+const range = (storeId: string, kind: 'j' | 's', from = 0, to?: number) =>
+  IDBKeyRange.bound(key(storeId, kind, from), to === undefined ? `${storeId}/${kind}/\uffff` : key(storeId, kind, to))
+
+let crcTable: Uint32Array | undefined
+function crc32(bytes: Uint8Array): number {
+  if (!crcTable) {
+    crcTable = new Uint32Array(256)
+    for (let n = 0; n < 256; n++) {
+      let c = n
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
+      crcTable[n] = c >>> 0
+    }
+  }
+  let crc = ~0
+  for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8)
+  return ~crc >>> 0
+}
+
+/**
+ * idb-keyval's `createStore`, except that write transactions ask for strict
+ * durability: browsers default to relaxed, which may resolve before the data
+ * reaches the disk, and `append` promises the opposite.
+ */
+function strictStore(dbName: string): UseStore {
+  let dbp: Promise<IDBDatabase> | undefined
+  const openDb = (version?: number): Promise<IDBDatabase> => {
+    const request = version === undefined ? indexedDB.open(dbName) : indexedDB.open(dbName, version)
+    request.onupgradeneeded = () => {
+      if (!request.result.objectStoreNames.contains(OBJECT_STORE)) request.result.createObjectStore(OBJECT_STORE)
+    }
+    request.onblocked = () => console.warn(`tidelog: waiting for other connections to IndexedDB "${dbName}" to close, to add the "${OBJECT_STORE}" object store.`)
+    return promisifyRequest(request).then((db) => {
+      if (db.objectStoreNames.contains(OBJECT_STORE)) return db
+      // the database exists but something else made it: add our object store in a new version
+      db.close()
+      return openDb(db.version + 1)
+    })
+  }
+  const getDb = () => {
+    if (dbp) return dbp
+    dbp = openDb()
+    dbp.then((db) => {
+      db.onclose = () => (dbp = undefined)
+      // let another tab upgrade or delete the database instead of blocking it
+      db.onversionchange = () => { db.close(); dbp = undefined }
+    }, () => (dbp = undefined))
+    return dbp
+  }
+  return (txMode, callback) =>
+    getDb().then((db) => callback(db.transaction(OBJECT_STORE, txMode, txMode === 'readwrite' ? { durability: 'strict' } : {}).objectStore(OBJECT_STORE)))
+}
+
+// Locks held in this JS realm when Web Locks are missing (Node, old browsers): name -> waiters, present while held
+const localLocks = new Map<string, (() => void)[]>()
+
+function lockLocally(name: string, wait: boolean): Promise<Release | undefined> {
+  const release = () => {
+    const next = localLocks.get(name)?.shift()
+    if (next) next() // hand the lock straight to the next waiter
+    else localLocks.delete(name)
+  }
+  const waiters = localLocks.get(name)
+  if (!waiters) localLocks.set(name, [])
+  else if (!wait) return Promise.resolve(undefined)
+  else return new Promise((resolve) => waiters.push(() => resolve(release)))
+  return Promise.resolve(release)
+}
+
+function lockAcrossTabs(locks: LockManager, name: string, wait: boolean): Promise<Release | undefined> {
+  return new Promise((resolve, reject) => {
+    let release!: () => void
+    const held = new Promise<void>((r) => (release = r))
+    // the lock is held until the callback's promise settles, i.e. until close()
+    const done = locks.request(name, wait ? {} : { ifAvailable: true }, (lock) => {
+      if (!lock) return resolve(undefined)
+      resolve(() => { release(); return done })
+      return held
+    })
+    done.catch(reject)
+  })
+}
+
+/**
+ * Browser persistence in IndexedDB through idb-keyval, with strict-durability
+ * writes, checksummed snapshots and a Web Locks lock per storeId; falls back to
+ * memory (with a warning) where IndexedDB cannot be opened, as in some private modes.
+ * @example createStore({ schema, storeId: 'todos', storage: indexedDbStorage({ name: 'my-app', persist: true }) })
+ */
+export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbStorage {
+  const useStore = strictStore(options.name)
+  const nav = typeof navigator === 'undefined' ? undefined : navigator
+  const persisted = options.persist && nav?.storage?.persist
+    ? nav.storage.persist().catch(() => undefined)
+    : Promise.resolve(undefined)
+  let usable: Promise<boolean> | undefined
+  let fallback: Storage | undefined
+
+  return {
+    name: `indexeddb:${options.name}`,
+    persisted,
+    async open(storeId: string, openOptions?: StorageOpenOptions): Promise<StorageHandle> {
+      if (!isValidStoreId(storeId)) throw new StorageError(`Invalid storeId ${JSON.stringify(storeId)}: use 1-128 characters of A-Z a-z 0-9 . _ ~ -`)
+      usable ??= (async () => {
+        try {
+          await useStore('readonly', () => undefined)
+          return true
+        } catch (e) {
+          console.warn(`tidelog: IndexedDB "${options.name}" cannot be opened (${(e as Error)?.message ?? e}), as in some private browsing modes. Using memory storage instead: data will not survive a reload.`)
+          return false
+        }
+      })()
+      if (!(await usable)) return (fallback ??= memoryStorage()).open(storeId, openOptions)
+
+      const where = `indexeddb:${options.name}/${storeId}`
+      const lockName = `tidelog:${options.name}:${storeId}`
+      const wait = openOptions?.waitForLock ?? false
+      const unlock = await (nav?.locks ? lockAcrossTabs(nav.locks, lockName, wait) : lockLocally(lockName, wait))
+      if (!unlock) throw new StorageLockedError(where)
+
+      let open_ = true
+      let lastPos: number | undefined // set by load; appends must continue it densely
+      let queue: Promise<unknown> = Promise.resolve()
+      const run = <T>(fn: () => Promise<T>): Promise<T> => {
+        if (!open_) return Promise.reject(new StorageError(`Storage ${where} was closed; open it again to use it.`))
+        const result = queue.then(fn)
+        queue = result.catch(() => undefined)
+        return result
+      }
+
+      async function load(): Promise<LoadedLog> {
+        const dropped: string[] = []
+        const snapshotKeys = (await useStore('readonly', (s) => promisifyRequest(s.getAllKeys(range(storeId, 's'))))) as string[]
+        let snapshot: Snapshot | undefined
+        const corrupt: string[] = []
+        for (const k of snapshotKeys.reverse()) {
+          const stored = await get<StoredSnapshot>(k, useStore)
+          const position = Number(k.slice(-15))
+          if (stored && ArrayBuffer.isView(stored.bytes) && stored.position === position && crc32(stored.bytes) === stored.crc) {
+            snapshot = { position, schemaHash: stored.schemaHash, bytes: stored.bytes }
+            break
+          }
+          corrupt.push(k)
+        }
+        const from = snapshot?.position ?? 0
+        const instead = snapshot ? `the snapshot at position ${from}` : 'the journal from position 1'
+        for (const k of corrupt) dropped.push(`snapshot ${k}: checksum mismatch; deleted, loading ${instead} instead`)
+        const found = (await useStore('readonly', (s) => promisifyRequest(s.getAll(range(storeId, 'j', from + 1))))) as JournalRecord[]
+        // nothing to start from: refuse rather than drop what is there (a fresh log has neither)
+        if (!snapshot && (found.length > 0 || corrupt.length > 0) && found[0]?.pos !== 1) {
+          throw new StorageError(`Storage ${where} has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. Delete the database "${options.name}" (or this storeId's keys) to start empty.`)
+        }
+        let records = found
+        const gap = found.findIndex((r, i) => r.pos !== from + i + 1)
+        if (gap >= 0) {
+          records = found.slice(0, gap)
+          dropped.push(`journal: found position ${found[gap]!.pos} where ${from + gap + 1} was expected; ${found.length - gap} records from there on were dropped`)
+        }
+        if (corrupt.length > 0 || gap >= 0) {
+          await useStore('readwrite', (s) => {
+            for (const k of corrupt) s.delete(k)
+            // what follows a gap cannot be replayed, and must not collide with the next appends
+            if (gap >= 0) s.delete(range(storeId, 'j', found[gap]!.pos))
+            return promisifyRequest(s.transaction)
+          })
+        }
+        lastPos = from + records.length
+        return { snapshot, records, dropped }
+      }
+
+      async function append(records: JournalRecord[]): Promise<void> {
+        if (lastPos === undefined) await load()
+        if (records.length === 0) return
+        if (records[0]!.pos !== lastPos! + 1) throw new StorageError(`Cannot append position ${records[0]!.pos} to ${where}: the journal ends at ${lastPos} and must stay dense. Nothing was appended.`)
+        await setMany(records.map((r) => [key(storeId, 'j', r.pos), r]), useStore)
+        lastPos = records[records.length - 1]!.pos
+      }
+
+      async function saveSnapshot(snapshot: Snapshot): Promise<void> {
+        if (lastPos === undefined) await load()
+        // a copy: the caller may reuse its buffer, and a view would make IndexedDB clone its whole buffer
+        const bytes = snapshot.bytes.slice()
+        const stored: StoredSnapshot = { position: snapshot.position, schemaHash: snapshot.schemaHash, bytes, crc: crc32(bytes) }
+        await useStore('readwrite', (s) => {
+          s.put(stored, key(storeId, 's', snapshot.position))
+          const request = s.getAllKeys(range(storeId, 's'))
+          // one transaction: the new snapshot, pruning and journal compaction land together or not at all
+          request.onsuccess = () => {
+            const keys = request.result as string[]
+            for (const k of keys.slice(0, -2)) s.delete(k)
+            const older = keys.length >= 2 ? Number(keys[keys.length - 2]!.slice(-15)) : 0
+            if (older > 0) s.delete(range(storeId, 'j', 0, older))
+          }
+          return promisifyRequest(s.transaction)
+        })
+        lastPos = Math.max(lastPos!, snapshot.position)
+      }
+
+      return {
+        load: () => run(load),
+        append: (records) => run(() => append(records)),
+        saveSnapshot: (snapshot) => run(() => saveSnapshot(snapshot)),
+        async close(): Promise<void> {
+          if (!open_) return
+          open_ = false
+          await queue
+          await unlock()
+        },
+      }
+    },
+  }
+}

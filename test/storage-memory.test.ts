@@ -1,0 +1,4 @@
+import { memoryStorage } from 'tidelog'
+import { runStorageConformance } from 'tidelog/testing'
+
+runStorageConformance('memoryStorage()', () => memoryStorage())
