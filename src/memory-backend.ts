@@ -29,6 +29,11 @@ export function judgePush(
   events: readonly PendingEvent[],
 ): { kind: 'retry'; firstSeq: number } | { kind: 'rejected' } | { kind: 'append' } {
   if (events.length === 0) throw new ProtocolViolation('invalid_message', 'push.events must be a non-empty array')
+  const seen = new Set<string>()
+  for (const e of events) {
+    if (seen.has(e.id)) throw new ProtocolViolation('invalid_message', `push carries event id ${e.id} twice; each event may appear once`)
+    seen.add(e.id)
+  }
   const known = events.map((e) => log.seqOf(e.id))
   if (known.every((s, i) => s === parentSeq + 1 + i)) return { kind: 'retry', firstSeq: parentSeq + 1 }
   if (parentSeq !== log.head) return { kind: 'rejected' }

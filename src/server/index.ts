@@ -1,5 +1,5 @@
 export { memoryBackend } from '../memory-backend.js'
-export { fileBackend, type FileBackendOptions } from './file-backend.js'
+export { fileBackend, type FileBackend, type FileBackendOptions, type FileBackendStats } from './file-backend.js'
 export {
   createSyncServer,
   createHttpHandler,

@@ -1,0 +1,201 @@
+import { promisifyRequest, type UseStore } from 'idb-keyval'
+import { StorageError } from '../src/errors.js'
+import { judgePush, randomId } from '../src/memory-backend.js'
+import { MAX_PULL_LIMIT, type ConfirmedEvent, type PullResponse, type PushResponse } from '../src/protocol.js'
+import type { SyncBackend } from '../src/transport.js'
+
+const STORE = 'log'
+// Keys: `e:<storeId>:<seq, 16 digits>` event, `i:<storeId>:<eventId>` seq of an id,
+// `h:<storeId>` head, `backendId`, `epoch`. storeIds never hold ':', so prefixes cannot collide,
+// and zero padding makes string order equal seq order for range reads.
+const pad = (seq: number) => String(seq).padStart(16, '0')
+const eventKey = (storeId: string, seq: number) => `e:${storeId}:${pad(seq)}`
+const idKey = (storeId: string, id: string) => `i:${storeId}:${id}`
+const headKey = (storeId: string) => `h:${storeId}`
+
+/** Options of `indexedDbBackend`. */
+export interface IndexedDbBackendOptions {
+  /** IndexedDB database name holding the logs. */
+  name: string
+  /** Called when a write finds that a newer host claimed the log (its epoch is higher than ours). */
+  onFenced?: (newerEpoch: number) => void
+}
+
+/** A `SyncBackend` whose logs live in IndexedDB, plus the fencing epoch of whoever hosts them. */
+export interface IndexedDbBackend extends SyncBackend {
+  /**
+   * Makes this instance the log's only writer: increments the stored epoch and
+   * returns it. Pushes from an instance whose epoch was overtaken then fail.
+   */
+  claimEpoch(): Promise<number>
+}
+
+/** Like idb-keyval's `createStore`, but every transaction asks for strict durability (on disk before `complete`). */
+function strictStore(dbName: string): { use: UseStore; close(): void } {
+  let dbp: Promise<IDBDatabase> | undefined
+  const open = () => {
+    if (dbp) return dbp
+    const request = indexedDB.open(dbName)
+    request.onupgradeneeded = () => request.result.createObjectStore(STORE)
+    const opened = (dbp = promisifyRequest(request))
+    opened.then((db) => {
+      db.onclose = () => { if (dbp === opened) dbp = undefined }
+      // let a deleteDatabase or upgrade elsewhere proceed instead of blocking on us
+      db.onversionchange = () => { db.close(); if (dbp === opened) dbp = undefined }
+    }, () => { if (dbp === opened) dbp = undefined })
+    return opened
+  }
+  return {
+    use: (mode, callback) => open().then((db) => callback(db.transaction(STORE, mode, { durability: 'strict' }).objectStore(STORE))),
+    close: () => { void dbp?.then((db) => db.close(), () => {}); dbp = undefined },
+  }
+}
+
+const read = <T>(store: IDBObjectStore, key: string) => promisifyRequest(store.get(key) as IDBRequest<T | undefined>)
+
+/**
+ * The log a `host: 'auto'` tab serves, kept in IndexedDB so that the next tab
+ * to become host finds every event. Writes commit with strict durability
+ * before `pushed` is answered (PROTOCOL.md backend rule 2).
+ * @example const backend = indexedDbBackend({ name: 'tidelog-host:todos' })
+ */
+export function indexedDbBackend(options: IndexedDbBackendOptions): IndexedDbBackend {
+  const db = strictStore(options.name)
+  const listeners = new Map<string, Set<(head: number) => void>>()
+  let fence: number | undefined
+  let backendIdP: Promise<string> | undefined
+
+  const fail = (what: string, error: unknown): never => {
+    if (error instanceof Error && (error.name === 'ProtocolViolation' || error.name === 'StorageError')) throw error
+    throw new StorageError(`IndexedDB "${options.name}": ${what} failed: ${(error as Error)?.message ?? error}. Check that IndexedDB is available and not full.`, { cause: error })
+  }
+  // The id is made once per database (a wiped database gets a new one), in a write transaction so two tabs agree.
+  const backendId = () =>
+    (backendIdP ??= db.use('readwrite', async (store) => {
+      let id = await read<string>(store, 'backendId')
+      if (id === undefined) store.put((id = randomId()), 'backendId')
+      await promisifyRequest(store.transaction)
+      return id
+    }).catch((error) => { backendIdP = undefined; return fail('opening the log', error) }))
+
+  return {
+    async claimEpoch() {
+      await backendId()
+      fence = await db.use('readwrite', async (store) => {
+        const epoch = ((await read<number>(store, 'epoch')) ?? 0) + 1
+        store.put(epoch, 'epoch')
+        await promisifyRequest(store.transaction)
+        return epoch
+      }).catch((error) => fail('claiming the log', error))
+      return fence
+    },
+    async pull(storeId, since, limit): Promise<PullResponse> {
+      const id = await backendId()
+      const n = Math.max(1, Math.min(limit, MAX_PULL_LIMIT))
+      const [events, head] = await db.use('readonly', (store) => Promise.all([
+        promisifyRequest(store.getAll(IDBKeyRange.bound(eventKey(storeId, since + 1), eventKey(storeId, since + n)), n) as IDBRequest<ConfirmedEvent[]>),
+        read<number>(store, headKey(storeId)),
+      ])).catch((error) => fail('pull', error))
+      return { type: 'pulled', events, head: head ?? 0, backendId: id, more: since + events.length < (head ?? 0) }
+    },
+    async push(storeId, { parentSeq, events }): Promise<PushResponse> {
+      const id = await backendId()
+      let appended = false
+      const result = await db.use('readwrite', async (store): Promise<PushResponse> => {
+        // One transaction reads the head, the epoch and the ids, judges and appends: nothing can interleave.
+        const [head = 0, epoch = 0, ...known] = await Promise.all([
+          read<number>(store, headKey(storeId)),
+          read<number>(store, 'epoch'),
+          ...events.map((e) => read<number>(store, idKey(storeId, e.id))),
+        ])
+        if (fence !== undefined && epoch > fence) {
+          store.transaction.abort()
+          options.onFenced?.(epoch)
+          throw new StorageError(`IndexedDB "${options.name}": a newer host (epoch ${epoch}) took over this log; this one (epoch ${fence}) no longer writes.`)
+        }
+        let verdict
+        try {
+          verdict = judgePush({ head, seqOf: (eventId) => known[events.findIndex((e) => e.id === eventId)] }, parentSeq, events)
+        } catch (error) {
+          store.transaction.abort()
+          throw error
+        }
+        if (verdict.kind === 'retry') return { type: 'pushed', firstSeq: verdict.firstSeq, head, backendId: id }
+        if (verdict.kind === 'rejected') return { type: 'rejected', reason: 'behind', head }
+        events.forEach((e, i) => {
+          const seq = head + 1 + i
+          const event: ConfirmedEvent = { seq, id: e.id, name: e.name, args: e.args, clientId: e.clientId, sessionId: e.sessionId, createdAt: e.createdAt }
+          store.put(event, eventKey(storeId, seq))
+          store.put(seq, idKey(storeId, e.id))
+        })
+        store.put(head + events.length, headKey(storeId))
+        await promisifyRequest(store.transaction)
+        appended = true
+        return { type: 'pushed', firstSeq: head + 1, head: head + events.length, backendId: id }
+      }).catch((error) => fail('push', error))
+      if (appended) {
+        const head = result.head
+        // notify after answering, so that no listener runs inside the pusher's call
+        queueMicrotask(() => { for (const listener of [...(listeners.get(storeId) ?? [])]) listener(head) })
+      }
+      return result
+    },
+    subscribe(storeId, onHead) {
+      let set = listeners.get(storeId)
+      if (!set) listeners.set(storeId, (set = new Set()))
+      set.add(onHead)
+      return () => { set.delete(onHead) }
+    },
+    async close() {
+      listeners.clear()
+      db.close()
+    },
+  }
+}
+
+/** The part of the Web Locks API that `host: 'auto'` uses (`navigator.locks`, or a stand-in in tests). */
+export interface LockManagerLike {
+  request(name: string, options: { signal?: AbortSignal }, callback: (lock: unknown) => Promise<unknown>): Promise<unknown>
+}
+
+/** What `campaignForHost` needs: the channel, Web Locks, and how to serve a log once elected. */
+export interface HostCampaign {
+  channel: string
+  locks: LockManagerLike
+  /** Starts answering the channel from `backend`, stamping `epoch`; called only while the lock is held. */
+  serve(backend: SyncBackend, epoch: number): { close(): Promise<void> }
+  /** Serving failed (IndexedDB unavailable, ...); the lock is released so that another tab can host. */
+  onError(error: Error): void
+}
+
+/**
+ * Waits for the Web Lock `tidelog-host:<channel>`; the tab holding it serves the
+ * channel's IndexedDB log under a newly claimed epoch until it resigns (or its
+ * tab closes, which releases the lock), and the next tab in line takes over the
+ * same log. Returns `resign`, which stops serving or waiting.
+ */
+export function campaignForHost(campaign: HostCampaign): () => Promise<void> {
+  const name = `tidelog-host:${campaign.channel}`
+  const abort = new AbortController()
+  let resigned = false
+  let release!: () => void
+  const held = new Promise<void>((resolve) => (release = resolve))
+  const done = campaign.locks.request(name, { signal: abort.signal }, async () => {
+    if (resigned) return
+    // a fenced backend means a newer host owns the log: stop serving it
+    const backend = indexedDbBackend({ name, onFenced: () => release() })
+    try {
+      const host = campaign.serve(backend, await backend.claimEpoch())
+      await held
+      await host.close()
+    } finally {
+      await backend.close()
+    }
+  }).catch((error: Error) => { if (!resigned) campaign.onError(error) })
+  return async () => {
+    resigned = true
+    abort.abort()
+    release()
+    await done
+  }
+}
