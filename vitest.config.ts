@@ -21,7 +21,8 @@ export default defineConfig({
     alias: Object.entries(entryAliases).map(([find, replacement]) => ({ find: new RegExp(`^${find}$`), replacement })),
   },
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ["test/**/*.test.ts"],
+    globalSetup: ["test/global-setup.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',

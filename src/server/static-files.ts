@@ -1,0 +1,70 @@
+import { createReadStream } from 'node:fs'
+import { realpath, stat } from 'node:fs/promises'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { extname, resolve, sep } from 'node:path'
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
+}
+
+async function fileIn(root: string, path: string): Promise<string | undefined> {
+  const candidate = resolve(root, '.' + path)
+  try {
+    // realpath so that a symlink inside the directory cannot lead outside of it
+    let real = await realpath(candidate)
+    if ((await stat(real)).isDirectory()) real = await realpath(resolve(real, 'index.html'))
+    if (real !== root && !real.startsWith(root + sep)) return undefined
+    return (await stat(real)).isFile() ? real : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Answers a GET/HEAD request with a file under `dir` (a directory answers its
+ * index.html). Resolves false, having written nothing, when there is no such
+ * file, so that the caller can answer 404 or hand over to the next handler.
+ */
+export async function serveStaticFile(dir: string, request: IncomingMessage, response: ServerResponse, pathname: string): Promise<boolean> {
+  if (request.method !== 'GET' && request.method !== 'HEAD') return false
+  let path: string
+  try {
+    path = decodeURIComponent(pathname)
+  } catch {
+    return false
+  }
+  if (path.includes('\0') || path.split('/').includes('..')) return false
+  let root: string
+  try {
+    root = await realpath(dir)
+  } catch {
+    return false
+  }
+  const file = await fileIn(root, path)
+  if (!file) return false
+  const size = (await stat(file)).size
+  response.writeHead(200, {
+    'content-type': TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream',
+    'content-length': size,
+    'x-content-type-options': 'nosniff',
+    'cache-control': 'no-cache',
+  })
+  if (request.method === 'HEAD') {
+    response.end()
+    return true
+  }
+  const stream = createReadStream(file)
+  stream.on('error', () => response.destroy())
+  stream.pipe(response)
+  return true
+}
