@@ -1,0 +1,82 @@
+// P9: min+gz of what a browser app ships for tidelog itself — the core, one
+// transport (WebSocket) and the IndexedDB adapter (idb-keyval included), not
+// counting sql.js and @preact/signals-core. Bundled in memory, never written.
+//   node scripts/size.mjs          prints the figures (exit 1 over the target)
+//   node scripts/size.mjs --json   prints them as JSON
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { gzipSync } from 'node:zlib'
+import commonjs from '@rollup/plugin-commonjs'
+import { nodeResolve } from '@rollup/plugin-node-resolve'
+import terser from '@rollup/plugin-terser'
+import typescript from '@rollup/plugin-typescript'
+import { rollup } from 'rollup'
+
+const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
+const at = (p) => JSON.stringify(resolve(root, p))
+
+/** The P9 target, in bytes (12 KB, KB = 1024 bytes). */
+export const P9_LIMIT_BYTES = 12 * 1024
+
+// What an app using tidelog imports: the store API (tree-shaking drops
+// localTransport and the error classes it does not throw itself).
+const parts = {
+  core: `export { createStore, defineSchema, defineEvent, sql } from ${at('src/index.ts')}`,
+  everything: `export * from ${at('src/index.ts')}`,
+  websocket: `export { websocketTransport } from ${at('transports/websocket.ts')}`,
+  indexeddb: `export { indexedDbStorage } from ${at('adapters/indexeddb.ts')}`,
+}
+
+const VIRTUAL = '\0tidelog-size-entry'
+
+async function measure(code, cache) {
+  const bundle = await rollup({
+    input: VIRTUAL,
+    cache,
+    external: (id) => id === 'sql.js' || id.startsWith('sql.js/') || id === '@preact/signals-core',
+    plugins: [
+      { name: 'entry', resolveId: (id) => (id === VIRTUAL ? id : null), load: (id) => (id === VIRTUAL ? code : null) },
+      // type errors are the build's and the type check's business, not this measurement's
+      typescript({ tsconfig: resolve(root, 'tsconfig.build.json'), noEmitOnError: false, noCheck: true, sourceMap: false }),
+      nodeResolve({ browser: true, exportConditions: ['browser'] }),
+      commonjs(),
+    ],
+    onwarn: () => {},
+  })
+  const { output } = await bundle.generate({ format: 'es', plugins: [terser({ format: { comments: false } })] })
+  await bundle.close()
+  const min = Buffer.from(output[0].code)
+  return { min: min.length, gzip: gzipSync(min, { level: 9 }).length, cache: bundle.cache }
+}
+
+/** Measures core, core + websocket, core + websocket + IndexedDB (the P9 figure), and the same with every export of `tidelog`. */
+export async function measureP9() {
+  const core = await measure(parts.core)
+  const withWs = await measure([parts.core, parts.websocket].join('\n'), core.cache)
+  const all = await measure([parts.core, parts.websocket, parts.indexeddb].join('\n'), withWs.cache)
+  const everything = await measure([parts.everything, parts.websocket, parts.indexeddb].join('\n'), all.cache)
+  return {
+    core: { min: core.min, gzip: core.gzip },
+    coreWebsocket: { min: withWs.min, gzip: withWs.gzip },
+    coreWebsocketIndexedDb: { min: all.min, gzip: all.gzip },
+    everyCoreExportWebsocketIndexedDb: { min: everything.min, gzip: everything.gzip },
+    limitGzip: P9_LIMIT_BYTES,
+    pass: all.gzip <= P9_LIMIT_BYTES,
+  }
+}
+
+const kb = (bytes) => `${(bytes / 1024).toFixed(2)} KB`
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const result = await measureP9()
+  if (process.argv.includes('--json')) console.log(JSON.stringify(result))
+  else {
+    console.log('browser JS, min+gz, excl. sql.js and @preact/signals-core (KB = 1024 bytes)')
+    console.log(`  core                               ${kb(result.core.gzip).padStart(9)}  (min ${kb(result.core.min)})`)
+    console.log(`  core + websocket                   ${kb(result.coreWebsocket.gzip).padStart(9)}  (min ${kb(result.coreWebsocket.min)})`)
+    console.log(`  core + websocket + IndexedDB (P9)  ${kb(result.coreWebsocketIndexedDb.gzip).padStart(9)}  (min ${kb(result.coreWebsocketIndexedDb.min)})`)
+    console.log(`  every export of tidelog + websocket + IndexedDB  ${kb(result.everyCoreExportWebsocketIndexedDb.gzip)}  (min ${kb(result.everyCoreExportWebsocketIndexedDb.min)})`)
+    console.log(`P9 ${result.pass ? 'PASS' : 'FAIL'}: ${kb(result.coreWebsocketIndexedDb.gzip)} ≤ ${kb(result.limitGzip)}`)
+  }
+  if (!result.pass) process.exitCode = 1
+}

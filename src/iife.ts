@@ -1,0 +1,80 @@
+// Entry of the `<script>` bundle (dist/tidelog.iife.js, global `Tidelog`).
+// It is the one file under src/ that imports transports/ and adapters/: it is
+// a bundle entry that nothing in src/ imports, not part of the core.
+//
+// The bundle is self-contained: it carries sql.js's browser build and its own
+// copy of @preact/signals-core, re-exported as Tidelog.signal / computed /
+// effect / batch. Page code must use these (not another copy of signals-core),
+// because an effect from a second copy does not track tidelog's signals.
+import { batch, computed, effect, signal } from '@preact/signals-core'
+import { indexedDbStorage } from '../adapters/indexeddb.js'
+import { broadcastChannelTransport, hostBroadcastChannel } from '../transports/broadcast-channel.js'
+import { httpTransport } from '../transports/http.js'
+import { websocketTransport } from '../transports/websocket.js'
+import type { SqlJsOptions } from './database.js'
+import { createStore as createStoreWithSqlJs } from './store.js'
+
+export { defineSchema, defineEvent } from './schema.js'
+export { sql } from './sql.js'
+export { memoryStorage } from './memory-storage.js'
+export { localTransport } from './local-transport.js'
+export {
+  TidelogError,
+  ValidationError,
+  MaterializeError,
+  QueryError,
+  StoreClosedError,
+  UnknownEventError,
+  SchemaError,
+  BackendResetError,
+  TransportError,
+  StorageLockedError,
+  StorageError,
+  ConflictDroppedError,
+  isTidelogError,
+} from './errors.js'
+export { batch, computed, effect, signal }
+export { indexedDbStorage, websocketTransport, httpTransport, broadcastChannelTransport, hostBroadcastChannel }
+
+/** The file name the wasm is shipped under in dist/, whatever name sql.js's browser build asks for. */
+const WASM_FILE = 'sql-wasm.wasm'
+
+// Read while the script runs: document.currentScript is null once loading is over.
+function scriptBaseUrl(): string {
+  const doc = (globalThis as { document?: Document }).document
+  const script = doc?.currentScript as HTMLScriptElement | null | undefined
+  if (script?.src) return new URL('.', script.src).href
+  // importScripts() in a worker, or a bundler inlined this file: relative to the page.
+  const location = (globalThis as { location?: { href: string } }).location
+  return location ? new URL('.', location.href).href : ''
+}
+
+const base = scriptBaseUrl()
+/** The default: the wasm next to tidelog.iife.js. One object, so that sql.js is loaded once for every store. */
+const nextToScript: SqlJsOptions = { locateFile: () => base + WASM_FILE }
+const adjusted = new WeakMap<SqlJsOptions, SqlJsOptions>()
+
+// sql.js's browser build asks for "sql-wasm-browser.wasm"; the bundle ships the
+// same bytes as sql-wasm.wasm, so a user's locateFile is asked for that name.
+function sqlJsFor(given: SqlJsOptions | undefined): SqlJsOptions {
+  if (!given) return nextToScript
+  let options = adjusted.get(given)
+  if (!options) {
+    const locate = given.locateFile
+    options = {
+      ...given,
+      locateFile: locate
+        ? (file: string, prefix?: string) => (locate as (f: string, p?: string) => string)(file.endsWith('.wasm') ? WASM_FILE : file, prefix)
+        : nextToScript.locateFile,
+    }
+    adjusted.set(given, options)
+  }
+  return options
+}
+
+/**
+ * `createStore` of the script-tag bundle: the same as `tidelog`'s, except that
+ * sql.js's wasm is found next to tidelog.iife.js unless `sqlJs` says otherwise.
+ * @example const store = await Tidelog.createStore({ schema, storage: Tidelog.indexedDbStorage({ name: 'todos' }) })
+ */
+export const createStore: typeof createStoreWithSqlJs = (options) => createStoreWithSqlJs({ ...options, sqlJs: sqlJsFor(options.sqlJs) })

@@ -1,0 +1,73 @@
+import { randomUUID } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Browser } from 'playwright-core'
+import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
+import { assertDistReady, distDir, fixturesDir } from './fixtures/browser/dist-ready.js'
+import { serveStatic, type StaticServer } from './fixtures/browser/static-server.js'
+
+interface NotesApi {
+  add(id: string, text: string): { persisted: Promise<void>; confirmed: Promise<number | null> }
+  ids(): string[]
+}
+declare const notesApi: NotesApi
+declare const notes: Promise<boolean>
+
+describe.skipIf(!hasChromium)('indexedDbStorage() in chromium, through the script bundle', () => {
+  let browser: Browser
+  let server: StaticServer
+
+  beforeAll(async () => {
+    assertDistReady()
+    // the bundle is served under /lib/, the page elsewhere: the wasm must be found next to the script
+    server = await serveStatic({ '/lib/': distDir, '/elsewhere/': distDir, '/': fixturesDir })
+    browser = await launchChromium()
+  })
+  afterAll(async () => {
+    await browser?.close()
+    await server?.close()
+  })
+
+  it('keeps commits across a reload, in real IndexedDB', async () => {
+    const errors: string[] = []
+    const db = `persist-${randomUUID()}`
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    collectErrors(page, 'page', errors)
+    await page.goto(`${server.url}/persist.html?db=${db}`)
+    await page.evaluate(() => notes)
+    expect(server.requests).toContain('/lib/sql-wasm.wasm')
+
+    await page.evaluate(async () => {
+      for (const [id, text] of [['a', 'milk'], ['b', 'eggs']] as const) await notesApi.add(id, text).persisted
+    })
+    expect(await page.evaluate(() => notesApi.ids())).toEqual(['a', 'b'])
+    // the data is in the browser's own IndexedDB database of that name
+    const databases = await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name))
+    expect(databases).toContain(db)
+
+    await page.reload()
+    await page.evaluate(() => notes)
+    expect(await page.evaluate(() => notesApi.ids())).toEqual(['a', 'b'])
+
+    // a commit after the reload lands after the restored ones and survives the next reload
+    await page.evaluate(() => notesApi.add('c', 'bread').persisted)
+    await page.reload()
+    await page.evaluate(() => notes)
+    expect(await page.evaluate(() => notesApi.ids())).toEqual(['a', 'b', 'c'])
+    expect(errors).toEqual([])
+    await context.close()
+  }, 60_000)
+
+  it('asks a sqlJs.locateFile of the page for "sql-wasm.wasm"', async () => {
+    const errors: string[] = []
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    collectErrors(page, 'page', errors)
+    await page.goto(`${server.url}/persist.html?db=locate-${randomUUID()}&wasm=/elsewhere/`)
+    await page.evaluate(() => notes)
+    expect(server.requests).toContain('/elsewhere/sql-wasm.wasm')
+    await page.evaluate(() => notesApi.add('x', 'works').persisted)
+    expect(errors).toEqual([])
+    await context.close()
+  }, 60_000)
+})
