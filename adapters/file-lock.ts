@@ -1,7 +1,12 @@
 import { link, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { StorageError, StorageLockedError } from '../src/errors.js'
 
 const errno = (e: unknown) => (e as NodeJS.ErrnoException).code
+
+// Lock files this process holds. A file naming our own pid that is not in here was left by an
+// earlier process that had the same pid: a restarted container's app is PID 1 (or 7) every time.
+const held = new Set<string>()
 
 function alive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false
@@ -16,10 +21,13 @@ function alive(pid: number): boolean {
  * Resolves to the function that releases the lock.
  */
 export async function lockFile(path: string, options: { wait: boolean; where: string }): Promise<() => Promise<void>> {
+  const key = resolve(path)
   for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
     try {
       await writeFile(path, String(process.pid), { flag: 'wx' })
-      return () => unlink(path).catch(() => undefined)
+      held.add(key)
+      // forgotten only once the file is gone, so that no one here takes the file being removed for a stale one
+      return () => unlink(path).catch(() => undefined).finally(() => held.delete(key))
     } catch (e) {
       if (errno(e) !== 'EEXIST') throw new StorageError(`Cannot create the lock file ${path}: ${(e as Error).message}`, { cause: e })
     }
@@ -31,7 +39,7 @@ export async function lockFile(path: string, options: { wait: boolean; where: st
     // an empty file is a lock being written, unless its creator died right after creating it
     const stale = holder === ''
       ? Date.now() - (await stat(path).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs > 5000
-      : !alive(Number(holder))
+      : Number(holder) === process.pid ? !held.has(key) : !alive(Number(holder))
     if (stale) {
       // rename is atomic: of several processes taking over, only one moves the stale file
       const aside = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`

@@ -66,17 +66,26 @@ export function bootLog(
         counter = Number(old.meta('counter') ?? 0)
         backendId = old.meta('backendId') || undefined
         position = snapshot.position
-        const total = old.head
+        // progress counts every event replayed, not only confirmed ones: an offline client's log may be all pending
+        const local = old.readLocal()
+        const pending = old.readPending()
+        const total = old.head + local.length + pending.length
         onProgress({ phase: 'rebuild', done: 0, total })
-        for (let since = 0; since < total; ) {
+        for (let since = 0; since < old.head; ) {
           const page = old.readConfirmed(since, PAGE)
           if (!page.length) break
           log.replayConfirmed(page)
           since = page[page.length - 1]!.seq
           onProgress({ phase: 'rebuild', done: since, total })
         }
-        log.replayLocal(old.readLocal())
-        for (const [id, e] of log.replayPending(old.readPending())) dropped.set(id, e)
+        log.replayLocal(local)
+        let done = old.head + local.length
+        if (local.length) onProgress({ phase: 'rebuild', done, total })
+        for (let i = 0; i < pending.length; i += PAGE) {
+          const page = pending.slice(i, i + PAGE)
+          for (const [id, e] of log.replayPending(page)) dropped.set(id, e)
+          onProgress({ phase: 'rebuild', done: (done += page.length), total })
+        }
       } finally {
         old.close()
       }
@@ -112,6 +121,9 @@ export function bootLog(
   return { log, clientId, counter, backendId, position, snapshotSoon, initRecord, dropped }
 }
 
+/** The n of an event id `${clientId}:${n}` (NaN for ids of another shape). */
+export const counterOf = (id: string): number => Number(id.slice(id.lastIndexOf(':') + 1))
+
 /** Applies one journal record exactly as the store did when it wrote it. */
 function replayRecord(env: { SQL: SqlJsStatic; schema: Schema<any>; hooks: EventLogHooks }, log: EventLog, r: JournalRecord, clientId: string | undefined) {
   let counter = 0
@@ -120,7 +132,7 @@ function replayRecord(env: { SQL: SqlJsStatic; schema: Schema<any>; hooks: Event
   const own = (events: readonly PendingEvent[]) => {
     for (const e of events) {
       if (e.clientId !== clientId) continue
-      const n = Number(e.id.slice(e.id.lastIndexOf(':') + 1))
+      const n = counterOf(e.id)
       if (n > counter) counter = n
     }
   }
@@ -139,6 +151,7 @@ function replayRecord(env: { SQL: SqlJsStatic; schema: Schema<any>; hooks: Event
       break
     case 'upstream':
       backendId = r.backendId
+      own(r.events) // as the store does: own events coming back keep their ids from being handed out again
       if (r.events.length && r.events[0]!.seq === log.head + 1) {
         dropped = log.applyUpstream(r.events, undefined, r.pending).dropped
       }

@@ -211,6 +211,12 @@ export function installUndoTriggers(db: Db, tables: readonly string[]): void {
     const rowidSet = withoutRowid ? '' : ` || ',rowid=' || old.rowid`
     const insCols = (withoutRowid ? '' : 'rowid,') + cols.map((c) => lit(q(c))).join(',')
     const insVals = (withoutRowid ? '' : `old.rowid || ',' || `) + cols.map((c) => `quote(old.${q(c)})`).join(` || ',' || `)
+    if (/AUTOINCREMENT/i.test(ddl)) {
+      // sqlite_sequence takes no triggers: remember its value before each insert so that undo restores it
+      const name = lit(lit(table))
+      db.exec(`CREATE TEMP TRIGGER IF NOT EXISTS "__tl_us_${id}" BEFORE INSERT ON main.${q(table)} ${when} BEGIN
+        ${capture} coalesce('UPDATE sqlite_sequence SET seq = ' || (SELECT seq FROM main.sqlite_sequence WHERE name = '${lit(table)}') || ' WHERE name = ''${name}''', 'DELETE FROM sqlite_sequence WHERE name = ''${name}''')); END;`)
+    }
     db.exec(`
       CREATE TEMP TRIGGER IF NOT EXISTS "__tl_ui_${id}" AFTER INSERT ON main.${q(table)} ${when} BEGIN
         ${capture} 'DELETE FROM ${T} WHERE ' || ${key('new')}); END;

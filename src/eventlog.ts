@@ -186,9 +186,18 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
   const readRows = (table: string, where = '', params: unknown[] = []) =>
     db.all<EventRow>({ sql: `SELECT ${table === '__tl_events' ? 'seq, ' : ''}${COLS} FROM ${table} ${where}`, params }).map(rowToEvent)
 
-  /** I2: undoes every pending event's writes, newest first. */
+  /**
+   * I2: undoes every pending event's writes, newest first. The undo log holds
+   * row images, including what the schema's own triggers wrote, so those
+   * triggers must not fire again while it runs: they are dropped and re-created
+   * inside the same transaction.
+   */
   const rollbackPending = () => {
+    const triggers = db.column<string>({ sql: "SELECT sql FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL", params: [] })
+    const names = db.column<string>({ sql: "SELECT name FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL", params: [] })
+    for (const n of names) db.exec(`DROP TRIGGER main."${n.replace(/"/g, '""')}"`)
     for (const sql of db.column<string>({ sql: 'SELECT sql FROM __tl_undo ORDER BY id DESC', params: [] })) db.exec(sql)
+    for (const sql of triggers) db.exec(sql)
     db.run({ sql: 'DELETE FROM __tl_undo', params: [] })
     db.run({ sql: 'DELETE FROM __tl_pending', params: [] })
   }

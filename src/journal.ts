@@ -13,6 +13,8 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
   let batchPromise: Promise<void> | undefined
   let running: Promise<void> | undefined
   let durable = position
+  // the promise of the newest record's batch; batches are appended in order, so it settles after all before it
+  let newest: Promise<void> = Promise.resolve()
   let failures = 0
 
   const run = async () => {
@@ -66,7 +68,15 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
         batchPromise.catch(() => {})
         queueMicrotask(kick)
       }
+      newest = batchPromise
       return batchPromise
+    },
+    /**
+     * Resolves once every record added so far is durable, without waiting for
+     * records added later: under a steady stream of commits the journal is never idle.
+     */
+    settled(): Promise<void> {
+      return durable >= position ? Promise.resolve() : newest
     },
     /** Resolves once everything queued so far is durable. */
     async flush(): Promise<void> {

@@ -5,16 +5,18 @@ import type { SqlFragment } from './sql.js'
 
 /**
  * Live queries. Each query is a `computed` that reads one version signal per
- * table it reads (found once, from the query plan) and then runs its prepared
- * statement. So a query re-runs only after a write to one of its tables, and
- * only while something reads it: an unwatched computed does no work. Results
- * are diffed against the previous run: an equal result returns the previous
- * array (no notification), and equal rows keep their previous objects.
+ * table it reads (found once per SQL text, from the query plan) and then runs
+ * its prepared statement. So a query re-runs only after a write to one of its
+ * tables, and only while something reads it: an unwatched computed does no
+ * work. Results are diffed against the previous run: an equal result returns
+ * the previous array (no notification), and equal rows keep their objects.
  */
 export interface QueryRegistry {
   query<T>(fragment: SqlFragment): ReadonlySignal<T[]>
   /** Bumps the version of every written table, inside the caller's `batch()`. */
   tablesWritten(tables: Iterable<string>): void
+  /** Forgets per-database caches (after the database was replaced). */
+  reset(): void
   /** How many queries something is watching right now. */
   readonly liveCount: number
 }
@@ -26,46 +28,44 @@ export function createQueryRegistry(getDb: () => Db, isClosed: () => boolean, as
     if (!v) versions.set(table, (v = signal(0)))
     return v
   }
+  let tablesBySql = new Map<string, Signal<number>[]>()
   let live = 0
 
   return {
     query<T>(fragment: SqlFragment): ReadonlySignal<T[]> {
       assertOpen('query')
-      let tables: Signal<number>[]
+      let tables = tablesBySql.get(fragment.sql)
+      // The first run happens here, so that SQL and binding errors surface where the query is made;
+      // its rows serve the first read unless a table changed in between.
+      let primed: { rows: Row[]; at: number[] } | undefined
       try {
-        tables = getDb().tablesRead(fragment.sql).map(versionOf)
-        getDb().all(fragment) // surfaces SQL and binding errors here, where the query is made
+        tables ??= getDb().tablesRead(fragment.sql).map(versionOf)
+        primed = { rows: getDb().all(fragment), at: tables.map((t) => t.peek()) }
       } catch (error) {
         throw new QueryError(fragment.sql, error)
       }
+      tablesBySql.set(fragment.sql, tables)
+      const deps = tables
       let previous: T[] | undefined
-      let byKey: Map<string, T> | undefined
       return computed<T[]>(
         () => {
-          for (const t of tables) t.value
+          let changed = false
+          for (let i = 0; i < deps.length; i++) if (deps[i]!.value !== primed?.at[i]) changed = true
           if (isClosed()) return previous ?? []
           let rows: Row[]
-          try {
-            rows = getDb().all(fragment)
-          } catch (error) {
-            throw new QueryError(fragment.sql, error)
+          if (primed && !changed) rows = primed.rows
+          else {
+            try {
+              rows = getDb().all(fragment)
+            } catch (error) {
+              throw new QueryError(fragment.sql, error)
+            }
           }
-          const nextByKey = new Map<string, T>()
-          let same = previous !== undefined && previous.length === rows.length
-          const out = new Array<T>(rows.length)
-          for (let i = 0; i < rows.length; i++) {
-            const row = rows[i]!
-            const key = rowKey(row)
-            const kept = byKey?.get(key)
-            const value = kept ?? (row as T)
-            out[i] = value
-            nextByKey.set(key, value)
-            if (same && previous![i] !== value) same = false
-          }
-          byKey = nextByKey
-          if (same) return previous!
-          previous = out
-          return out
+          primed = undefined
+          const next = reuseRows(previous, rows) as T[]
+          if (next === previous) return previous
+          previous = next
+          return next
         },
         {
           watched() {
@@ -73,9 +73,6 @@ export function createQueryRegistry(getDb: () => Db, isClosed: () => boolean, as
           },
           unwatched() {
             live--
-            // nothing reads it now: drop the row cache; the next read re-runs the statement
-            previous = undefined
-            byKey = undefined
           },
         },
       )
@@ -86,17 +83,66 @@ export function createQueryRegistry(getDb: () => Db, isClosed: () => boolean, as
         if (v) v.value++
       }
     },
+    reset() {
+      tablesBySql = new Map()
+    },
     get liveCount() {
       return live
     },
   }
 }
 
+/**
+ * Diffs a new result against the previous one: equal rows keep their previous
+ * objects (each used at most once, results may hold duplicates), and an
+ * entirely equal result returns the previous array itself. Rows are matched by
+ * position first, the common case, and only then by value.
+ */
+function reuseRows(previous: readonly Row[] | undefined, rows: Row[]): readonly Row[] {
+  if (!previous) return rows
+  const out = new Array<Row>(rows.length)
+  const used = new Uint8Array(previous.length)
+  let misses: number[] | undefined
+  for (let i = 0; i < rows.length; i++) {
+    const prev = previous[i]
+    if (prev !== undefined && sameRow(prev, rows[i]!)) {
+      out[i] = prev
+      used[i] = 1
+    } else (misses ??= []).push(i)
+  }
+  if (!misses) return rows.length === previous.length ? previous : out
+  const byKey = new Map<string, number[]>()
+  previous.forEach((row, j) => {
+    if (used[j]) return
+    const key = rowKey(row)
+    const list = byKey.get(key)
+    if (list) list.push(j)
+    else byKey.set(key, [j])
+  })
+  for (const i of misses) {
+    const j = byKey.get(rowKey(rows[i]!))?.shift()
+    out[i] = j === undefined ? rows[i]! : previous[j]!
+  }
+  return out
+}
+
+function sameRow(a: Row, b: Row): boolean {
+  for (const k in b) {
+    const x = a[k]
+    const y = b[k]
+    if (x === y) continue
+    if (!(x instanceof Uint8Array && y instanceof Uint8Array) || x.length !== y.length) return false
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false
+  }
+  return true
+}
+
+/** An unambiguous text for a row's values (JSON escapes strings; blobs and numbers are tagged apart). */
 function rowKey(row: Row): string {
-  let key = ''
+  const parts: unknown[] = []
   for (const k in row) {
     const v = row[k]
-    key += v instanceof Uint8Array ? `b${Array.from(v).join(',')}\u0000` : `${typeof v === 'string' ? 's' : 'n'}${v}\u0000`
+    parts.push(v instanceof Uint8Array ? ['b', Array.from(v)] : v)
   }
-  return key
+  return JSON.stringify(parts)
 }

@@ -1,5 +1,5 @@
 import { batch, computed, signal, type ReadonlySignal } from '@preact/signals-core'
-import { bootLog, resetLog } from './boot.js'
+import { bootLog, counterOf, resetLog } from './boot.js'
 import { loadSqlJs } from './database.js'
 import { ConflictDroppedError, StoreClosedError, TidelogError, UnknownEventError } from './errors.js'
 import type { EventLog, EventLogHooks, LogChange } from './eventlog.js'
@@ -111,24 +111,52 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     ;(snapshotTimer as { unref?: () => void }).unref?.()
   }
 
-  /** Exports the whole database when the journal is durable and nothing is queued. */
-  async function takeSnapshot(): Promise<void> {
-    await journal.flush()
-    if (!journal.idle) return scheduleSnapshot()
-    const position = journal.position
-    if (position === snapshotAt) return
-    log.setMeta({ clientId, counter: String(counter), backendId: backendId ?? '', position: String(position), schemaHash: schema.hash })
-    onProgress({ phase: 'snapshot', done: 0, total: 1 })
-    const bytes = log.db.export()
-    await handle.saveSnapshot({ position, schemaHash: schema.hash, bytes })
-    snapshotAt = position
-    onProgress({ phase: 'snapshot', done: 1, total: 1 })
+  let snapshotting: Promise<void> = Promise.resolve()
+  /**
+   * Exports the whole database at the journal's current position and saves it
+   * once the journal is durable up to there. Commits may go on meanwhile (their
+   * records follow the snapshot); snapshots are taken one at a time, in order.
+   */
+  function takeSnapshot(): Promise<void> {
+    const next = snapshotting.then(async () => {
+      const position = journal.position
+      if (position === snapshotAt) return
+      log.setMeta({ clientId, counter: String(counter), backendId: backendId ?? '', position: String(position), schemaHash: schema.hash })
+      onProgress({ phase: 'snapshot', done: 0, total: 1 })
+      const bytes = log.db.export()
+      // a snapshot may replace journal records, so the ones it covers must be on disk first
+      await journal.settled()
+      await handle.saveSnapshot({ position, schemaHash: schema.hash, bytes })
+      snapshotAt = position
+      onProgress({ phase: 'snapshot', done: 1, total: 1 })
+    })
+    snapshotting = next.catch(() => {})
+    return next
   }
 
+  // Events made since the last journal record, and events whose record is not durable yet. These are
+  // not pushed: after a crash this client would not remember them and would hand their ids out again.
+  let minted: string[] = []
+  const unpersisted = new Set<string>()
   const record = (r: Parameters<Journal['add']>[0]) => {
     const p = journal.add(r)
+    if (minted.length) {
+      const ids = minted
+      minted = []
+      for (const id of ids) unpersisted.add(id)
+      p.then(() => {
+        for (const id of ids) unpersisted.delete(id)
+        engine?.poke()
+      }, () => {})
+    }
     scheduleSnapshot()
     return p
+  }
+  /** The oldest pending events up to the first one that is not durable yet. */
+  const pushable = (limit: number) => {
+    const batch = log.pendingBatch(limit)
+    const cut = unpersisted.size ? batch.findIndex((e) => unpersisted.has(e.id)) : -1
+    return cut < 0 ? batch : batch.slice(0, cut)
   }
 
   // ---- sync host ----
@@ -144,9 +172,15 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     storeId,
     head: () => log.head,
     backendId: () => backendId,
-    pendingCount: () => log.pendingCount,
-    pendingBatch: (n: number) => log.pendingBatch(n),
+    // what the engine may push now: pending events not yet durable do not count (it is poked when they are)
+    pendingCount: () => (unpersisted.size ? pushable(1).length : log.pendingCount),
+    pendingBatch: pushable,
     applyUpstream(events: ConfirmedEvent[], id: string) {
+      // own events can come back that this client no longer remembers (a journal tail lost to damage)
+      for (const e of events) {
+        const n = e.clientId === clientId ? counterOf(e.id) : 0
+        if (n > counter) counter = n
+      }
       const change = log.applyUpstream(events, resolveConflict)
       backendId = id
       void record({ t: 'upstream', events, backendId: id, ...(change.pendingAfter ? { pending: change.pendingAfter } : {}) })
@@ -161,6 +195,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       publish([])
       settle({ confirmed, dropped: new Map() })
     },
+    pushBeforeRebase: () => !options.onConflict,
     setState(state: SyncStatus['state'], error?: Error) {
       updateStatus(error ? { state, error } : { state })
     },
@@ -168,6 +203,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
 
   function makePending(value: EventValue<unknown>): PendingEvent {
     const e: PendingEvent = { id: `${clientId}:${++counter}`, name: value.name, args: value.args as JsonValue, clientId, sessionId, createdAt: Date.now() }
+    minted.push(e.id)
     // the validated JSON text travels with the event so that it is serialized once
     if (value.argsJson !== undefined) Object.defineProperty(e, 'argsJson', { value: value.argsJson, enumerable: false })
     return e
@@ -177,7 +213,10 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
 
   /** `receipt.confirmed` is made lazily, so the event may already be confirmed (or gone) when it is asked for. */
   const waitConfirmed = (id: string, since: number): Promise<number> => {
-    const seq = log.db.column<number>({ sql: 'SELECT seq FROM __tl_events WHERE seq > ? AND id = ?', params: [since, id] })[0]
+    // the event normally lands after the head it was committed at; a re-push after a backend reset lands anywhere
+    const seq =
+      log.db.column<number>({ sql: 'SELECT seq FROM __tl_events WHERE seq > ? AND id = ?', params: [since, id] })[0] ??
+      log.db.column<number>({ sql: 'SELECT seq FROM __tl_events WHERE seq <= ? AND id = ?', params: [since, id] })[0]
     if (seq !== undefined) return Promise.resolve(seq)
     if (!log.db.column({ sql: 'SELECT 1 FROM __tl_pending WHERE id = ?', params: [id] }).length) return Promise.reject(new ConflictDroppedError(id))
     return new Promise<number>((resolve, reject) => waiters.set(id, { resolve, reject }))
@@ -204,13 +243,13 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         written = log.commit(events, dev)
       } catch (error) {
         counter = counterBefore
+        minted = []
         throw error
       }
       const headAtCommit = log.head
       const persisted = quiet(record({ t: 'commit', events }))
       publish(written)
       const synced = events.filter((e) => !e.local)
-      if (synced.length) engine?.poke()
       const stored: StoredEvent[] = events.map(({ local: _l, ...e }) => ({ ...e, seq: null }))
       let confirmed: Promise<number | null> | undefined
       return {
@@ -254,11 +293,16 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       resume() { engine?.resume() },
       async resetToBackend({ repush }) {
         assertOpen('reset to the backend')
+        const droppedByReset = new Map<string, Error>()
         const own = repush ? log.events(0).filter((e) => e.clientId === clientId).map(toPending) : []
         const pending = repush ? own : []
+        const kept = new Set(pending.map((e) => e.id))
+        for (const e of log.readPending()) if (!kept.has(e.id)) droppedByReset.set(e.id, new Error('dropped by resetToBackend'))
         const result = resetLog(SQL, schema, hooks, log, pending)
+        for (const [id, e] of droppedByReset) result.dropped.set(id, e)
         const allTables = Object.keys(schema.tables)
         log = result.log
+        queries.reset()
         backendId = undefined
         void record({ t: 'reset', pending })
         settle({ confirmed: new Map(), dropped: result.dropped })
@@ -276,7 +320,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       waiters.clear()
       try {
         await journal.flush()
-        if (journal.position !== snapshotAt) await takeSnapshot()
+        await takeSnapshot()
       } finally {
         await handle.close()
         log.close()

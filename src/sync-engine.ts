@@ -30,6 +30,11 @@ export interface SyncHost {
   /** A push of `ids` was accepted at firstSeq. */
   confirm(firstSeq: number, ids: string[], backendId: string): void
   setState(state: 'offline' | 'connecting' | 'syncing' | 'synced' | 'error', error?: Error): void
+  /**
+   * True when pending events may be pushed before the pulled events are
+   * rebased locally (no merge hook that could still drop or rewrite them).
+   */
+  pushBeforeRebase(): boolean
 }
 
 export interface SyncEngineOptions {
@@ -78,17 +83,55 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     return true
   }
 
-  const pullToHead = async () => {
+  /**
+   * Pulls to the backend head. Pages are applied as they come while nothing is
+   * pending; with pending events the pages are kept and returned, so that the
+   * caller can push before paying for the rebase (see run()).
+   */
+  const pullToHead = async (): Promise<{ events: ConfirmedEvent[]; backendId: string }> => {
     let page: PullResponse
+    const held: ConfirmedEvent[] = []
+    let since = host.head()
     do {
-      page = await transport.pull({ storeId: host.storeId, since: host.head(), limit: MAX_PULL_LIMIT })
+      page = await transport.pull({ storeId: host.storeId, since, limit: MAX_PULL_LIMIT })
       checkBackend(page.backendId)
-      if (!apply(page.events, page.backendId)) throw new TransportError('pull answered a page that does not start at head + 1', { retryable: true })
+      const fresh = page.events.filter((e) => e.seq > host.head())
+      if (held.length === 0 && host.pendingCount() === 0) {
+        if (!apply(fresh, page.backendId)) throw new TransportError('pull answered a page that does not start at head + 1', { retryable: true })
+      } else {
+        for (const e of fresh) {
+          const last = held.length ? held[held.length - 1]!.seq : host.head()
+          if (e.seq !== last + 1) throw new TransportError('pull answered a page that does not start at head + 1', { retryable: true })
+          held.push(e)
+        }
+      }
+      since = Math.max(host.head(), held.length ? held[held.length - 1]!.seq : 0)
     } while (page.more && page.events.length && !closed)
+    return { events: held, backendId: page.backendId }
+  }
+
+  /** Pushes the oldest pending events (minus any that just came back) on top of `parentSeq`. */
+  const push = (parentSeq: number, back: ReadonlySet<string>) => {
+    const batch = host.pendingBatch(batchSize).filter((e) => !back.has(e.id))
+    if (!batch.length) return undefined
+    const ids = batch.map((e) => e.id)
+    return transport.push({ storeId: host.storeId, parentSeq, events: batch }).then((res) => ({ res, ids }))
+  }
+
+  /** Live events while events are pending are applied together a moment later: one rebase for a burst. */
+  let buffered: ConfirmedEvent[] = []
+  let drainTimer: ReturnType<typeof setTimeout> | undefined
+  const drain = () => {
+    drainTimer = undefined
+    const events = buffered.sort((a, b) => a.seq - b.seq).filter((e, i, all) => i === 0 || e.seq !== all[i - 1]!.seq)
+    buffered = []
+    if (closed || paused || blocked || backendId === undefined) return
+    if (!apply(events, backendId)) poke()
   }
 
   const run = async () => {
     let attempt = 0
+    let losses = 0 // pushes rejected in a row
     while (!closed) {
       if (paused || blocked) {
         host.setState(blocked ? 'error' : 'offline', blocked)
@@ -102,19 +145,32 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
       }
       try {
         host.setState('syncing')
-        await pullToHead() // S1
+        const pulled = await pullToHead() // S1
         if (closed || paused) continue
-        if (host.pendingCount() > 0) {
-          const batch = host.pendingBatch(batchSize)
-          const parentSeq = host.head()
-          const res = await transport.push({ storeId: host.storeId, parentSeq, events: batch })
+        const upstream = pulled.events
+        let pushing: ReturnType<typeof push>
+        if (upstream.length && losses >= 2 && host.pushBeforeRebase()) {
+          // S2: after losing races, send the push at once, based on the pulled head, and rebase while
+          // it travels: a client with many pending events would otherwise lose every race to cheaper
+          // clients. (The price: a pending event that no longer applies lands in the log and is skipped
+          // by every client, instead of being dropped here by the rebase.)
+          pushing = push(upstream[upstream.length - 1]!.seq, new Set(upstream.map((e) => e.id)))
+          if (!apply(upstream, pulled.backendId)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
+        } else {
+          if (upstream.length && !apply(upstream, pulled.backendId)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
+          pushing = host.pendingCount() > 0 ? push(host.head(), new Set()) : undefined
+        }
+        if (pushing) {
+          const { res, ids } = await pushing
+          losses = res.type === 'rejected' ? losses + 1 : 0
           if (res.type === 'pushed') {
             checkBackend(res.backendId)
-            host.confirm(res.firstSeq, batch.map((e) => e.id), res.backendId)
+            host.confirm(res.firstSeq, ids, res.backendId)
           }
           attempt = 0
           continue // S2: pushed -> maybe more to push; rejected -> pull and push again at once
         }
+        if (upstream.length || host.pendingCount() > 0) continue
         attempt = 0
         host.setState('synced')
         await nextWake()
@@ -144,7 +200,12 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
           storeId: host.storeId,
           onEvents(events, _head) {
             if (closed || paused || blocked || backendId === undefined) return
-            if (!apply(events, backendId)) poke()
+            if (host.pendingCount() === 0 && !drainTimer) {
+              if (!apply(events, backendId)) poke()
+              return
+            }
+            buffered.push(...events)
+            drainTimer ??= setTimeout(drain, 0)
           },
           onStatus(status: TransportStatus) {
             const was = online
@@ -184,6 +245,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     },
     async close() {
       closed = true
+      clearTimeout(drainTimer)
       poke()
       onlineWaiter?.()
       await transport.close().catch(() => {})
