@@ -62,7 +62,7 @@ export function createQueryRegistry(getDb: () => Db, isClosed: () => boolean, as
             }
           }
           primed = undefined
-          const next = reuseRows(previous, rows) as T[]
+          const next = reuseRows(previous as Row[] | undefined, rows) as T[]
           if (next === previous) return previous
           previous = next
           return next
