@@ -10,16 +10,18 @@
  * Invariants:
  *  I1. Every change of log and state happens in one SQLite transaction; a
  *      failure rolls all of it back (log, state and undo log alike).
- *  I2. `__tl_undo` holds exactly the reversal of what the pending events wrote,
- *      tagged with their pos; running it backwards restores materialize(confirmed)
- *      + materialize(local). Cost is proportional to what pending events wrote.
+ *  I2. The undo log (undo-log.ts) holds exactly the row images the pending
+ *      events overwrote, tagged with their pos; rolling it back restores
+ *      materialize(confirmed) + materialize(local), at a cost proportional to
+ *      what the pending events wrote.
  *  I3. Confirmed events are dense: `__tl_events` holds seq 1..head.
  *  I4. An event id is in at most one of confirmed and pending.
  *  I5. Local events write only tables no synced event writes, so rebases never
  *      need to touch them (checked on every commit).
  */
 import type { SqlJsStatic } from 'sql.js'
-import { installUndoTriggers, openDb, type Db } from './database.js'
+import { openDb, type Db } from './database.js'
+import { installUndoLog } from './undo-log.js'
 import { MaterializeError, SchemaError } from './errors.js'
 import { createMaterializer, type EventRef } from './materialize.js'
 import type { ConfirmedEvent, JsonValue, PendingEvent } from './protocol.js'
@@ -34,7 +36,6 @@ const INTERNAL_DDL = `
   CREATE TABLE IF NOT EXISTS __tl_events (seq INTEGER PRIMARY KEY, ${COLS.replace(/, /g, ' NOT NULL, ')} NOT NULL);
   CREATE TABLE IF NOT EXISTS __tl_pending (pos INTEGER PRIMARY KEY, ${COLS.replace(/, /g, ' NOT NULL, ')} NOT NULL);
   CREATE TABLE IF NOT EXISTS __tl_local (pos INTEGER PRIMARY KEY, ${COLS.replace(/, /g, ' NOT NULL, ')} NOT NULL);
-  CREATE TABLE IF NOT EXISTS __tl_undo (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, sql TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS __tl_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 `
 
@@ -78,7 +79,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     }
   }
   const userTables = db.column<string>({ sql: "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'", params: [] })
-  installUndoTriggers(db, userTables)
+  const undo = installUndoLog(db, userTables)
   const materialize = createMaterializer(db, schema, hooks.dev)
 
   const meta = (k: string) => db.column<string>({ sql: 'SELECT v FROM __tl_meta WHERE k = ?', params: [k] })[0]
@@ -186,19 +187,10 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
   const readRows = (table: string, where = '', params: unknown[] = []) =>
     db.all<EventRow>({ sql: `SELECT ${table === '__tl_events' ? 'seq, ' : ''}${COLS} FROM ${table} ${where}`, params }).map(rowToEvent)
 
-  /**
-   * I2: undoes every pending event's writes, newest first. The undo log holds
-   * row images, including what the schema's own triggers wrote, so those
-   * triggers must not fire again while it runs: they are dropped and re-created
-   * inside the same transaction.
-   */
+  /** I2: undoes every pending event's writes (capture off, so the undo itself records nothing). */
   const rollbackPending = () => {
-    const triggers = db.column<string>({ sql: "SELECT sql FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL", params: [] })
-    const names = db.column<string>({ sql: "SELECT name FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL", params: [] })
-    for (const n of names) db.exec(`DROP TRIGGER main."${n.replace(/"/g, '""')}"`)
-    for (const sql of db.column<string>({ sql: 'SELECT sql FROM __tl_undo ORDER BY id DESC', params: [] })) db.exec(sql)
-    for (const sql of triggers) db.exec(sql)
-    db.run({ sql: 'DELETE FROM __tl_undo', params: [] })
+    setCapture(false)
+    undo.rollback()
     db.run({ sql: 'DELETE FROM __tl_pending', params: [] })
   }
 
@@ -266,7 +258,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         tx(() => {
           for (const e of events) insertConfirmed(e)
           const lastPos = db.column<number>({ sql: 'SELECT pos FROM __tl_pending ORDER BY pos LIMIT 1 OFFSET ?', params: [events.length - 1] })[0]!
-          db.run({ sql: 'DELETE FROM __tl_undo WHERE pos <= ?', params: [lastPos] })
+          undo.release(lastPos)
           db.run({ sql: 'DELETE FROM __tl_pending WHERE pos <= ?', params: [lastPos] })
         })
         head = events[events.length - 1]!.seq
@@ -279,7 +271,8 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         rollbackPending()
         applyConfirmed(events, change.written)
         const back = new Set(events.map((e) => e.id))
-        for (const e of events) if (before.some((p) => p.id === e.id)) change.confirmed.set(e.id, e.seq)
+        const mine = new Set(before.map((p) => p.id))
+        for (const e of events) if (mine.has(e.id)) change.confirmed.set(e.id, e.seq)
         const survivors = before.filter((p) => !back.has(p.id))
         let next = recordedPending ?? (resolve && survivors.length ? resolve(survivors, [...events]) : survivors)
         const nextIds = new Set(next.map((p) => p.id))

@@ -1,0 +1,111 @@
+import type { Db } from './database.js'
+
+/**
+ * The undo log (SQLite's undo/redo technique, set-based): while
+ * `temp.__tl_flag.capture` is 1, temporary triggers copy the row image before
+ * every change of a state table into a shadow table `__tl_undo__<table>` (same
+ * columns, no constraints), tagged with the pending event being materialized
+ * (the newest `__tl_pending` row). Rolling back then costs a few statements
+ * per touched table, proportional to what the pending events wrote, never a
+ * replay of the log:
+ *
+ *   - every rowid an entry mentions is deleted, then
+ *   - the image of the oldest entry per rowid is put back, if the row existed.
+ *
+ * Tables without rowid, and `sqlite_sequence` (which takes no triggers), get
+ * entries of reversing SQL text in `__tl_undo`, run newest first.
+ */
+export interface UndoLog {
+  /** Restores the state from before every captured change and empties the log. */
+  rollback(): void
+  /** Forgets the entries of pending events up to `pos` (they were confirmed). */
+  release(pos: number): void
+}
+
+const q = (name: string) => `"${name.replace(/"/g, '""')}"`
+const lit = (text: string) => text.replace(/'/g, "''")
+
+export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
+  db.exec('PRAGMA recursive_triggers = ON') // REPLACE deletes fire delete triggers only with this on
+  db.exec('CREATE TEMP TABLE IF NOT EXISTS __tl_flag (capture INTEGER NOT NULL); DELETE FROM temp.__tl_flag; INSERT INTO temp.__tl_flag VALUES (1);')
+  db.exec('CREATE TABLE IF NOT EXISTS main.__tl_undo (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, sql TEXT NOT NULL)')
+  const when = 'WHEN (SELECT capture FROM temp.__tl_flag)'
+  const pos = '(SELECT max(pos) FROM main.__tl_pending)'
+  const textEntry = `INSERT INTO main.__tl_undo (pos, sql) VALUES (${pos}, `
+  const shadows: { table: string; shadow: string; cols: string }[] = []
+
+  tables.forEach((table, n) => {
+    const info = db.all<{ name: string; pk: number }>({ sql: `PRAGMA main.table_info(${q(table)})`, params: [] })
+    const ddl = db.column<string>({ sql: "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ?", params: [table] })[0] ?? ''
+    const cols = info.map((c) => q(c.name))
+    const T = q(table)
+    if (/AUTOINCREMENT/i.test(ddl)) {
+      // remember sqlite_sequence before each insert so that undo restores it
+      const name = lit(lit(table))
+      db.exec(`CREATE TEMP TRIGGER IF NOT EXISTS "__tl_us_${n}" BEFORE INSERT ON main.${T} ${when} BEGIN
+        ${textEntry} coalesce('UPDATE sqlite_sequence SET seq = ' || (SELECT seq FROM main.sqlite_sequence WHERE name = '${lit(table)}') || ' WHERE name = ''${name}''', 'DELETE FROM sqlite_sequence WHERE name = ''${name}''')); END;`)
+    }
+    if (/WITHOUT\s+ROWID/i.test(ddl)) {
+      const pk = info.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => q(c.name))
+      const key = (ref: string) => pk.map((c) => `'${lit(c)}=' || quote(${ref}.${c})`).join(` || ' AND ' || `)
+      const Tl = lit(T)
+      db.exec(`
+        CREATE TEMP TRIGGER IF NOT EXISTS "__tl_ui_${n}" AFTER INSERT ON main.${T} ${when} BEGIN
+          ${textEntry} 'DELETE FROM ${Tl} WHERE ' || ${key('new')}); END;
+        CREATE TEMP TRIGGER IF NOT EXISTS "__tl_uu_${n}" AFTER UPDATE ON main.${T} ${when} BEGIN
+          ${textEntry} 'UPDATE ${Tl} SET ' || ${cols.map((c) => `'${lit(c)}=' || quote(old.${c})`).join(` || ',' || `)} || ' WHERE ' || ${key('new')}); END;
+        CREATE TEMP TRIGGER IF NOT EXISTS "__tl_ud_${n}" BEFORE DELETE ON main.${T} ${when} BEGIN
+          ${textEntry} 'INSERT INTO ${Tl} (${cols.map(lit).join(',')}) VALUES (' || ${cols.map((c) => `quote(old.${c})`).join(` || ',' || `)} || ')'); END;`)
+      return
+    }
+    // op: 0 = inserted (delete it), 1 = updated from image (rid -> nrid), 2 = deleted image
+    const shadow = q(`__tl_undo__${table}`) // named after the table: stable across boots
+    const image = cols.map((_, i) => `c${i}`)
+    db.exec(`CREATE TABLE IF NOT EXISTS main.${shadow} (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, op INTEGER NOT NULL, rid INTEGER NOT NULL, nrid INTEGER NOT NULL${image.map((c) => `, ${c}`).join('')})`)
+    const into = `INSERT INTO main.${shadow} (pos, op, rid, nrid${image.map((c) => `, ${c}`).join('')})`
+    const old = cols.map((c) => `, old.${c}`).join('')
+    const nulls = cols.map(() => ', NULL').join('')
+    db.exec(`
+      CREATE TEMP TRIGGER IF NOT EXISTS "__tl_ui_${n}" AFTER INSERT ON main.${T} ${when} BEGIN
+        ${into} VALUES (${pos}, 0, new.rowid, new.rowid${nulls}); END;
+      CREATE TEMP TRIGGER IF NOT EXISTS "__tl_uu_${n}" AFTER UPDATE ON main.${T} ${when} BEGIN
+        ${into} VALUES (${pos}, 1, old.rowid, new.rowid${old}); END;
+      CREATE TEMP TRIGGER IF NOT EXISTS "__tl_ud_${n}" BEFORE DELETE ON main.${T} ${when} BEGIN
+        ${into} VALUES (${pos}, 2, old.rowid, old.rowid${old}); END;`)
+    shadows.push({ table: T, shadow, cols: cols.join(', ') })
+  })
+
+  const restore = shadows.map(({ table, shadow, cols }) => {
+    const firsts = `WITH m (r, first) AS (SELECT r, min(id) FROM (SELECT rid AS r, id FROM main.${shadow} UNION ALL SELECT nrid, id FROM main.${shadow}) GROUP BY r)`
+    const image = cols.split(', ').map((_, i) => `u.c${i}`).join(', ')
+    return {
+      any: { sql: `SELECT 1 FROM main.${shadow} LIMIT 1`, params: [] },
+      clear: { sql: `${firsts} DELETE FROM main.${table} WHERE rowid IN (SELECT r FROM m)`, params: [] },
+      put: { sql: `${firsts} INSERT INTO main.${table} (rowid, ${cols}) SELECT u.rid, ${image} FROM m JOIN main.${shadow} u ON u.id = m.first WHERE u.op <> 0 AND u.rid = m.r`, params: [] },
+      empty: { sql: `DELETE FROM main.${shadow}`, params: [] },
+      release: `DELETE FROM main.${shadow} WHERE pos <= ?`,
+    }
+  })
+
+  return {
+    rollback() {
+      // The images include what the schema's own triggers wrote, so those triggers must not fire
+      // again while they are put back: drop them and re-create them inside the same transaction.
+      const triggers = db.all<{ name: string; sql: string }>({ sql: "SELECT name, sql FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL", params: [] })
+      for (const t of triggers) db.exec(`DROP TRIGGER main.${q(t.name)}`)
+      for (const r of restore) {
+        if (!db.column(r.any).length) continue
+        db.run(r.clear)
+        db.run(r.put)
+        db.run(r.empty)
+      }
+      for (const sql of db.column<string>({ sql: 'SELECT sql FROM main.__tl_undo ORDER BY id DESC', params: [] })) db.exec(sql)
+      db.run({ sql: 'DELETE FROM main.__tl_undo', params: [] })
+      for (const t of triggers) db.exec(t.sql)
+    },
+    release(upTo) {
+      for (const r of restore) db.run({ sql: r.release, params: [upTo] })
+      db.run({ sql: 'DELETE FROM main.__tl_undo WHERE pos <= ?', params: [upTo] })
+    },
+  }
+}
