@@ -3,7 +3,7 @@ import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, Storag
 
 interface MemoryLog {
   records: string[] // JSON, so that callers can never mutate what was stored
-  snapshots: Snapshot[] // newest last, at most two
+  snapshot: Snapshot | undefined // memory cannot tear, so one snapshot is enough
   locked: boolean
   waiters: (() => void)[]
 }
@@ -20,7 +20,7 @@ export function memoryStorage(): Storage {
     name: 'memory',
     async open(storeId: string, options?: StorageOpenOptions): Promise<StorageHandle> {
       let log = logs.get(storeId)
-      if (!log) logs.set(storeId, (log = { records: [], snapshots: [], locked: false, waiters: [] }))
+      if (!log) logs.set(storeId, (log = { records: [], snapshot: undefined, locked: false, waiters: [] }))
       const l = log
       while (l.locked) {
         if (!options?.waitForLock) throw new StorageLockedError(`memory:${storeId}`)
@@ -30,7 +30,7 @@ export function memoryStorage(): Storage {
       let open = true
       return {
         async load(): Promise<LoadedLog> {
-          const snapshot = l.snapshots[l.snapshots.length - 1]
+          const snapshot = l.snapshot
           const after = snapshot?.position ?? 0
           const records = l.records.map((r) => JSON.parse(r) as JournalRecord).filter((r) => r.pos > after)
           return { snapshot: snapshot && { ...snapshot, bytes: snapshot.bytes.slice() }, records, dropped: [] }
@@ -39,11 +39,8 @@ export function memoryStorage(): Storage {
           for (const r of records) l.records.push(JSON.stringify(r))
         },
         async saveSnapshot(snapshot: Snapshot): Promise<void> {
-          l.snapshots.push({ ...snapshot, bytes: snapshot.bytes.slice() })
-          if (l.snapshots.length > 2) l.snapshots.shift()
-          // keep what the older snapshot still needs, so either one can serve a boot
-          const keepAfter = l.snapshots[0]!.position
-          const firstKept = l.records.findIndex((r) => (JSON.parse(r) as JournalRecord).pos > keepAfter)
+          l.snapshot = { ...snapshot, bytes: snapshot.bytes.slice() }
+          const firstKept = l.records.findIndex((r) => (JSON.parse(r) as JournalRecord).pos > snapshot.position)
           l.records = firstKept < 0 ? [] : l.records.slice(firstKept)
         },
         async close(): Promise<void> {
