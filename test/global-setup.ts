@@ -1,4 +1,4 @@
-// Builds dist/ once per test run, before any worker starts, when a browser
+// Builds dist/ once per test run, before any worker starts, when a browser (or the README)
 // test is selected and dist/ is missing or older than the sources. The result
 // reaches the tests through provide/inject: a failed build fails the browser
 // tests with the build's message and leaves every other test alone.
@@ -17,7 +17,7 @@ declare module 'vitest' {
 }
 
 const testDir = fileURLToPath(new URL('.', import.meta.url))
-const browserTests = readdirSync(testDir).filter((f) => /^browser-.*\.test\.ts$/.test(f)).map((f) => `test/${f}`)
+const browserTests = readdirSync(testDir).filter((f) => /^(browser-.*|readme)\.test\.ts$/.test(f)).map((f) => `test/${f}`)
 
 // CLI filters are substrings of test paths; with none, every test runs.
 function browserTestSelected(project: TestProject): boolean {
