@@ -91,8 +91,8 @@ describe('client crash safety (kill -9 while committing)', () => {
     let snapshots = 0
 
     for (let round = 0; round < ROUNDS; round++) {
-      // half of the kills aim at a snapshot being written (export, file write, rename, journal rotation)
-      const atSnapshot = random() < 0.5
+      // half of the kills (and always the first) aim at a snapshot being written (export, file write, rename, journal rotation)
+      const atSnapshot = random() < 0.5 || round === 0
       const acks = 1 + Math.floor(random() * (atSnapshot ? 200 : 1500))
       const extraMs = Math.floor(random() * (atSnapshot ? 30 : 120))
       const run = await runAndKill(dir, seed, round, acks, atSnapshot, extraMs)
