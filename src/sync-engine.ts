@@ -129,22 +129,29 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     if (!apply(events, backendId)) poke()
   }
 
+  let shown: Parameters<SyncHost['setState']>[0] | undefined
+  const show: SyncHost['setState'] = (state, error) => {
+    shown = state
+    host.setState(state, error)
+  }
+
   const run = async () => {
     let attempt = 0
     let losses = 0 // pushes rejected in a row
     while (!closed) {
       if (paused || blocked) {
-        host.setState(blocked ? 'error' : 'offline', blocked)
+        show(blocked ? 'error' : 'offline', blocked)
         await nextWake()
         continue
       }
       if (!online) {
-        host.setState('connecting')
+        show('connecting')
         await new Promise<void>((r) => (onlineWaiter = r))
         continue
       }
       try {
-        host.setState('syncing')
+        // a re-check with nothing to push keeps showing 'synced' (no flicker on every poke)
+        if (shown !== 'synced' || host.pendingCount() > 0) show('syncing')
         const pulled = await pullToHead() // S1
         if (closed || paused) continue
         const upstream = pulled.events
@@ -172,7 +179,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         }
         if (upstream.length || host.pendingCount() > 0) continue
         attempt = 0
-        host.setState('synced')
+        show('synced')
         await nextWake()
       } catch (error) {
         if (closed) break
@@ -181,7 +188,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
           continue
         }
         const err = error instanceof Error ? error : new Error(String(error))
-        host.setState(online ? 'error' : 'offline', err)
+        show(online ? 'error' : 'offline', err)
         // S4: sleep, but come back at once when the transport reconnects
         await new Promise<void>((r) => {
           const t = setTimeout(r, backoffDelay(attempt++, options.minBackoffMs, options.maxBackoffMs))
@@ -216,10 +223,10 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
               onlineWaiter = undefined
               w?.()
             }
-            if (!online && status.error && !paused) host.setState('offline', status.error)
+            if (!online && status.error && !paused) show('offline', status.error)
             if (!online) poke()
           },
-        }).catch((error) => host.setState('error', error as Error))
+        }).catch((error) => show('error', error as Error))
         await run()
       })()
       loop.catch(() => {})

@@ -60,6 +60,30 @@ function statusTrail(s: Store<any>) {
 }
 
 describe('store.sync with localTransport + memoryBackend', () => {
+  it('status stays synced while the engine re-checks with nothing to push (no flicker)', async () => {
+    const backend = memoryBackend()
+    const storeId = freshStoreId('flicker')
+    let pulled = deferred<void>()
+    const t = wrapTransport(localTransport(backend), {
+      async pull(request, inner) {
+        const res = await inner.pull(request)
+        queueMicrotask(() => pulled.resolve())
+        return res
+      },
+    })
+    const s = await client(backend, storeId, { transport: t })
+    await s.commit(todoCreated({ id: 'a', text: 'milk' })).confirmed
+    await s.sync.flush()
+    await waitFor(s.sync.status, (st) => st.state === 'synced')
+    const trail = statusTrail(s)
+    pulled = deferred<void>()
+    // a local event wakes the engine once it is durable; there is nothing to push
+    await s.commit(filterChanged({ filter: 'done' })).persisted
+    await within(pulled.promise, 'the engine to re-check')
+    expect(trail.states().filter((x) => x !== 'synced')).toEqual([])
+    trail.unsubscribe()
+  })
+
   it('makes two stores converge on the same log and state (I3)', async () => {
     const backend = memoryBackend()
     const storeId = freshStoreId('sync')
