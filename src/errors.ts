@@ -139,11 +139,11 @@ export class StorageError extends TidelogError {
   }
 }
 
-/** A pending event was dropped by `onConflict`, so it will never be confirmed. */
+/** A pending event was dropped (by `onConflict`, or by `sync.resetToBackend`), so it will never be confirmed. */
 export class ConflictDroppedError extends TidelogError {
   readonly eventId: string
-  constructor(eventId: string) {
-    super('conflict_dropped', `Event ${eventId} was dropped by onConflict during a rebase; it will not be synced.`)
+  constructor(eventId: string, by = 'onConflict during a rebase') {
+    super('conflict_dropped', `Event ${eventId} was dropped by ${by}; it will not be synced.`)
     this.name = 'ConflictDroppedError'
     this.eventId = eventId
   }

@@ -87,10 +87,16 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     if (next.pending === 0) for (const w of flushWaiters) { flushWaiters.delete(w); w.resolve() }
   }
 
+  // why recent pending events were dropped, for receipts whose `confirmed` is read later (bounded)
+  const droppedWhy = new Map<string, Error>()
   const settle = (change: Pick<LogChange, 'confirmed' | 'dropped'>) => {
     for (const [id, seq] of change.confirmed) { waiters.get(id)?.resolve(seq); waiters.delete(id) }
-    for (const [id, error] of change.dropped) {
-      waiters.get(id)?.reject(error.name === 'MaterializeError' ? error : new ConflictDroppedError(id))
+    for (const [id, cause] of change.dropped) {
+      const error = cause.name === 'MaterializeError' ? cause : new ConflictDroppedError(id, cause.message.replace(/^dropped by /, ''))
+      if (cause.name === 'MaterializeError') warn(`pending event ${id} no longer applies after a rebase and was dropped: ${cause.message}`)
+      droppedWhy.set(id, error)
+      if (droppedWhy.size > 1000) droppedWhy.delete(droppedWhy.keys().next().value as string)
+      waiters.get(id)?.reject(error)
       waiters.delete(id)
     }
   }
@@ -218,7 +224,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       log.db.column<number>({ sql: 'SELECT seq FROM __tl_events WHERE seq > ? AND id = ?', params: [since, id] })[0] ??
       log.db.column<number>({ sql: 'SELECT seq FROM __tl_events WHERE seq <= ? AND id = ?', params: [since, id] })[0]
     if (seq !== undefined) return Promise.resolve(seq)
-    if (!log.db.column({ sql: 'SELECT 1 FROM __tl_pending WHERE id = ?', params: [id] }).length) return Promise.reject(new ConflictDroppedError(id))
+    if (!log.db.column({ sql: 'SELECT 1 FROM __tl_pending WHERE id = ?', params: [id] }).length) return Promise.reject(droppedWhy.get(id) ?? new ConflictDroppedError(id, 'a rebase'))
     return new Promise<number>((resolve, reject) => waiters.set(id, { resolve, reject }))
   }
 
@@ -297,7 +303,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         const own = repush ? log.events(0).filter((e) => e.clientId === clientId).map(toPending) : []
         const pending = repush ? own : []
         const kept = new Set(pending.map((e) => e.id))
-        for (const e of log.readPending()) if (!kept.has(e.id)) droppedByReset.set(e.id, new Error('dropped by resetToBackend'))
+        for (const e of log.readPending()) if (!kept.has(e.id)) droppedByReset.set(e.id, new Error('dropped by sync.resetToBackend({ repush: false })'))
         const result = resetLog(SQL, schema, hooks, log, pending)
         for (const [id, e] of droppedByReset) result.dropped.set(id, e)
         const allTables = Object.keys(schema.tables)

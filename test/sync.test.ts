@@ -254,11 +254,13 @@ describe('store.sync with localTransport + memoryBackend', () => {
     const backend = memoryBackend()
     const storeId = freshStoreId('no-longer')
     const a = await client(backend, storeId)
-    const b = await client(backend, storeId)
+    const warnings: string[] = []
+    const b = await client(backend, storeId, { onWarning: (m) => warnings.push(m) })
     a.sync.pause()
     b.sync.pause()
-    a.commit(todoCreated({ id: 'x', text: 'from a' }))
+    a.commit(todoCreated({ id: 'x', text: 'from a' }), todoCreated({ id: 'z', text: 'from a' }))
     const clash = b.commit(todoCreated({ id: 'x', text: 'from b' })) // same primary key
+    const lateReader = b.commit(todoCreated({ id: 'z', text: 'from b' })) // its `confirmed` is read only afterwards
     const fine = b.commit(todoCreated({ id: 'y', text: 'from b' }))
     const clashConfirmed = clash.confirmed
     a.sync.resume()
@@ -268,8 +270,12 @@ describe('store.sync with localTransport + memoryBackend', () => {
     const err = await clashConfirmed.catch((e: unknown) => e)
     expect((err as Error).name).toBe('MaterializeError')
     expect((err as MaterializeError).eventId).toBe(clash.event.id)
-    await expect(fine.confirmed).resolves.toBe(2)
-    expect(log.map((e) => e.id)).toEqual([a.events()[0]!.id, fine.event.id])
+    await expect(fine.confirmed).resolves.toBe(3)
+    // a receipt read after the drop names the same cause, and the app heard of it through onWarning
+    const late = await lateReader.confirmed.catch((e: unknown) => e)
+    expect((late as Error).name).toBe('MaterializeError')
+    expect(warnings.filter((w) => w.includes(clash.event.id) || w.includes(lateReader.event.id))).toHaveLength(2)
+    expect(log.map((e) => e.id)).toEqual([a.events()[0]!.id, a.events()[1]!.id, fine.event.id])
     expect(stateOf(b)).toEqual(stateOf(a))
     expect(b.queryOne(sql`SELECT text FROM todos WHERE id = 'x'`).value).toEqual({ text: 'from a' })
   })

@@ -105,7 +105,8 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     if (closed || online) return
     handlers?.onStatus({ state: 'connecting' })
     try {
-      await call('GET', '/health', {}, undefined, requestTimeoutMs)
+      // a probe is small: a short timeout, so that a request stuck on a connection the server closed is retried soon
+      await call('GET', '/health', {}, undefined, Math.min(requestTimeoutMs, 3000))
     } catch (error) {
       if (closed || online) return
       handlers?.onStatus({ state: 'offline', error: error as Error })
