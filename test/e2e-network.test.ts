@@ -22,6 +22,7 @@ import { websocketTransport } from 'tidelog/transports/websocket'
 import { httpBackend } from './fixtures/e2e-http-backend.js'
 import { freshStoreId, todoSchema, type Todo, type TodoSchema } from './helpers/todo-schema.js'
 import { converged, logOf, turn, waitFor } from './helpers/wait.js'
+import { mulberry32 } from './helpers/random.js'
 
 const { todoCreated, todoRenamed, todoCompleted, todoDeleted, kvSet } = todoSchema.events
 const SYNC = { minBackoffMs: 5, maxBackoffMs: 50 }
@@ -44,15 +45,6 @@ const stateOf = (store: Store<TodoSchema>) => ({
   kv: store.query(sql`SELECT * FROM kv ORDER BY k`).value,
 })
 
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0
-    let t = seed
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const SHARED = ['s0', 's1', 's2']
 

@@ -27,6 +27,7 @@ import { websocketTransport } from 'tidelog/transports/websocket'
 import { httpBackend } from './fixtures/e2e-http-backend.js'
 import { freshStoreId, todoSchema, type TodoSchema } from './helpers/todo-schema.js'
 import { logOf, waitFor, within } from './helpers/wait.js'
+import { mulberry32 } from './helpers/random.js'
 
 const fixture = fileURLToPath(new URL('./fixtures/e2e-server.ts', import.meta.url))
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -39,15 +40,6 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0
-    let t = seed
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 

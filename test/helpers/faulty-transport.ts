@@ -1,4 +1,5 @@
 import { TransportError, type Transport, type TransportHandlers } from 'tidelog'
+import { mulberry32 as prng } from './random.js'
 
 /** Fault knobs, shared and switchable at run time. Probabilities per message. */
 export interface Faults {
@@ -11,18 +12,6 @@ export interface Faults {
   /** The backend applies the request but the answer is lost. */
   loseAnswer: number
   maxDelayMs: number
-}
-
-/** Small deterministic PRNG (mulberry32), so a seed replays the same faults. */
-function prng(seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /**
