@@ -53,17 +53,25 @@ export function encodeSnapshot(snapshot: Snapshot): Uint8Array[] {
   return [prefix, header, snapshot.bytes]
 }
 
-/** The snapshot in `buf` if it is whole and its checksum verifies, else undefined. */
-export function decodeSnapshot(buf: Buffer, position: number): Snapshot | undefined {
+/** Where the checksummed part of a snapshot file starts (after 'TLS1', the header length and the crc). */
+export const SNAPSHOT_CHECKED_FROM = 12
+
+/**
+ * The snapshot in `buf` if it is whole and its checksum verifies, else undefined.
+ * `checksum` is the crc32 of `buf` from SNAPSHOT_CHECKED_FROM on, when the caller already has it.
+ */
+export function decodeSnapshot(buf: Buffer, position: number, checksum?: number): Snapshot | undefined {
   if (buf.length < 12 || buf.toString('latin1', 0, 4) !== 'TLS1') return undefined
   const headerEnd = 12 + buf.readUInt32LE(4)
   if (headerEnd > buf.length) return undefined
   const header = buf.subarray(12, headerEnd)
   const bytes = buf.subarray(headerEnd)
-  if (crc32(bytes, crc32(header)) !== buf.readUInt32LE(8)) return undefined
+  if ((checksum ?? crc32(bytes, crc32(header))) !== buf.readUInt32LE(8)) return undefined
   try {
     const meta = JSON.parse(header.toString()) as { position: number; schemaHash: string; size: number }
     if (meta.position !== position || meta.size !== bytes.length) return undefined
-    return { position, schemaHash: meta.schemaHash, bytes: new Uint8Array(bytes) }
+    // the Buffer itself, not a copy: sql.js takes a Buffer as its database file without copying it
+    // (Buffer's slice() is a view), as in `new SQL.Database(await readFile(path))`
+    return { position, schemaHash: meta.schemaHash, bytes }
   } catch { return undefined }
 }

@@ -1,15 +1,17 @@
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { crc32 } from 'node:zlib'
 import { StorageError } from '../src/errors.js'
 import { isValidStoreId } from '../src/protocol.js'
-import { decodeRecords, decodeSnapshot, encodeRecords, encodeSnapshot, type Found, type Segment } from './file-format.js'
+import { decodeRecords, decodeSnapshot, encodeRecords, encodeSnapshot, SNAPSHOT_CHECKED_FROM, type Found, type Segment } from './file-format.js'
 import { lockFile } from './file-lock.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
 
 // One folder per storeId: a lock file (file-lock.ts), journal segments and the two newest
-// snapshots (file-format.ts). Every snapshot starts a new journal segment; every segment holding
-// records after the older kept snapshot is kept too, so either snapshot can boot the store.
+// snapshots (file-format.ts). Every snapshot starts a new journal segment (as soon as it is saved);
+// every segment holding records after the older kept snapshot is kept too, so either snapshot can
+// boot the store. A boot reads the newest intact snapshot and only the segments it does not cover.
 
 /** Options of `fileStorage`. */
 export interface FileStorageOptions {
@@ -35,6 +37,8 @@ export interface FileStorage extends Storage {
 const pad = (n: number) => String(n).padStart(15, '0')
 const SEGMENT = /^journal-(\d+)\.log$/
 const SNAPSHOT = /^snapshot-(\d+)\.snap$/
+// files are read in chunks of this size, so that checksumming one overlaps reading the next ones
+const READ_CHUNK = 2 * 1024 * 1024
 
 /**
  * Node persistence: one folder per storeId under `dir`, holding a checksummed
@@ -56,6 +60,48 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
   }
   async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
     for (let at = 0; at < buf.length;) at += (await fh.write(buf, at, buf.length - at)).bytesWritten
+  }
+  /**
+   * Reads a whole file in chunks, two reads in flight; with `crcFrom`, also the crc32 of its bytes
+   * from that offset on, computed on each chunk while the next ones are being read.
+   */
+  async function readWhole(path: string, crcFrom = Infinity): Promise<{ buf: Buffer; crc: number }> {
+    const fh = await open(path, 'r')
+    const reads: Promise<number>[] = []
+    try {
+      const size = (await fh.stat()).size
+      // never a slice of the shared pool: sql.js may keep the snapshot's bytes as its database file
+      const buf = Buffer.allocUnsafeSlow(size)
+      const chunks = Math.ceil(size / READ_CHUNK)
+      /** Reads chunk i; resolves to where its bytes end (short of the chunk's end only at the end of the file). */
+      const read = (i: number) => {
+        const p = (async () => {
+          let at = i * READ_CHUNK
+          for (const to = Math.min(size, at + READ_CHUNK); at < to;) {
+            const { bytesRead } = await fh.read(buf, at, to - at, at)
+            if (bytesRead === 0) break
+            at += bytesRead
+          }
+          return at
+        })()
+        p.catch(() => undefined) // awaited in order below; a failure must not count as unhandled meanwhile
+        reads.push(p)
+      }
+      for (let i = 0; i < Math.min(2, chunks); i++) read(i)
+      let end = 0
+      let crc = 0
+      for (let i = 0; i < chunks; i++) {
+        const from = i * READ_CHUNK
+        end = await reads[i]!
+        if (i + 2 < chunks) read(i + 2)
+        if (end > crcFrom) crc = crc32(buf.subarray(Math.max(from, crcFrom), end), crc)
+        if (end < Math.min(size, from + READ_CHUNK)) break // the file got shorter meanwhile
+      }
+      return { buf: end === size ? buf : buf.subarray(0, end), crc }
+    } finally {
+      await Promise.allSettled(reads)
+      await fh.close()
+    }
   }
   async function truncateDurably(path: string, size: number): Promise<void> {
     const fh = await open(path, 'r+')
@@ -98,22 +144,29 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
         segments = names.flatMap((n) => { const m = SEGMENT.exec(n); return m ? [{ start: Number(m[1]), name: n }] : [] }).sort((a, b) => a.start - b.start)
         const positions = names.flatMap((n) => { const m = SNAPSHOT.exec(n); return m ? [Number(m[1])] : [] }).sort((a, b) => b - a)
         const dropped: string[] = []
+        let snapshot: Snapshot | undefined
+        const corrupt: number[] = []
+        for (const position of positions) {
+          const { buf, crc } = await readWhole(join(folder, `snapshot-${pad(position)}.snap`), SNAPSHOT_CHECKED_FROM)
+          snapshot = decodeSnapshot(buf, position, crc)
+          if (snapshot) break
+          corrupt.push(position)
+        }
+        const from = snapshot?.position ?? 0
+        // Segment i holds positions up to segments[i + 1].start - 1, so the snapshot covers every
+        // segment whose successor starts at or before from + 1: those are not read at all (the last
+        // one always is, since appends go on at its end and a torn tail there must be cut off).
+        let first = 0
+        while (first + 1 < segments.length && segments[first + 1]!.start <= from + 1) first++
         const found: Found[] = []
-        for (const segment of segments) {
-          const buf = await readFile(join(folder, segment.name))
+        for (const segment of segments.slice(first)) {
+          const { buf } = await readWhole(join(folder, segment.name))
           const decoded = decodeRecords(buf, segment)
           found.push(...decoded.found)
           if (decoded.end === buf.length) continue
           // cut the damage off so that later appends never follow garbage
           await truncateDurably(join(folder, segment.name), decoded.end)
           dropped.push(`${segment.name}: ${buf.length - decoded.end} damaged bytes after offset ${decoded.end} (a torn or corrupt record) were dropped`)
-        }
-        let snapshot: Snapshot | undefined
-        const corrupt: number[] = []
-        for (const position of positions) {
-          snapshot = decodeSnapshot(await readFile(join(folder, `snapshot-${pad(position)}.snap`)), position)
-          if (snapshot) break
-          corrupt.push(position)
         }
         // nothing to start from: refuse rather than drop what is there (a fresh log has neither)
         if (!snapshot && (found.length > 0 || corrupt.length > 0) && found[0]?.record.pos !== 1) {
@@ -124,7 +177,6 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
           await rename(join(folder, name), join(folder, `${name}.corrupt`))
           dropped.push(`${name}: checksum mismatch; moved to ${name}.corrupt, loading ${snapshot ? `the snapshot at position ${snapshot.position}` : 'the journal from position 1'} instead`)
         }
-        const from = snapshot?.position ?? 0
         const records: JournalRecord[] = []
         for (let i = 0; i < found.length; i++) {
           const { record, segment, offset } = found[i]!
@@ -138,8 +190,30 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
         }
         if (corrupt.length || dropped.length) await syncDir(folder)
         lastPos = from + records.length
+        // a last segment holding only records the snapshot covers (the snapshot was saved just before
+        // a crash, or by an older version): start the next one now, so that the next boot skips it
+        const last = segments[segments.length - 1]
+        rotate ||= records.length === 0 && last !== undefined && last.start <= from
+        await startSegment().catch(() => undefined) // else the next append starts it
         scanned = true
         return { snapshot, records, dropped }
+      }
+
+      /** Starts the journal segment that follows a snapshot at once, not at the next append. */
+      async function startSegment(): Promise<void> {
+        if (!rotate) return
+        await file?.close()
+        file = undefined
+        const first = lastPos + 1
+        const last = segments[segments.length - 1]
+        const segment = last?.start === first ? last : { start: first, name: `journal-${pad(first)}.log` }
+        file = await open(join(folder, segment.name), 'a')
+        size = (await file.stat()).size
+        if (segment !== last) {
+          segments.push(segment)
+          await syncDir(folder)
+        }
+        rotate = false
       }
 
       async function append(records: JournalRecord[]): Promise<void> {
@@ -201,7 +275,13 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
       return {
         load: () => run(['journal', 'snapshot'], load),
         append: (records) => run(scanned ? ['journal'] : ['journal', 'snapshot'], () => append(records)),
-        saveSnapshot: (snapshot) => run(scanned ? ['snapshot'] : ['journal', 'snapshot'], () => saveSnapshot(snapshot)),
+        saveSnapshot: (snapshot) => {
+          const saved = run(scanned ? ['snapshot'] : ['journal', 'snapshot'], () => saveSnapshot(snapshot))
+          // queued behind the appends in flight, before the caller goes on: a boot after this snapshot
+          // then reads only the new, empty segment instead of every record the snapshot already holds
+          saved.then(() => run(['journal'], startSegment)).catch(() => undefined)
+          return saved
+        },
         async close(): Promise<void> {
           if (!open_) return
           open_ = false

@@ -1,5 +1,5 @@
 import type { SqlJsStatic } from 'sql.js'
-import { StorageError } from './errors.js'
+import { SchemaError, StorageError } from './errors.js'
 import { createEventLog, type EventLog, type EventLogHooks } from './eventlog.js'
 import { randomId } from './memory-backend.js'
 import type { ConfirmedEvent, PendingEvent } from './protocol.js'
@@ -26,9 +26,10 @@ const PAGE = 5000
 
 /**
  * Boot = newest valid snapshot + the journal after it. A snapshot made under
- * another schema hash is rebuilt: a fresh database, then its confirmed, local
- * and pending events materialized in one pass. Nothing is written back until
- * the store saves a new snapshot, so an interrupted rebuild is simply redone.
+ * another schema hash is rebuilt in place: its database keeps the eventlog,
+ * its state schema is replaced by the new one, then its confirmed, local and
+ * pending events are materialized again in one pass. Nothing is written back
+ * until the store saves a new snapshot, so an interrupted rebuild is simply redone.
  */
 export function bootLog(
   SQL: SqlJsStatic,
@@ -46,51 +47,29 @@ export function bootLog(
   let snapshotSoon = false
   const dropped = new Map<string, Error>()
 
-  if (snapshot && snapshot.schemaHash === schema.hash) {
+  if (snapshot) {
+    const rebuild = snapshot.schemaHash !== schema.hash
     try {
-      log = createEventLog(SQL, schema, hooks, snapshot.bytes)
+      log = createEventLog(SQL, schema, hooks, snapshot.bytes, rebuild)
     } catch (error) {
+      if (error instanceof SchemaError) throw error
       throw new StorageError(`The snapshot at journal position ${snapshot.position} cannot be opened (${(error as Error).message}). Restore the storage from a backup or delete it to start over.`, { cause: error })
     }
     clientId = log.meta('clientId')
     counter = Number(log.meta('counter') ?? 0)
     backendId = log.meta('backendId') || undefined
     position = snapshot.position
-  } else {
-    log = createEventLog(SQL, schema, hooks)
-    if (snapshot) {
-      // Schema changed: rebuild state from the old snapshot's eventlog in one pass.
-      const old = createEventLog(SQL, { ...schema, events: {} } as Schema<any>, { ...hooks, onUnknownEvent() {} }, snapshot.bytes)
+    if (rebuild) {
       try {
-        clientId = old.meta('clientId')
-        counter = Number(old.meta('counter') ?? 0)
-        backendId = old.meta('backendId') || undefined
-        position = snapshot.position
-        // progress counts every event replayed, not only confirmed ones: an offline client's log may be all pending
-        const local = old.readLocal()
-        const pending = old.readPending()
-        const total = old.head + local.length + pending.length
-        onProgress({ phase: 'rebuild', done: 0, total })
-        for (let since = 0; since < old.head; ) {
-          const page = old.readConfirmed(since, PAGE)
-          if (!page.length) break
-          log.replayConfirmed(page)
-          since = page[page.length - 1]!.seq
-          onProgress({ phase: 'rebuild', done: since, total })
-        }
-        log.replayLocal(local)
-        let done = old.head + local.length
-        if (local.length) onProgress({ phase: 'rebuild', done, total })
-        for (let i = 0; i < pending.length; i += PAGE) {
-          const page = pending.slice(i, i + PAGE)
-          for (const [id, e] of log.replayPending(page)) dropped.set(id, e)
-          onProgress({ phase: 'rebuild', done: (done += page.length), total })
-        }
-      } finally {
-        old.close()
+        rebuildInPlace(log, onProgress, dropped)
+      } catch (error) {
+        log.close()
+        throw error
       }
       snapshotSoon = true
     }
+  } else {
+    log = createEventLog(SQL, schema, hooks)
   }
 
   const total = records.length
@@ -119,6 +98,27 @@ export function bootLog(
     initRecord = { t: 'init', clientId }
   }
   return { log, clientId, counter, backendId, position, snapshotSoon, initRecord, dropped }
+}
+
+/**
+ * Materializes the events of a log whose state schema was just replaced:
+ * confirmed ones straight from its eventlog, then its local and pending ones
+ * re-inserted through the replay path (pending ones with undo capture).
+ * Progress counts every event, not only confirmed ones: an offline client's log may be all pending.
+ */
+function rebuildInPlace(log: EventLog, onProgress: (p: BootProgress) => void, dropped: Map<string, Error>) {
+  const { local, pending } = log.takeUnconfirmed()
+  const total = log.head + local.length + pending.length
+  onProgress({ phase: 'rebuild', done: 0, total })
+  log.rematerializeConfirmed(PAGE, (done) => onProgress({ phase: 'rebuild', done, total }))
+  log.replayLocal(local)
+  let done = log.head + local.length
+  if (local.length) onProgress({ phase: 'rebuild', done, total })
+  for (let i = 0; i < pending.length; i += PAGE) {
+    const page = pending.slice(i, i + PAGE)
+    for (const [id, e] of log.replayPending(page)) dropped.set(id, e)
+    onProgress({ phase: 'rebuild', done: (done += page.length), total })
+  }
 }
 
 /** The n of an event id `${clientId}:${n}` (NaN for ids of another shape). */

@@ -51,6 +51,8 @@ export interface Db {
   exec(sql: string): void
   /** Tables written since the last call (user tables only), and forgets them. */
   takeWritten(): Set<string>
+  /** Turns written-table tracking off for bulk work whose writes nobody observes (a rebuild), and on again. */
+  trackWrites(on: boolean): void
   /** Main-database tables a statement reads, from its `OpenRead` root pages (covers views, subqueries, indexes). */
   tablesRead(sql: string): string[]
   export(): Uint8Array
@@ -66,9 +68,10 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
   raw.exec('PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY')
   const cache = new Map<string, Cached>()
   let written = new Set<string>()
-  raw.updateHook((_op, _db, table) => {
+  const track = (_op: unknown, _db: unknown, table: string) => {
     written.add(table)
-  })
+  }
+  raw.updateHook(track)
 
   const prepare = (sql: string): Cached => {
     let c = cache.get(sql)
@@ -143,6 +146,10 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
       } catch (e) {
         throw asError(e)
       }
+    },
+    trackWrites(on) {
+      // the hook costs a call into JS (and two string decodes) per written row
+      raw.updateHook(on ? track : null)
     },
     takeWritten() {
       const w = written

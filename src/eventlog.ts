@@ -21,7 +21,7 @@
  */
 import type { SqlJsStatic } from 'sql.js'
 import { openDb, type Db } from './database.js'
-import { installUndoLog } from './undo-log.js'
+import { dropUndoLog, dropUndoTriggers, installUndoLog } from './undo-log.js'
 import { MaterializeError, SchemaError } from './errors.js'
 import { createMaterializer, type EventRef } from './materialize.js'
 import type { ConfirmedEvent, JsonValue, PendingEvent } from './protocol.js'
@@ -66,10 +66,40 @@ export interface EventLogHooks {
 
 export type ConflictResolver = (local: PendingEvent[], upstream: ConfirmedEvent[]) => PendingEvent[]
 
-export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: EventLogHooks, bytes?: Uint8Array) {
+/** Everything of the state schema in a database: what is not the eventlog's (`__tl_`) or SQLite's own. */
+const STATE_OBJECTS = "SELECT type, name FROM main.sqlite_schema WHERE name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid"
+
+/**
+ * Rebuild in place: drops the old schema's state (tables, indexes, views,
+ * triggers), the undo log and the table sets learned under it; the eventlog's
+ * rows stay, to be materialized again under the new schema.
+ */
+function dropState(db: Db) {
+  const objects = db.all<{ type: string; name: string }>({ sql: STATE_OBJECTS, params: [] })
+  // triggers and views first (they may name the tables), tables last (their indexes go with them)
+  for (const type of ['trigger', 'view', 'index', 'table']) {
+    for (const o of objects) if (o.type === type) db.exec(`DROP ${type.toUpperCase()} IF EXISTS main."${o.name.replace(/"/g, '""')}"`)
+  }
+  dropUndoLog(db)
+  db.run({ sql: "DELETE FROM __tl_meta WHERE k = 'tables'", params: [] })
+}
+
+/**
+ * Opens an eventlog: a fresh one, or the database of a snapshot (`bytes`). With
+ * `replaceSchema`, the snapshot was made under another schema: its state is
+ * dropped and the new schema's DDL run, for `rematerializeConfirmed` and the
+ * replays to fill (see bootLog).
+ */
+export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: EventLogHooks, bytes?: Uint8Array, replaceSchema = false) {
   const db: Db = openDb(SQL, bytes)
-  if (!bytes) {
-    db.exec(INTERNAL_DDL)
+  if (!bytes || replaceSchema) {
+    try {
+      db.exec(INTERNAL_DDL)
+      if (bytes) dropState(db)
+    } catch (error) {
+      db.close()
+      throw error
+    }
     try {
       for (const [name, ddl] of Object.entries(schema.tables)) db.exec(ddl.sql)
       for (const ddl of schema.indexes) db.exec(ddl.sql)
@@ -122,6 +152,12 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
   }
 
   const reported = new Set<string>()
+  const applyRef = (ref: EventRef) => {
+    if (!materialize(ref) && !reported.has(ref.name)) {
+      reported.add(ref.name)
+      hooks.onUnknownEvent(ref)
+    }
+  }
   const apply = (ev: PendingEvent & { seq?: number }, checkDeterminism = false): Set<string> => {
     const ref: EventRef = { name: ev.name, id: ev.id, clientId: ev.clientId, seq: ev.seq ?? null, args: ev.args }
     if (!materialize(ref, checkDeterminism) && !reported.has(ev.name)) {
@@ -338,6 +374,69 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       setCapture(false)
       tx(() => { for (const e of events) { insertRow('__tl_local', e); checkTables({ ...e, local: true }, apply(e)) } })
       setCapture(true)
+    },
+    /**
+     * Rebuild in place: materializes the confirmed events this log holds again, in
+     * seq order and in pages of `pageSize`, without capture and without writing
+     * their rows (they are here already); `onPage` gets the last seq done. A
+     * failing materializer skips its event, as in applyConfirmed.
+     */
+    rematerializeConfirmed(pageSize: number, onPage: (seq: number) => void) {
+      // a statement of its own, stepped while the page is applied: no row objects, nothing kept
+      const page = db.raw.prepare('SELECT seq, id, name, args, client_id FROM __tl_events WHERE seq > ? ORDER BY seq LIMIT ?')
+      /** Applies the page after `since`; returns the last seq applied. */
+      const pass = (since: number, guarded: boolean) => {
+        let last = since
+        try {
+          page.bind([since, pageSize])
+          while (page.step()) {
+            const [seq, id, name, args, clientId] = page.get() as [number, string, string, string, string]
+            const ref: EventRef = { name, id, clientId, seq, args: JSON.parse(args) }
+            last = seq
+            if (!guarded) { applyRef(ref); continue }
+            try {
+              tx(() => applyRef(ref))
+            } catch (error) {
+              hooks.onWarning(`Confirmed event ${id} ("${name}", seq ${seq}) failed to materialize and is skipped: ${(error as Error).message}`)
+            }
+          }
+        } finally {
+          page.reset()
+        }
+        return last
+      }
+      setCapture(false)
+      dropUndoTriggers(db)
+      db.trackWrites(false) // no query watches a booting store, and confirmed events teach no tables (I5)
+      try {
+        for (let since = 0; since < head; ) {
+          let last: number
+          try {
+            last = tx(() => pass(since, false))
+          } catch {
+            last = tx(() => pass(since, true))
+          }
+          db.takeWritten()
+          if (last === since) break
+          onPage((since = last))
+        }
+      } finally {
+        page.free()
+        db.trackWrites(true)
+        installUndoLog(db, userTables) // the triggers again; this also sets the capture flag back to 1
+        capture = true
+      }
+    },
+    /** Rebuild in place: removes the local and pending events this log holds and returns them, for replayLocal and replayPending. */
+    takeUnconfirmed(): { local: PendingEvent[]; pending: PendingEvent[] } {
+      const local = readRows('__tl_local', 'ORDER BY pos')
+      const pending = readRows('__tl_pending', 'ORDER BY pos')
+      tx(() => {
+        db.run({ sql: 'DELETE FROM __tl_local', params: [] })
+        db.run({ sql: 'DELETE FROM __tl_pending', params: [] })
+      })
+      pendingCount = 0
+      return { local, pending }
     },
     replayPending(events: readonly PendingEvent[]): Map<string, Error> {
       const dropped = new Map<string, Error>()

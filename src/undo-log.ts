@@ -109,3 +109,23 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     },
   }
 }
+
+/**
+ * Drops the undo log's tables (text entries and shadow tables), for a rebuild
+ * in place: `installUndoLog` then makes them again, empty, for the new
+ * schema's tables, and re-materializing the pending events fills them.
+ */
+export function dropUndoLog(db: Db): void {
+  const tables = db.column<string>({ sql: "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name LIKE '\\_\\_tl\\_undo%' ESCAPE '\\'", params: [] })
+  for (const table of tables) db.exec(`DROP TABLE main.${q(table)}`)
+}
+
+/**
+ * Drops the undo log's temporary triggers, for a pass that materializes
+ * without capture (a rebuild): they would only check the capture flag on
+ * every row written. `installUndoLog` on the same tables makes them again.
+ */
+export function dropUndoTriggers(db: Db): void {
+  const triggers = db.column<string>({ sql: "SELECT name FROM temp.sqlite_schema WHERE type = 'trigger' AND name LIKE '\\_\\_tl\\_u%' ESCAPE '\\'", params: [] })
+  for (const name of triggers) db.exec(`DROP TRIGGER temp.${q(name)}`)
+}

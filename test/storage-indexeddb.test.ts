@@ -1,4 +1,5 @@
 import 'fake-indexeddb/auto'
+import { crc32 } from 'node:zlib'
 import { createStore, get, set, type UseStore } from 'idb-keyval'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { indexedDbStorage, type IndexedDbStorage } from 'tidelog/adapters/indexeddb'
@@ -88,6 +89,20 @@ describe('indexedDbStorage() durability', () => {
     const writes = transaction.mock.calls.filter((call) => call[1] === 'readwrite')
     expect(writes.length).toBeGreaterThanOrEqual(2)
     for (const call of writes) expect(call[2]).toEqual({ durability: 'strict' })
+  })
+
+  it('checksums snapshots with CRC-32 as zlib computes it, for every length', async () => {
+    const name = uniqueName()
+    const handle = await make(name).open('crc')
+    await handle.load()
+    const raw: UseStore = createStore(name, 'tidelog')
+    for (const size of [0, 1, 7, 8, 9, 15, 16, 17, 1000, 4099]) {
+      const bytes = Uint8Array.from({ length: size }, (_, i) => (i * 2654435761) >>> 24)
+      await handle.saveSnapshot({ position: size + 1, schemaHash: 'h', bytes })
+      const stored = await get<{ crc: number }>(`crc/s/${String(size + 1).padStart(15, '0')}`, raw)
+      expect({ size, crc: stored?.crc }).toEqual({ size, crc: crc32(bytes) })
+    }
+    await handle.close()
   })
 
   it('adds its object store to an existing database made by someone else', async () => {
