@@ -17,13 +17,19 @@ export interface EventRef {
  * false for an event name the schema does not know (not materialized).
  */
 export function createMaterializer(db: Db, schema: Schema<any>, dev: boolean) {
+  // One context for every call, its `event` made only when a materializer reads it: replays
+  // and rebuilds run this once per event, and most materializers never look.
+  let current: EventRef
+  const ctx: MaterializeContext = {
+    get event() {
+      return { name: current.name, id: current.id, clientId: current.clientId, seq: current.seq }
+    },
+    query: (f) => db.all(f) as never,
+  }
   return function materialize(ev: EventRef, checkDeterminism = false): boolean {
     const creator = (schema.events as Record<string, { definition: { materialize: Function } } | undefined>)[ev.name]
     if (!creator) return false
-    const ctx: MaterializeContext = {
-      event: { name: ev.name, id: ev.id, clientId: ev.clientId, seq: ev.seq },
-      query: (f) => db.all(f) as never,
-    }
+    current = ev
     const fn = creator.definition.materialize as (args: unknown, ctx: MaterializeContext) => unknown
     const out = fn(ev.args, ctx)
     const statements = normalize(out, ev.name)
