@@ -159,17 +159,16 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
     },
     tablesRead(sql) {
       const roots = new Map<number, string>()
-      for (const [root, table] of db.all<{ rootpage: number; tbl_name: string }>({ sql: 'SELECT rootpage, tbl_name FROM main.sqlite_schema WHERE rootpage > 0', params: [] }).map((r) => [r.rootpage, r.tbl_name] as const)) roots.set(root, table)
+      for (const r of db.all<{ rootpage: number; tbl_name: string }>({ sql: 'SELECT rootpage, tbl_name FROM main.sqlite_schema WHERE rootpage > 0', params: [] })) roots.set(r.rootpage, r.tbl_name)
       const tables = new Set<string>()
       const plan = raw.prepare(`EXPLAIN ${sql}`)
       try {
         while (plan.step()) {
-          const [, opcode, p1, p2, p3] = plan.get() as [number, string, number, number, number]
+          const [, opcode, , p2, p3] = plan.get() as [number, string, number, number, number]
           if ((opcode === 'OpenRead' || opcode === 'ReopenIdx') && p3 === 0) {
             const t = roots.get(p2)
             if (t) tables.add(t)
           }
-          void p1
         }
       } finally {
         plan.free()
