@@ -23,6 +23,7 @@ import { httpBackend } from './fixtures/e2e-http-backend.js'
 import { freshStoreId, todoSchema, type Todo, type TodoSchema } from './helpers/todo-schema.js'
 import { converged, logOf, turn, waitFor } from './helpers/wait.js'
 import { mulberry32 } from './helpers/random.js'
+import { upgradeStatus } from './helpers/server.js'
 
 const { todoCreated, todoRenamed, todoCompleted, todoDeleted, kvSet } = todoSchema.events
 const SYNC = { minBackoffMs: 5, maxBackoffMs: 50 }
@@ -190,7 +191,7 @@ describe('end to end: WebSocket, HTTP and BroadcastChannel clients on one sync s
     expect(upgrades[upgrades.length - 1]).toBe(`ws.${issued.get('ws')}`)
     expect(upgrades[upgrades.length - 1]).not.toBe('ws.1')
     // ...which mattered: the first token no longer opens a connection
-    expect(await upgradeStatus(port, storeId, 'ws.1')).toBe(401)
+    expect(await upgradeStatus(`ws://127.0.0.1:${port}/sync?storeId=${storeId}`, { authorization: 'Bearer ws.1' })).toBe(401)
 
     for (const store of [ws, http]) {
       expect(logOf(store.events())).toEqual(logOf(log))
@@ -201,19 +202,3 @@ describe('end to end: WebSocket, HTTP and BroadcastChannel clients on one sync s
     }
   })
 })
-
-/** The HTTP status a WebSocket upgrade with `token` gets (101 when it is let in). */
-function upgradeStatus(port: number, storeId: string, token: string): Promise<number> {
-  const socket = new WebSocket(`ws://127.0.0.1:${port}/sync?storeId=${storeId}`, { headers: { authorization: `Bearer ${token}` } })
-  socket.on('error', () => {})
-  return new Promise((resolve) => {
-    socket.on('open', () => {
-      resolve(101)
-      socket.close()
-    })
-    socket.on('unexpected-response', (request, response) => {
-      resolve(response.statusCode!)
-      request.destroy()
-    })
-  })
-}

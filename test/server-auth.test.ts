@@ -4,6 +4,7 @@ import type { PendingEvent, SyncBackend, TransportStatus } from 'tidelog'
 import { createSyncServer, memoryBackend, type AuthenticateContext, type SyncServer } from 'tidelog/server'
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
+import { upgradeStatus } from './helpers/server.js'
 
 // R5: no event is read or written on a storeId without passing authenticate; tokens are re-asked on reconnect.
 
@@ -43,20 +44,6 @@ const event = (i: number): PendingEvent => ({ id: `a:${i}`, name: 'noted', args:
 const pullBody = (storeId = 'guarded') => JSON.stringify({ v: 1, type: 'pull', storeId, since: 0 })
 const pushBody = (storeId = 'guarded') => JSON.stringify({ v: 1, type: 'push', storeId, parentSeq: 0, events: [event(99)] })
 
-function upgradeStatus(path: string, headers: Record<string, string> = {}): Promise<number> {
-  const socket = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers })
-  socket.on('error', () => {})
-  return new Promise((resolve) => {
-    socket.on('open', () => {
-      resolve(101)
-      socket.close()
-    })
-    socket.on('unexpected-response', (request, response) => {
-      resolve(response.statusCode!)
-      request.destroy()
-    })
-  })
-}
 
 beforeEach(async () => {
   backend = memoryBackend()
@@ -81,7 +68,7 @@ describe('server: authenticate', () => {
   ]
 
   it.each(refusals)('refuses %s on every route before touching the backend', async (_what, headers, storeId) => {
-    expect(await upgradeStatus(`/sync?storeId=${storeId}`, headers)).toBe(401)
+    expect(await upgradeStatus(`ws://127.0.0.1:${port}/sync?storeId=${storeId}`, headers)).toBe(401)
     const base = `http://127.0.0.1:${port}`
     for (const [path, body] of [['/pull', pullBody(storeId)], ['/push', pushBody(storeId)]] as const) {
       const response = await fetch(base + path, { method: 'POST', headers, body })
@@ -96,8 +83,8 @@ describe('server: authenticate', () => {
   })
 
   it('lets a valid token through on every route, from the header or the token query parameter', async () => {
-    expect(await upgradeStatus('/sync?storeId=guarded', { authorization: 'Bearer secret-1' })).toBe(101)
-    expect(await upgradeStatus('/sync?storeId=guarded&token=secret-1')).toBe(101)
+    expect(await upgradeStatus(`ws://127.0.0.1:${port}/sync?storeId=guarded`, { authorization: 'Bearer secret-1' })).toBe(101)
+    expect(await upgradeStatus(`ws://127.0.0.1:${port}/sync?storeId=guarded&token=secret-1`)).toBe(101)
     const base = `http://127.0.0.1:${port}`
     const headers = { authorization: 'Bearer secret-1' }
     expect((await fetch(`${base}/pull`, { method: 'POST', headers, body: pullBody() })).status).toBe(200)
@@ -120,13 +107,13 @@ describe('server: authenticate', () => {
       onError: (error, context) => errors.push(`${context}: ${(error as Error).message}`),
     })
     port = server.port
-    expect(await upgradeStatus('/sync?storeId=guarded')).toBe(500)
+    expect(await upgradeStatus(`ws://127.0.0.1:${port}/sync?storeId=guarded`)).toBe(500)
     const response = await fetch(`${server.url}/pull`, { method: 'POST', body: pullBody() })
     expect(response.status).toBe(500)
     expect(await response.json()).toMatchObject({ code: 'internal', retryable: true })
     expect(errors).toEqual(['authenticate: token service down', 'authenticate: token service down'])
     fail = false
-    expect(await upgradeStatus('/sync?storeId=guarded')).toBe(101)
+    expect(await upgradeStatus(`ws://127.0.0.1:${port}/sync?storeId=guarded`)).toBe(101)
   })
 })
 

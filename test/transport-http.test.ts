@@ -2,25 +2,10 @@ import { describe, expect, it } from 'vitest'
 import { TransportError } from 'tidelog'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
 import { runTransportConformance } from 'tidelog/testing'
+import { serverTransportSetup } from './helpers/server.js'
 import { httpTransport } from 'tidelog/transports/http'
 
-runTransportConformance('httpTransport', async () => {
-  const backend = memoryBackend()
-  let server = await createSyncServer({ backend, port: 0 })
-  const { port, url } = server
-  return {
-    backend,
-    transport: () => httpTransport({ url }),
-    stopServer: () => server.close(),
-    startServer: async () => {
-      server = await createSyncServer({ backend, port })
-    },
-    teardown: async () => {
-      await server.close()
-      await backend.close()
-    },
-  }
-})
+runTransportConformance('httpTransport', () => serverTransportSetup((url) => httpTransport({ url })))
 
 describe('httpTransport()', () => {
   it('throws a TransportError for a malformed URL', () => {

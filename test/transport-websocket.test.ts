@@ -3,25 +3,10 @@ import { WebSocket, WebSocketServer } from 'ws'
 import { TransportError, type TransportStatus } from 'tidelog'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
 import { runTransportConformance } from 'tidelog/testing'
+import { serverTransportSetup } from './helpers/server.js'
 import { websocketTransport, type WebSocketConstructor } from 'tidelog/transports/websocket'
 
-runTransportConformance('websocketTransport', async () => {
-  const backend = memoryBackend()
-  let server = await createSyncServer({ backend, port: 0 })
-  const { port, url } = server
-  return {
-    backend,
-    transport: () => websocketTransport({ url, WebSocket }),
-    stopServer: () => server.close(),
-    startServer: async () => {
-      server = await createSyncServer({ backend, port })
-    },
-    teardown: async () => {
-      await server.close()
-      await backend.close()
-    },
-  }
-})
+runTransportConformance('websocketTransport', () => serverTransportSetup((url) => websocketTransport({ url, WebSocket })))
 
 describe('websocketTransport()', () => {
   it('accepts the ws package and the browser WebSocket as constructors (types)', () => {
