@@ -25,7 +25,7 @@ import {
 } from 'tidelog'
 import { fileStorage } from 'tidelog/adapters/filesystem'
 import { memoryBackend } from 'tidelog/server'
-import { model, mulberry32, randomEvent, schema, schemaNextVersion, schemaWithIndex, stateOf, uiOf } from './fixtures/persistence-schema.js'
+import { model, mulberry32, randomEvent, schema, schemaNextVersion, schemaWithIndex, stateOf, uiOf, storeOpener, withoutSnapshots } from './fixtures/persistence-schema.js'
 import { wrapTransport } from './helpers/transports.js'
 import { backendLog, turn, within } from './helpers/wait.js'
 
@@ -44,33 +44,11 @@ async function tempDir(): Promise<string> {
   return dir
 }
 
-const opened = new Set<Store<any>>()
-afterEach(async () => {
-  for (const s of opened) await s.close().catch(() => {})
-  opened.clear()
-})
+const { open, close, closeAll, forget } = storeOpener((dir: string) => fileStorage({ dir }))
+afterEach(closeAll)
 
 interface Opened { store: Store<any>; warnings: string[]; progress: BootProgress[] }
 
-/** Opens the test store on `dir` through a new fileStorage, recording warnings and boot progress. */
-async function open(dir: string, options: Partial<StoreOptions<any>> & { storage?: Storage } = {}): Promise<Opened> {
-  const warnings: string[] = []
-  const progress: BootProgress[] = []
-  const store = await createStore({
-    schema,
-    storeId: STORE,
-    storage: fileStorage({ dir }),
-    onWarning: (m) => warnings.push(m),
-    onProgress: (p) => progress.push(p),
-    ...options,
-  })
-  opened.add(store)
-  return { store, warnings, progress }
-}
-async function close(store: Store<any>): Promise<void> {
-  opened.delete(store)
-  await store.close()
-}
 
 /** What a reopened store must show exactly as before. */
 function everything(store: Store<any>) {
@@ -91,16 +69,6 @@ function commitRandom(store: Store<any>, random: () => number, count: number) {
 const counterOf = (id: string) => Number(id.slice(id.lastIndexOf(':') + 1))
 const phases = (progress: BootProgress[]) => new Set(progress.map((p) => p.phase))
 
-/** A storage that skips `saveSnapshot`, so what it writes is found again as journal records after the last snapshot. */
-function withoutSnapshots(inner: Storage): Storage {
-  return {
-    name: inner.name,
-    async open(storeId, options) {
-      const handle = await inner.open(storeId, options)
-      return { load: () => handle.load(), append: (r) => handle.append(r), close: () => handle.close(), saveSnapshot: async () => {} }
-    },
-  }
-}
 
 const folder = (dir: string) => fileStorage({ dir }).folderOf(STORE)
 async function filesOf(dir: string, pattern: RegExp): Promise<string[]> {
@@ -229,7 +197,7 @@ describe('fileStorage persistence through the store', () => {
     })
     const a = await open(dir, { storage: stallingStorage, transport })
     // this store is abandoned, not closed (closing would wait for the stalled disk forever)
-    opened.delete(a.store)
+    forget(a.store)
     const first = a.store.commit(set({ id: 'k', value: 1 }))
     await within(first.confirmed, 'the first commit to confirm')
     stall = true

@@ -6,10 +6,10 @@
  */
 import 'fake-indexeddb/auto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createStore, localTransport, StorageLockedError, type BootProgress, type Storage, type Store, type StoreOptions } from 'tidelog'
+import { localTransport, StorageLockedError, type Store } from 'tidelog'
 import { indexedDbStorage } from 'tidelog/adapters/indexeddb'
 import { memoryBackend } from 'tidelog/server'
-import { model, mulberry32, randomEvent, schema, schemaWithIndex, stateOf, uiOf } from './fixtures/persistence-schema.js'
+import { model, mulberry32, randomEvent, schema, schemaWithIndex, stateOf, uiOf, storeOpener, withoutSnapshots } from './fixtures/persistence-schema.js'
 import { backendLog, within } from './helpers/wait.js'
 
 const { set, add, noteAdded, filterChanged } = schema.events
@@ -17,40 +17,9 @@ const STORE = 'persist'
 let counter = 0
 const freshName = () => `tidelog-persistence-${Date.now().toString(36)}-${counter++}`
 
-const opened = new Set<Store<any>>()
-afterEach(async () => {
-  for (const s of opened) await s.close().catch(() => {})
-  opened.clear()
-})
+const { open, close, closeAll } = storeOpener((name: string) => indexedDbStorage({ name }))
+afterEach(closeAll)
 
-async function open(name: string, options: Partial<StoreOptions<any>> = {}) {
-  const warnings: string[] = []
-  const progress: BootProgress[] = []
-  const store = await createStore({
-    schema,
-    storeId: STORE,
-    storage: indexedDbStorage({ name }),
-    onWarning: (m) => warnings.push(m),
-    onProgress: (p) => progress.push(p),
-    ...options,
-  })
-  opened.add(store)
-  return { store, warnings, progress }
-}
-async function close(store: Store<any>) {
-  opened.delete(store)
-  await store.close()
-}
-/** A storage that skips `saveSnapshot`, so what it writes is found again as journal records after the last snapshot. */
-function withoutSnapshots(inner: Storage): Storage {
-  return {
-    name: inner.name,
-    async open(storeId, options) {
-      const handle = await inner.open(storeId, options)
-      return { load: () => handle.load(), append: (r) => handle.append(r), close: () => handle.close(), saveSnapshot: async () => {} }
-    },
-  }
-}
 const everything = (store: Store<any>) => ({ state: stateOf(store), ui: uiOf(store), events: store.events(), pending: store.sync.status.value.pending })
 
 describe('indexedDbStorage persistence through the store', () => {
