@@ -13,7 +13,6 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import {
-  createStore,
   localTransport,
   sql,
   StorageLockedError,
@@ -21,7 +20,6 @@ import {
   type EventValue,
   type Storage,
   type Store,
-  type StoreOptions,
 } from 'tidelog'
 import { fileStorage } from 'tidelog/adapters/filesystem'
 import { memoryBackend } from 'tidelog/server'
