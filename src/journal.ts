@@ -58,8 +58,6 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
 
   return {
     get position() { return position },
-    get durable() { return durable },
-    get idle() { return queue.length === 0 && !running },
     /** Queues a record; the promise resolves when it is durable. */
     add(record: NewRecord): Promise<void> {
       queue.push({ ...record, pos: ++position } as JournalRecord)

@@ -17,8 +17,6 @@ export interface QueryRegistry {
   tablesWritten(tables: Iterable<string>): void
   /** Forgets per-database caches (after the database was replaced). */
   reset(): void
-  /** How many queries something is watching right now. */
-  readonly liveCount: number
 }
 
 export function createQueryRegistry(getDb: () => Db, isClosed: () => boolean, assertOpen: (what: string) => void): QueryRegistry {
@@ -29,7 +27,6 @@ export function createQueryRegistry(getDb: () => Db, isClosed: () => boolean, as
     return v
   }
   let tablesBySql = new Map<string, Signal<number>[]>()
-  let live = 0
 
   return {
     query<T>(fragment: SqlFragment): ReadonlySignal<T[]> {
@@ -47,35 +44,27 @@ export function createQueryRegistry(getDb: () => Db, isClosed: () => boolean, as
       tablesBySql.set(fragment.sql, tables)
       const deps = tables
       let previous: T[] | undefined
-      return computed<T[]>(
-        () => {
-          let changed = false
-          for (let i = 0; i < deps.length; i++) if (deps[i]!.value !== primed?.at[i]) changed = true
-          if (isClosed()) return previous ?? []
-          let rows: Row[]
-          if (primed && !changed) rows = primed.rows
-          else {
-            try {
-              rows = getDb().all(fragment)
-            } catch (error) {
-              throw new QueryError(fragment.sql, error)
-            }
+      // a computed runs only when read, and while unwatched it re-checks its version
+      // signals on read instead of re-running: that is all the laziness a query needs
+      return computed<T[]>(() => {
+        let changed = false
+        for (let i = 0; i < deps.length; i++) if (deps[i]!.value !== primed?.at[i]) changed = true
+        if (isClosed()) return previous ?? []
+        let rows: Row[]
+        if (primed && !changed) rows = primed.rows
+        else {
+          try {
+            rows = getDb().all(fragment)
+          } catch (error) {
+            throw new QueryError(fragment.sql, error)
           }
-          primed = undefined
-          const next = reuseRows(previous as Row[] | undefined, rows) as T[]
-          if (next === previous) return previous
-          previous = next
-          return next
-        },
-        {
-          watched() {
-            live++
-          },
-          unwatched() {
-            live--
-          },
-        },
-      )
+        }
+        primed = undefined
+        const next = reuseRows(previous as Row[] | undefined, rows) as T[]
+        if (next === previous) return previous
+        previous = next
+        return next
+      })
     },
     tablesWritten(written) {
       for (const t of written) {
@@ -85,9 +74,6 @@ export function createQueryRegistry(getDb: () => Db, isClosed: () => boolean, as
     },
     reset() {
       tablesBySql = new Map()
-    },
-    get liveCount() {
-      return live
     },
   }
 }
