@@ -288,8 +288,10 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         applyConfirmed(events, change.written)
         return change
       }
-      const front = pendingCount >= events.length && !recordedPending ? readRows('__tl_pending', 'ORDER BY pos LIMIT ?', [events.length]) : []
-      if (front.length === events.length && front.every((p, i) => p.id === events[i]!.id)) {
+      const front = pendingCount >= events.length && !recordedPending
+        ? db.column<string>({ sql: 'SELECT id FROM __tl_pending ORDER BY pos LIMIT ?', params: [events.length] })
+        : []
+      if (front.length === events.length && front.every((id, i) => id === events[i]!.id)) {
         // Our own oldest pending events came back in order: confirm them, state is already right.
         tx(() => {
           for (const e of events) insertConfirmed(e)
