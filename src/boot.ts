@@ -1,7 +1,7 @@
 import type { SqlJsStatic } from 'sql.js'
 import { SchemaError, StorageError } from './errors.js'
 import { createEventLog, type EventLog, type EventLogHooks } from './eventlog.js'
-import { randomId } from './memory-backend.js'
+import { counterOf, randomId } from './ids.js'
 import type { ConfirmedEvent, PendingEvent } from './protocol.js'
 import type { Schema } from './schema.js'
 import type { JournalRecord, LoadedLog } from './storage.js'
@@ -122,7 +122,6 @@ function rebuildInPlace(log: EventLog, onProgress: (p: BootProgress) => void, dr
 }
 
 /** The n of an event id `${clientId}:${n}` (NaN for ids of another shape). */
-export const counterOf = (id: string): number => Number(id.slice(id.lastIndexOf(':') + 1))
 
 /** Applies one journal record exactly as the store did when it wrote it. */
 function replayRecord(env: { SQL: SqlJsStatic; schema: Schema<any>; hooks: EventLogHooks }, log: EventLog, r: JournalRecord, clientId: string | undefined) {

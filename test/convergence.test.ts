@@ -13,7 +13,7 @@
 import fc from 'fast-check'
 import { describe, it } from 'vitest'
 import { localTransport } from 'tidelog'
-import { memoryBackend } from '../src/memory-backend.js'
+import { memoryBackend } from '../src/backends/memory.js'
 import { runScenario, scenario, type Scenario } from './helpers/convergence.js'
 import { faultyTransport, type Faults } from './helpers/faulty-transport.js'
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { createStore, sql, type PendingEvent, type Store } from 'tidelog'
 import { runBackendConformance } from 'tidelog/testing'
 import { broadcastChannelTransport, hostBroadcastChannel, type LockManagerLike } from 'tidelog/transports/broadcast-channel'
-import { indexedDbBackend } from '../transports/idb-backend.js'
+import { indexedDbBackend } from '../src/backends/indexeddb.js'
 import { freshStoreId, todoSchema, type Todo } from './helpers/todo-schema.js'
 import { backendLog, converged, logOf, waitFor, within } from './helpers/wait.js'
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { createStore, sql, type PendingEvent, type Store, type TransportStatus } from 'tidelog'
 import { runTransportConformance } from 'tidelog/testing'
 import { broadcastChannelTransport, hostBroadcastChannel } from 'tidelog/transports/broadcast-channel'
-import { memoryBackend } from '../src/memory-backend.js'
+import { memoryBackend } from '../src/backends/memory.js'
 import { todoSchema, freshStoreId, type Todo } from './helpers/todo-schema.js'
 import { converged, logOf, waitFor, within } from './helpers/wait.js'
 

@@ -3,7 +3,7 @@
  * backend for every client on one channel. Message shapes and invariants B1–B3
  * are described in broadcast-channel.ts.
  */
-import { randomId } from '../src/memory-backend.js'
+import { randomId } from '../src/ids.js'
 import { errorMessage, MAX_PULL_LIMIT, parseClientMessage, ProtocolViolation, toPending } from '../src/protocol.js'
 import type { SyncBackend } from '../src/transport.js'
 

@@ -20,10 +20,10 @@
  *      and only after that client's pull answered `more: false`.
  */
 import { TransportError } from '../src/errors.js'
-import { randomId } from '../src/memory-backend.js'
+import { randomId } from '../src/ids.js'
 import type { PullResponse, PushResponse } from '../src/protocol.js'
 import type { Transport, TransportHandlers } from '../src/transport.js'
-import { campaignForHost, type LockManagerLike } from './idb-backend.js'
+import { campaignForHost, type LockManagerLike } from './tab-election.js'
 
 import { hostBroadcastChannel } from './broadcast-channel-host.js'
 

@@ -1,5 +1,5 @@
-export { memoryBackend } from '../memory-backend.js'
-export { fileBackend, type FileBackend, type FileBackendOptions, type FileBackendStats } from './file-backend.js'
+export { memoryBackend } from '../backends/memory.js'
+export { fileBackend, type FileBackend, type FileBackendOptions, type FileBackendStats } from '../backends/file.js'
 export {
   createSyncServer,
   createHttpHandler,

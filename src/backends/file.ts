@@ -19,7 +19,8 @@
 import { mkdir, open, readFile, rename, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StorageError } from '../errors.js'
-import { judgePush, randomId } from '../memory-backend.js'
+import { randomId } from '../ids.js'
+import { judgePush } from './judge-push.js'
 import { MAX_PULL_LIMIT, ProtocolViolation, isValidStoreId, type PullResponse, type PushResponse } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
 

@@ -1,46 +1,12 @@
-import { MAX_PULL_LIMIT, ProtocolViolation, type ConfirmedEvent, type PendingEvent, type PullResponse, type PushResponse } from './protocol.js'
-import type { SyncBackend } from './transport.js'
+import { randomId } from '../ids.js'
+import { MAX_PULL_LIMIT, type ConfirmedEvent, type PullResponse, type PushResponse } from '../protocol.js'
+import type { SyncBackend } from '../transport.js'
+import { judgePush } from './judge-push.js'
 
 interface Log {
   events: ConfirmedEvent[]
   seqById: Map<string, number>
   listeners: Set<(head: number) => void>
-}
-
-/** Random id for a backend incarnation or a client. */
-export function randomId(length = 12): string {
-  const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz'
-  const bytes = new Uint8Array(length)
-  globalThis.crypto.getRandomValues(bytes)
-  let out = ''
-  for (const b of bytes) out += alphabet[b % 36]
-  return out
-}
-
-/**
- * Decides a push against a log (PROTOCOL.md backend rules 2 and 3): the
- * idempotent-retry answer, `rejected`, an `invalid_message` violation, or
- * `append` when the events are new and based on the head. Shared by every
- * backend so that they all judge pushes the same way.
- */
-export function judgePush(
-  log: { head: number; seqOf(id: string): number | undefined },
-  parentSeq: number,
-  events: readonly PendingEvent[],
-): { kind: 'retry'; firstSeq: number } | { kind: 'rejected' } | { kind: 'append' } {
-  if (events.length === 0) throw new ProtocolViolation('invalid_message', 'push.events must be a non-empty array')
-  const seen = new Set<string>()
-  for (const e of events) {
-    if (seen.has(e.id)) throw new ProtocolViolation('invalid_message', `push carries event id ${e.id} twice; each event may appear once`)
-    seen.add(e.id)
-  }
-  const known = events.map((e) => log.seqOf(e.id))
-  if (known.every((s, i) => s === parentSeq + 1 + i)) return { kind: 'retry', firstSeq: parentSeq + 1 }
-  if (parentSeq !== log.head) return { kind: 'rejected' }
-  if (known.some((s) => s !== undefined)) {
-    throw new ProtocolViolation('invalid_message', 'push mixes events already in the log with new ones; pull and push only the events that did not come back')
-  }
-  return { kind: 'append' }
 }
 
 /**

@@ -1,0 +1,27 @@
+import { ProtocolViolation, type PendingEvent } from '../protocol.js'
+
+/**
+ * Decides a push against a log (PROTOCOL.md backend rules 2 and 3): the
+ * idempotent-retry answer, `rejected`, an `invalid_message` violation, or
+ * `append` when the events are new and based on the head. Shared by every
+ * backend so that they all judge pushes the same way.
+ */
+export function judgePush(
+  log: { head: number; seqOf(id: string): number | undefined },
+  parentSeq: number,
+  events: readonly PendingEvent[],
+): { kind: 'retry'; firstSeq: number } | { kind: 'rejected' } | { kind: 'append' } {
+  if (events.length === 0) throw new ProtocolViolation('invalid_message', 'push.events must be a non-empty array')
+  const seen = new Set<string>()
+  for (const e of events) {
+    if (seen.has(e.id)) throw new ProtocolViolation('invalid_message', `push carries event id ${e.id} twice; each event may appear once`)
+    seen.add(e.id)
+  }
+  const known = events.map((e) => log.seqOf(e.id))
+  if (known.every((s, i) => s === parentSeq + 1 + i)) return { kind: 'retry', firstSeq: parentSeq + 1 }
+  if (parentSeq !== log.head) return { kind: 'rejected' }
+  if (known.some((s) => s !== undefined)) {
+    throw new ProtocolViolation('invalid_message', 'push mixes events already in the log with new ones; pull and push only the events that did not come back')
+  }
+  return { kind: 'append' }
+}
