@@ -1,6 +1,6 @@
 // One config: every entry of the package → ESM (.js) + CJS (.cjs) + types
 // (.d.ts, and .d.cts for `require`), plus the self-contained <script> bundle.
-import { copyFileSync, mkdirSync, rmSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { builtinModules, createRequire } from 'node:module'
 import { dirname, isAbsolute } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,6 +19,7 @@ export const entries = {
   'adapters/indexeddb': 'adapters/indexeddb.ts',
   'adapters/filesystem': 'adapters/filesystem.ts',
   'transports/websocket': 'transports/websocket.ts',
+  'transports/websocket-node': 'transports/websocket-node.ts',
   'transports/http': 'transports/http.ts',
   'transports/broadcast-channel': 'transports/broadcast-channel.ts',
   'server/index': 'src/server/index.ts',
@@ -36,12 +37,29 @@ const external = (id) => id.startsWith('node:') || builtins.has(id) || (/^[@a-z]
 const ts = ({ check = true } = {}) =>
   typescript({ tsconfig: './tsconfig.build.json', noEmitOnError: true, outputToFilesystem: false, ...(check ? {} : { noCheck: true }) })
 
+/**
+ * Puts sql.js's browser wasm next to every chunk that refers to it with
+ * `new URL('./sql-wasm.wasm', import.meta.url)` (src/database.ts), wherever
+ * rollup placed that module: the app's bundler follows that URL and emits the file.
+ */
+const wasmNextToChunks = () => ({
+  name: 'wasm-next-to-chunks',
+  generateBundle(_options, bundle) {
+    const dirs = new Set()
+    for (const chunk of Object.values(bundle)) {
+      if (chunk.type === 'chunk' && chunk.code.includes("'./sql-wasm.wasm'")) dirs.add(dirname(chunk.fileName))
+    }
+    const source = readFileSync(require.resolve('sql.js/dist/sql-wasm-browser.wasm'))
+    for (const dir of dirs) this.emitFile({ type: 'asset', fileName: dir === '.' ? 'sql-wasm.wasm' : `${dir}/sql-wasm.wasm`, source })
+  },
+})
+
 // Shared chunks (errors, protocol, ...) are one module for every entry, so that
 // an error thrown by a transport is an instance of the class `tidelog` exports.
 const library = {
   input: entries,
   external,
-  plugins: [ts()],
+  plugins: [ts(), wasmNextToChunks()],
   output: [
     { dir: 'dist', format: 'es', entryFileNames: '[name].js', chunkFileNames: 'chunks/[name]-[hash].js', sourcemap: true },
     {

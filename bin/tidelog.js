@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `tidelog` command: runs a sync server over a data directory.
+import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 
 const HELP = `Usage: tidelog serve [options]
@@ -51,7 +52,9 @@ let server
 try {
   server = await import('../dist/server/index.js')
 } catch (error) {
-  fail(`cannot load the server from dist/ (${error.message}); run "npm run build" first.`)
+  // src/ ships only in a checkout of the repository, where dist/ is built by hand
+  const checkout = existsSync(new URL('../src/server/index.ts', import.meta.url))
+  fail(`cannot load the server (${error.message}); ${checkout ? 'run "npm run build" first.' : 'the tidelog package looks incomplete: reinstall it (npm install tidelog).'}`)
 }
 const { createSyncServer, fileBackend } = server
 

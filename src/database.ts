@@ -1,9 +1,50 @@
 import initSqlJs from 'sql.js'
 import type { Database, SqlJsStatic, Statement } from 'sql.js'
+import { WasmLoadError } from './errors.js'
 import type { SqlFragment } from './sql.js'
 
-/** Options passed to sql.js's init (e.g. `locateFile` for the wasm). */
-export type SqlJsOptions = { locateFile?: (file: string) => string } & Record<string, unknown>
+/**
+ * Options passed to sql.js's init. In a browser, `locateFile` says where the wasm is
+ * (it is asked for `sql-wasm.wasm`); by default it is found next to tidelog's build.
+ */
+export type SqlJsOptions = { locateFile?: (file: string, prefix?: string) => string } & Record<string, unknown>
+
+/** The name of sql.js's browser wasm in tidelog's dist/. */
+export const WASM_FILE = 'sql-wasm.wasm'
+
+// Node's sql.js reads its own wasm from disk; browsers fetch it.
+const inNode = typeof process === 'object' && typeof process.versions?.node === 'string'
+
+/**
+ * Where the wasm is by default: next to this module in dist/. Written as
+ * `new URL('<literal>', import.meta.url)` so that Vite and webpack 5 emit the
+ * file and rewrite the URL by themselves.
+ */
+const defaultWasmUrl = () => new URL('./sql-wasm.wasm', import.meta.url).href
+
+const WASM_FIX =
+  'Serve node_modules/tidelog/dist/sql-wasm.wasm at that URL (Vite and webpack 5 emit it by themselves; with esbuild or Rollup copy it next to your bundle), or tell tidelog where it is: createStore({ sqlJs: { locateFile: () => "/path/to/sql-wasm.wasm" } }).'
+
+/** Fetches the wasm and checks it is one, so that a wrong answer fails with what came back rather than deep inside WebAssembly. */
+async function fetchWasm(options: SqlJsOptions | undefined): Promise<Uint8Array> {
+  let url = options?.locateFile ? options.locateFile(WASM_FILE, '') : defaultWasmUrl()
+  try {
+    url = new URL(url, (globalThis as { location?: { href: string } }).location?.href).href
+  } catch {}
+  let response: Response
+  try {
+    response = await fetch(url, { credentials: 'same-origin' })
+  } catch (e) {
+    throw new WasmLoadError(url, `the request failed (${asError(e).message})`, WASM_FIX, e)
+  }
+  const bytes = new Uint8Array(await response.arrayBuffer())
+  if (response.ok && bytes[0] === 0 && bytes[1] === 0x61 && bytes[2] === 0x73 && bytes[3] === 0x6d) return bytes
+  const type = response.headers.get('content-type') || 'no content-type'
+  const first = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ') || 'nothing'
+  const html = /html/i.test(type) || /^\s*</.test(new TextDecoder().decode(bytes.subarray(0, 32)))
+  const received = `HTTP ${response.status} ${type}, ${bytes.length} bytes starting ${first}` + (html ? ' (got HTML, not the wasm: the server answered with a page, such as a dev server answering index.html for unknown paths)' : '')
+  throw new WasmLoadError(url, received, WASM_FIX)
+}
 
 const loaded = new Map<unknown, Promise<SqlJsStatic>>()
 
@@ -12,7 +53,8 @@ export function loadSqlJs(options?: SqlJsOptions): Promise<SqlJsStatic> {
   const key = options ?? 'default'
   let p = loaded.get(key)
   if (!p) {
-    p = initSqlJs(options as Parameters<typeof initSqlJs>[0])
+    const init = (o: SqlJsOptions | undefined) => initSqlJs(o as Parameters<typeof initSqlJs>[0])
+    p = inNode || options?.wasmBinary ? init(options) : fetchWasm(options).then((wasmBinary) => init({ ...options, wasmBinary }))
     p.catch(() => loaded.delete(key))
     loaded.set(key, p)
   }

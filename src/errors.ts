@@ -72,6 +72,22 @@ export class StoreClosedError extends TidelogError {
   }
 }
 
+/**
+ * sql.js's wasm could not be loaded: `url` is what was fetched, `received`
+ * what came back (status, content type, first bytes), and the message says
+ * how to fix it.
+ */
+export class WasmLoadError extends TidelogError {
+  readonly url: string
+  readonly received: string
+  constructor(url: string, received: string, fix: string, cause?: unknown) {
+    super('wasm_load_failed', `Cannot load sql.js's wasm from ${url}: ${received}. ${fix}`, { cause })
+    this.name = 'WasmLoadError'
+    this.url = url
+    this.received = received
+  }
+}
+
 /** `commit()` got an event that the running schema does not define. */
 export class UnknownEventError extends TidelogError {
   readonly eventName: string

@@ -11,7 +11,7 @@ import { indexedDbStorage } from '../adapters/indexeddb.js'
 import { broadcastChannelTransport, hostBroadcastChannel } from '../transports/broadcast-channel.js'
 import { httpTransport } from '../transports/http.js'
 import { websocketTransport } from '../transports/websocket.js'
-import type { SqlJsOptions } from './database.js'
+import { WASM_FILE, type SqlJsOptions } from './database.js'
 import { createStore as createStoreWithSqlJs } from './store.js'
 
 export { defineSchema, defineEvent } from './schema.js'
@@ -29,15 +29,13 @@ export {
   BackendResetError,
   TransportError,
   StorageLockedError,
+  WasmLoadError,
   StorageError,
   ConflictDroppedError,
   isTidelogError,
 } from './errors.js'
 export { batch, computed, effect, signal }
 export { indexedDbStorage, websocketTransport, httpTransport, broadcastChannelTransport, hostBroadcastChannel }
-
-/** The file name the wasm is shipped under in dist/, whatever name sql.js's browser build asks for. */
-const WASM_FILE = 'sql-wasm.wasm'
 
 // Read while the script runs: document.currentScript is null once loading is over.
 function scriptBaseUrl(): string {
@@ -52,29 +50,13 @@ function scriptBaseUrl(): string {
 const base = scriptBaseUrl()
 /** The default: the wasm next to tidelog.iife.js. One object, so that sql.js is loaded once for every store. */
 const nextToScript: SqlJsOptions = { locateFile: () => base + WASM_FILE }
-const adjusted = new WeakMap<SqlJsOptions, SqlJsOptions>()
-
-// sql.js's browser build asks for "sql-wasm-browser.wasm"; the bundle ships the
-// same bytes as sql-wasm.wasm, so a user's locateFile is asked for that name.
-function sqlJsFor(given: SqlJsOptions | undefined): SqlJsOptions {
-  if (!given) return nextToScript
-  let options = adjusted.get(given)
-  if (!options) {
-    const locate = given.locateFile
-    options = {
-      ...given,
-      locateFile: locate
-        ? (file: string, prefix?: string) => (locate as (f: string, p?: string) => string)(file.endsWith('.wasm') ? WASM_FILE : file, prefix)
-        : nextToScript.locateFile,
-    }
-    adjusted.set(given, options)
-  }
-  return options
-}
 
 /**
  * `createStore` of the script-tag bundle: the same as `tidelog`'s, except that
- * sql.js's wasm is found next to tidelog.iife.js unless `sqlJs` says otherwise.
+ * sql.js's wasm is found next to tidelog.iife.js unless `sqlJs` says otherwise,
+ * and that it runs in production mode (materializers once per commit) unless
+ * `dev: true` asks for the development checks: a page has no NODE_ENV to say so.
  * @example const store = await Tidelog.createStore({ schema, storage: Tidelog.indexedDbStorage({ name: 'todos' }) })
  */
-export const createStore: typeof createStoreWithSqlJs = (options) => createStoreWithSqlJs({ ...options, sqlJs: sqlJsFor(options.sqlJs) })
+export const createStore: typeof createStoreWithSqlJs = (options) =>
+  createStoreWithSqlJs({ ...options, dev: options.dev ?? false, sqlJs: options.sqlJs ?? nextToScript })

@@ -14,6 +14,7 @@ export {
   BackendResetError,
   TransportError,
   StorageLockedError,
+  WasmLoadError,
   StorageError,
   ConflictDroppedError,
   isTidelogError,

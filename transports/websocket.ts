@@ -24,7 +24,7 @@ export interface WebSocketTransportOptions {
   /** The sync server's base URL, `http://…` (as `server.url` gives it) or `ws://…`; `/sync` is appended. */
   url: string
   token?: TokenSource
-  /** Required in Node 20 (no global WebSocket): pass `WebSocket` from 'ws', which also lets the token travel as a header. */
+  /** The WebSocket constructor; default: the global one, and under Node 'ws' when there is none. `WebSocket` from 'ws' also lets the token travel as a header. */
   WebSocket?: WebSocketConstructor
   /** Silence for two of these intervals counts as a dead connection. Keep it at least the server's ping interval. Default 30_000. */
   heartbeatMs?: number
@@ -50,7 +50,7 @@ const isWsPackage = (ctor: WebSocketConstructor) => typeof (ctor.prototype as { 
 export function websocketTransport(options: WebSocketTransportOptions): Transport {
   const Ctor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
   if (!Ctor) {
-    throw new TransportError("websocketTransport: this runtime has no global WebSocket. In Node, pass one from 'ws': import { WebSocket } from 'ws'; websocketTransport({ url, WebSocket }).", { retryable: false })
+    throw new TransportError("websocketTransport: this runtime has no global WebSocket. Pass a WebSocket constructor, e.g. from 'ws': import { WebSocket } from 'ws'; websocketTransport({ url, WebSocket }) (under Node, tidelog/transports/websocket does that by itself).", { retryable: false })
   }
   routeUrl(options.url, '/sync', 'ws') // fail now on a malformed URL, not on every reconnect
   const heartbeatMs = options.heartbeatMs ?? 30_000
