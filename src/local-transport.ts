@@ -1,74 +1,72 @@
 import { TransportError } from './errors.js'
-import { MAX_PULL_LIMIT, ProtocolViolation, type PullRequest, type PullResponse, type PushRequest, type PushResponse } from './protocol.js'
+import type { ErrorMessage, PullRequest, PullResponse, PushRequest, PushResponse } from './protocol.js'
+import { createServerSession, type ServerSession } from './server/session.js'
 import type { SyncBackend, Transport, TransportHandlers } from './transport.js'
 
 /**
  * Connects a store to a backend in the same process (tests, workers,
- * embedding). Messages are copied as if they crossed a wire, and live
- * notifications follow the protocol: after a pull that reached the head,
- * new events are streamed in seq order without gaps.
+ * embedding) through the same server session every wire uses: messages are
+ * serialized as if they crossed a wire, and live notifications follow the
+ * protocol (after a pull that reached the head, new events stream in seq
+ * order without gaps).
  * @example createStore({ schema, transport: localTransport(memoryBackend()) })
  */
 export function localTransport(backend: SyncBackend): Transport {
   let handlers: TransportHandlers | undefined
-  let unsubscribe: (() => void) | undefined
-  let streaming = false
-  let cursor = 0 // last seq this connection has been sent
-  let chain = Promise.resolve()
+  let session: ServerSession | undefined
   let closed = false
+  let nextRid = 1
+  const requests = new Map<number, { resolve(answer: unknown): void; reject(error: Error): void }>()
 
-  const ensureOpen = (what: string) => {
-    if (closed || !handlers) throw new TransportError(`localTransport: cannot ${what}, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false })
-  }
-
-  const forward = (head: number) => {
-    chain = chain.then(async () => {
-      while (!closed && streaming && handlers && head > cursor) {
-        const page = await backend.pull(handlers.storeId, cursor, MAX_PULL_LIMIT)
-        if (page.events.length === 0) break
-        cursor = page.events[page.events.length - 1]!.seq
-        handlers.onEvents(structuredClone(page.events), page.head)
-      }
-    }).catch((error) => handlers?.onStatus({ state: 'offline', error: error as Error }))
-  }
-
-  const call = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try {
-      return structuredClone(await fn())
-    } catch (error) {
-      if (error instanceof ProtocolViolation) throw new TransportError(error.message, { cause: error, retryable: false, protocolCode: error.code })
-      throw new TransportError(`localTransport: backend failed: ${(error as Error).message}`, { cause: error })
+  const deliver = (text: string) => {
+    if (closed || !handlers) return
+    const message = JSON.parse(text) as { type: string; rid?: number; events?: PullResponse['events']; head?: number; code?: ErrorMessage['code']; message?: string; retryable?: boolean }
+    if (message.type === 'events') {
+      if (message.events?.length) handlers.onEvents(message.events, message.head ?? 0)
+      return
     }
+    const request = message.rid === undefined ? undefined : requests.get(message.rid)
+    if (!request) return
+    requests.delete(message.rid!)
+    if (message.type === 'error') {
+      return request.reject(new TransportError(`localTransport: ${message.message}`, { retryable: message.retryable === true, protocolCode: message.code }))
+    }
+    const { v: _v, rid: _rid, ...answer } = message as typeof message & { v?: number }
+    request.resolve(answer)
+  }
+
+  const call = <T>(message: object): Promise<T> => {
+    if (closed || !session) {
+      return Promise.reject(new TransportError(`localTransport: cannot send, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false }))
+    }
+    const rid = nextRid++
+    const answered = new Promise<T>((resolve, reject) => requests.set(rid, { resolve: resolve as (answer: unknown) => void, reject }))
+    session.receive(JSON.stringify({ v: 1, rid, ...message }))
+    return answered
   }
 
   return {
     async connect(h) {
       if (closed) throw new TransportError('localTransport: closed transports cannot reconnect; create a new one', { retryable: false })
       handlers = h
-      unsubscribe = backend.subscribe(h.storeId, forward)
+      session = createServerSession({
+        backend,
+        label: 'localTransport',
+        revealErrors: true,
+        onError: () => {}, // the error reaches the caller in the answer
+        wire: { send: (text) => (queueMicrotask(() => deliver(text)), true) },
+      })
       h.onStatus({ state: 'online' })
     },
-    async pull(request: PullRequest): Promise<PullResponse> {
-      ensureOpen('pull')
-      const res = await call(() => backend.pull(request.storeId, request.since, request.limit ?? MAX_PULL_LIMIT))
-      const last = request.since + res.events.length
-      if (!res.more) {
-        streaming = true
-        if (last > cursor) cursor = last
-        if (res.head > cursor) forward(res.head)
-      }
-      return res
-    },
-    async push(request: PushRequest): Promise<PushResponse> {
-      ensureOpen('push')
-      const { storeId, ...rest } = structuredClone(request)
-      return call(() => backend.push(storeId, rest))
-    },
+    pull: (request: PullRequest) => call<PullResponse>({ type: 'pull', ...request }),
+    push: (request: PushRequest) => call<PushResponse>({ type: 'push', ...request }),
     async close() {
+      if (closed) return
       closed = true
-      unsubscribe?.()
+      session?.close()
+      for (const request of requests.values()) request.reject(new TransportError('localTransport was closed; the request was not answered.', { retryable: false }))
+      requests.clear()
       handlers?.onStatus({ state: 'offline' })
-      await chain
     },
   }
 }

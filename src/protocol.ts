@@ -115,11 +115,44 @@ export function checkEvent(e: unknown, where: string, confirmed = false): assert
   if (confirmed && !(isSeq(ev.seq) && ev.seq >= 1)) fail(`${where}.seq must be a positive integer`)
 }
 
+/** Limits `parseClientMessage` checks pushes against. */
+export interface MessageLimits {
+  /** Default 500. */
+  maxEventsPerPush?: number
+  /** Deepest nesting of arrays and objects in args. Default 64. */
+  maxDepth?: number
+  /** Largest event JSON in bytes. Default: no limit. */
+  maxEventBytes?: number
+}
+
+/** True when `value` holds arrays or objects nested more than `max` levels; walks without recursion. */
+export function nestedDeeper(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!
+    if (typeof v !== 'object' || v === null) continue
+    if (depth > max) return true
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1])
+  }
+  return false
+}
+
+/** Bytes of `text` in UTF-8, without encoding it. */
+export function utf8Length(text: string): number {
+  let bytes = text.length
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 0x800) bytes += c >= 0xd800 && c <= 0xdfff ? 1 : 2 // a surrogate pair: 4 bytes for 2 units
+    else if (c >= 0x80) bytes += 1
+  }
+  return bytes
+}
+
 /**
  * Parses and checks an untrusted client message (a JSON text or an already
  * parsed value). Throws `ProtocolViolation` with the code to answer.
  */
-export function parseClientMessage(input: unknown, limits: { maxEventsPerPush?: number } = {}): ClientMessage {
+export function parseClientMessage(input: unknown, limits: MessageLimits = {}): ClientMessage {
   let msg: unknown = input
   if (typeof input === 'string') {
     try {
@@ -146,11 +179,17 @@ export function parseClientMessage(input: unknown, limits: { maxEventsPerPush?: 
     if (!Array.isArray(m.events) || m.events.length === 0) fail('push.events must be a non-empty array')
     const max = limits.maxEventsPerPush ?? 500
     if (m.events.length > max) fail(`push carries ${m.events.length} events; at most ${max} are accepted per push`, 'too_large')
+    const maxDepth = limits.maxDepth ?? 64
+    const maxEventBytes = limits.maxEventBytes ?? Infinity
     const ids = new Set<string>()
     m.events.forEach((e, i) => {
       checkEvent(e, `push.events[${i}]`)
       if (ids.has(e.id)) fail(`push.events[${i}].id ${e.id} appears twice in one push`)
       ids.add(e.id)
+      // checked before anything serializes the args: JSON.stringify recurses, and deep values overflow its stack
+      if (nestedDeeper(e.args, maxDepth)) fail(`push.events[${i}].args nest deeper than ${maxDepth} levels; flatten them`)
+      const bytes = utf8Length(JSON.stringify(e))
+      if (bytes > maxEventBytes) fail(`push.events[${i}] is ${bytes} bytes; at most ${maxEventBytes} bytes are accepted per event`, 'too_large')
     })
     return m as unknown as ClientMessage
   }

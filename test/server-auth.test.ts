@@ -82,15 +82,36 @@ describe('server: authenticate', () => {
     expect((await backend.pull('guarded', 0, 10)).head).toBe(1)
   })
 
-  it('lets a valid token through on every route, from the header or the token query parameter', async () => {
+  it('lets a valid token through on every route: the header everywhere, the token query parameter on the WebSocket upgrade only', async () => {
     expect(await upgradeStatus(`ws://127.0.0.1:${port}/sync?storeId=guarded`, { authorization: 'Bearer secret-1' })).toBe(101)
     expect(await upgradeStatus(`ws://127.0.0.1:${port}/sync?storeId=guarded&token=secret-1`)).toBe(101)
     const base = `http://127.0.0.1:${port}`
     const headers = { authorization: 'Bearer secret-1' }
     expect((await fetch(`${base}/pull`, { method: 'POST', headers, body: pullBody() })).status).toBe(200)
-    expect((await fetch(`${base}/push?token=secret-1`, { method: 'POST', body: pushBody() })).status).toBe(200)
+    expect((await fetch(`${base}/push`, { method: 'POST', headers, body: pushBody() })).status).toBe(200)
     expect((await fetch(`${base}/pull?storeId=guarded&since=0&wait=1`, { headers })).status).toBe(200)
     expect(asked.every((c) => c.storeId === 'guarded' && c.request !== undefined)).toBe(true)
+    // HTTP routes never take a token from the URL, which proxies and access logs keep
+    writes = 0
+    expect((await fetch(`${base}/push?token=secret-1`, { method: 'POST', body: pushBody() })).status).toBe(401)
+    expect((await fetch(`${base}/pull?storeId=guarded&since=0&token=secret-1`)).status).toBe(401)
+    expect(writes).toBe(0)
+  })
+
+  it('with ?storeId= on a POST, refuses a bad token before reading the body', async () => {
+    const base = `http://127.0.0.1:${port}`
+    // the body never ends: only a refusal that does not wait for it can answer
+    const controller = new AbortController()
+    const body = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('{"v":1,')) } })
+    const response = await fetch(`${base}/push?storeId=guarded`, { method: 'POST', headers: { authorization: 'Bearer nope' }, body, duplex: 'half', signal: controller.signal } as RequestInit)
+    expect(response.status).toBe(401)
+    expect(await response.json()).toMatchObject({ code: 'unauthorized' })
+    controller.abort()
+    // and the storeId in the URL must be the body's
+    const mismatch = await fetch(`${base}/pull?storeId=guarded`, { method: 'POST', headers: { authorization: 'Bearer secret-1' }, body: pullBody('other') })
+    expect(mismatch.status).toBe(400)
+    expect(await mismatch.json()).toMatchObject({ code: 'invalid_message' })
+    expect(writes).toBe(0)
   })
 
   it('answers 500 / internal when authenticate throws, and keeps serving', async () => {

@@ -92,9 +92,10 @@ describe('sync server WebSocket backpressure', () => {
     peer.socket.resume()
     expect(await peer.closed).toBe(1006)
     expect(peer.events.length).toBeLessThan(12_000)
-    // the server still serves everyone else
+    // the server still serves everyone else: a first page, cut to the page byte budget
     const other = await streaming(server.url, 'stuck')
-    expect(other.events.length).toBe(1000)
+    expect(other.events.length).toBeGreaterThan(0)
+    expect(other.events.map((e) => e.seq)).toEqual(Array.from({ length: other.events.length }, (_, i) => i + 1))
     other.socket.close()
   })
 

@@ -144,7 +144,7 @@ export function httpTransport(options: HttpTransportOptions): Transport {
       await probe()
     },
     async pull(request: PullRequest): Promise<PullResponse> {
-      const page = expectType<PullResponse>(await call('POST', '/pull', {}, { type: 'pull', ...request }, requestTimeoutMs), ['pulled'], 'pull')
+      const page = expectType<PullResponse>(await call('POST', '/pull', { storeId: request.storeId }, { type: 'pull', ...request }, requestTimeoutMs), ['pulled'], 'pull')
       if (!page.more) {
         cursor = Math.max(cursor, request.since + page.events.length)
         void poll()
@@ -152,7 +152,7 @@ export function httpTransport(options: HttpTransportOptions): Transport {
       return page
     },
     async push(request: PushRequest): Promise<PushResponse> {
-      return expectType<PushResponse>(await call('POST', '/push', {}, { type: 'push', ...request }, requestTimeoutMs), ['pushed', 'rejected'], 'push')
+      return expectType<PushResponse>(await call('POST', '/push', { storeId: request.storeId }, { type: 'push', ...request }, requestTimeoutMs), ['pushed', 'rejected'], 'push')
     },
     async close() {
       if (closed) return

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { errorMessage, MAX_PULL_LIMIT, parseClientMessage, toPending, type ServerMessage } from '../protocol.js'
-import { errorAnswer, isAllowed, resolveOptions, ridOf, STATUS_OF, tokenOf, type ResolvedOptions, type SyncServerOptions } from './server-options.js'
+import type { Socket } from 'node:net'
+import { errorMessage, type ClientMessage, type ServerMessage } from '../protocol.js'
+import { isAllowed, loggableUrl, resolveOptions, STATUS_OF, tokenOf, type ResolvedOptions, type SyncServerOptions } from './server-options.js'
+import { answerRequest, errorAnswer, parseRequest, type SessionAnswer } from './session.js'
 import { serveStaticFile } from './static-files.js'
 
 /** A request handler for the HTTP routes; `close()` answers held long-polls and refuses new requests. */
@@ -48,6 +50,19 @@ function queryNumber(value: string | null): unknown {
 }
 
 /**
+ * Requests of one connection, admitted `maxInFlight` at a time and only while
+ * the connection's unsent answers stay under `maxBufferedBytes`: pipelined
+ * requests from a peer that never reads wait (the socket paused, so the rest
+ * stay in the kernel) instead of each building a page in memory.
+ */
+interface SocketGate {
+  active: number
+  waiting: (() => void)[]
+  paused: boolean
+  stalled: ReturnType<typeof setTimeout> | undefined
+}
+
+/**
  * Creates the handler of the HTTP routes (POST /pull, POST /push, long-poll
  * GET /pull, GET /health, and `staticDir` files) for users who run their own
  * `http.Server`; unknown routes go to `next` when given, else answer 404.
@@ -55,13 +70,14 @@ function queryNumber(value: string | null): unknown {
  */
 export function createHttpHandler(options: SyncServerOptions): HttpHandler {
   const opts: ResolvedOptions = resolveOptions(options)
+  const { limits } = opts
   let closing = false
   const wakers = new Set<() => void>()
   const held = new Set<Promise<void>>()
+  const gates = new WeakMap<Socket, SocketGate>()
 
-  const send = (response: ServerResponse, status: number, body: unknown, close = false) => {
+  const send = (response: ServerResponse, status: number, text: string, close = false) => {
     if (response.headersSent || response.destroyed) return
-    const text = JSON.stringify(body)
     response.writeHead(status, {
       'content-type': 'application/json; charset=utf-8',
       'content-length': Buffer.byteLength(text),
@@ -71,90 +87,127 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
     response.end(text)
   }
   const answer = (response: ServerResponse, message: ServerMessage, close = false) =>
-    send(response, message.type === 'error' ? STATUS_OF[message.code] : 200, message, close)
+    send(response, message.type === 'error' ? STATUS_OF[message.code] : 200, JSON.stringify(message), close)
+  const answerText = (response: ServerResponse, result: SessionAnswer) => send(response, result.code ? STATUS_OF[result.code] : 200, result.text)
+
+  const gateOf = (socket: Socket): SocketGate => {
+    let gate = gates.get(socket)
+    if (!gate) {
+      gates.set(socket, (gate = { active: 0, waiting: [], paused: false, stalled: undefined }))
+      socket.once('close', () => clearTimeout(gate!.stalled))
+    }
+    return gate
+  }
+
+  const runNext = (socket: Socket, gate: SocketGate) => {
+    while (gate.active < limits.maxInFlight && gate.waiting.length > 0) {
+      if (socket.writableLength > opts.maxBufferedBytes) {
+        // the peer is not reading its answers: wait for it, drop it if it never does
+        gate.stalled ??= setTimeout(() => socket.destroy(), opts.stalledTimeoutMs)
+        socket.once('drain', () => {
+          clearTimeout(gate.stalled)
+          gate.stalled = undefined
+          runNext(socket, gate)
+        })
+        return
+      }
+      gate.active++
+      gate.waiting.shift()!()
+    }
+    const full = gate.waiting.length > 0 || gate.active >= limits.maxInFlight
+    if (full !== gate.paused && !socket.destroyed) {
+      gate.paused = full
+      full ? socket.pause() : socket.resume()
+    }
+  }
+
+  /** Runs `work` once the connection may have another request in flight. */
+  const admitted = async (request: IncomingMessage, response: ServerResponse, work: () => Promise<void>) => {
+    const socket = request.socket
+    const gate = gateOf(socket)
+    if (gate.waiting.length >= limits.maxInFlight * 4) {
+      return answer(response, errorMessage('rate_limited', `More than ${limits.maxInFlight} requests in flight on this connection; wait for answers before sending more.`))
+    }
+    await new Promise<void>((resolve) => {
+      gate.waiting.push(resolve)
+      runNext(socket, gate)
+    })
+    try {
+      await work()
+    } finally {
+      gate.active--
+      runNext(socket, gate)
+    }
+  }
 
   const allowed = async (response: ServerResponse, request: IncomingMessage, url: URL, storeId: string, rid?: string | number) => {
     try {
       if (await isAllowed(opts, storeId, tokenOf(request, url), request)) return true
       answer(response, errorMessage('unauthorized', `Not allowed to sync storeId "${storeId}": send a valid token as Authorization: Bearer <token>.`, rid))
     } catch (error) {
-      answer(response, errorAnswer(opts, error, 'authenticate', rid))
+      answer(response, errorAnswer(error, 'authenticate', rid, opts.onError))
     }
     return false
   }
 
   const post = async (kind: 'pull' | 'push', request: IncomingMessage, response: ServerResponse, url: URL) => {
+    // with ?storeId= the token is checked before a byte of the body is read
+    const early = url.searchParams.get('storeId')
+    if (early !== null) {
+      const parsed = parseRequest({ v: 1, type: 'pull', storeId: early, since: 0 }, limits)
+      if ('text' in parsed) return answerText(response, parsed)
+      if (!(await allowed(response, request, url, early))) return
+    }
     let body: string
     try {
-      body = await readBody(request, opts.maxMessageBytes)
+      body = await readBody(request, limits.maxMessageBytes)
     } catch {
       return // the client went away mid-body: nobody is left to answer
     }
     if (body === 'too_large') {
       // close the connection: the rest of the body is never read
-      return answer(response, errorMessage('too_large', `The message is larger than ${opts.maxMessageBytes} bytes; send smaller pushes.`), true)
+      return answer(response, errorMessage('too_large', `The message is larger than ${limits.maxMessageBytes} bytes; send smaller pushes.`), true)
     }
-    let raw: unknown
-    try {
-      raw = JSON.parse(body)
-    } catch {
-      return answer(response, errorMessage('invalid_message', 'The body is not valid JSON; send one protocol message as JSON.'))
-    }
-    const rid = ridOf(raw)
-    let message
-    try {
-      message = parseClientMessage(raw, { maxEventsPerPush: opts.maxEventsPerPush })
-    } catch (error) {
-      return answer(response, errorAnswer(opts, error, `POST /${kind}`, rid))
-    }
+    const message = parseRequest(body, limits)
+    if ('text' in message) return answerText(response, message)
+    const rid = message.rid
     if (message.type !== kind) {
       return answer(response, errorMessage('invalid_message', `POST /${kind} takes a ${kind} message, not ${message.type}; send it to POST /${message.type}.`, rid))
     }
-    if (!(await allowed(response, request, url, message.storeId, rid))) return
-    try {
-      const result = message.type === 'pull'
-        ? await opts.backend.pull(message.storeId, message.since, Math.min(message.limit ?? MAX_PULL_LIMIT, MAX_PULL_LIMIT))
-        : await opts.backend.push(message.storeId, { parentSeq: message.parentSeq, events: message.events.map(toPending) })
-      answer(response, rid === undefined ? { v: 1, ...result } : { v: 1, rid, ...result })
-    } catch (error) {
-      answer(response, errorAnswer(opts, error, `POST /${kind}`, rid))
+    if (early !== null && message.storeId !== early) {
+      return answer(response, errorMessage('invalid_message', `The body is for storeId "${message.storeId}" but the URL says "${early}"; send them the same.`, rid))
     }
+    if (early === null && !(await allowed(response, request, url, message.storeId, rid))) return
+    answerText(response, await answerRequest(opts.backend, message, limits, opts.onError, `POST /${kind}`))
   }
 
   const longPoll = async (request: IncomingMessage, response: ServerResponse, url: URL) => {
     const q = url.searchParams
     const raw = { v: q.has('v') ? queryNumber(q.get('v')) : 1, type: 'pull', storeId: q.get('storeId') ?? undefined, since: queryNumber(q.get('since')), limit: queryNumber(q.get('limit')) }
-    let message
-    try {
-      message = parseClientMessage(raw)
-    } catch (error) {
-      return answer(response, errorAnswer(opts, error, 'GET /pull'))
-    }
+    const message = parseRequest(raw, limits)
+    if ('text' in message) return answerText(response, message)
     const waitParam = q.get('wait')
     if (waitParam !== null && !/^\d+(\.\d+)?$/.test(waitParam)) {
       return answer(response, errorMessage('invalid_message', `wait must be a number of seconds (at most ${opts.maxWaitSeconds}), got "${waitParam}".`))
     }
     if (message.type !== 'pull' || !(await allowed(response, request, url, message.storeId))) return
-    const { storeId, since } = message
-    const limit = Math.min(message.limit ?? MAX_PULL_LIMIT, MAX_PULL_LIMIT)
+    const pull = message as ClientMessage & { type: 'pull' }
     const waitMs = Math.min(Number(waitParam ?? 0), opts.maxWaitSeconds) * 1000
     let wake!: () => void
     const woken = new Promise<void>((resolve) => (wake = resolve))
     // subscribe before the first pull, so that an append in between still wakes us
-    const unsubscribe = opts.backend.subscribe(storeId, (head) => head > since && wake())
+    const unsubscribe = opts.backend.subscribe(pull.storeId, (head) => head > pull.since && wake())
     const timer = setTimeout(wake, waitMs)
     wakers.add(wake)
     response.on('close', wake)
     try {
-      let page = await opts.backend.pull(storeId, since, limit)
-      if (page.events.length === 0 && waitMs > 0 && !closing) {
+      let result = await answerRequest(opts.backend, pull, limits, opts.onError, 'GET /pull')
+      if (result.page && result.page.events.length === 0 && waitMs > 0 && !closing) {
         await woken
         if (response.destroyed || response.writableEnded) return
-        page = await opts.backend.pull(storeId, since, limit)
+        result = await answerRequest(opts.backend, pull, limits, opts.onError, 'GET /pull')
       }
-      answer(response, { v: 1, ...page })
-    } catch (error) {
-      answer(response, errorAnswer(opts, error, 'GET /pull'))
+      answerText(response, result)
     } finally {
       unsubscribe()
       clearTimeout(timer)
@@ -167,30 +220,30 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
     const { pathname } = url
     const method = request.method ?? 'GET'
     if (pathname === '/health') {
-      if (method === 'GET' || method === 'HEAD') return send(response, 200, { ok: true })
+      if (method === 'GET' || method === 'HEAD') return send(response, 200, '{"ok":true}')
       response.setHeader('allow', 'GET, HEAD')
-      return send(response, 405, errorMessage('invalid_message', `${method} /health is not served; use GET /health.`))
+      return send(response, 405, JSON.stringify(errorMessage('invalid_message', `${method} /health is not served; use GET /health.`)))
     }
     if (pathname === '/pull' || pathname === '/push') {
       if (closing) return answer(response, errorMessage('internal', 'The server is shutting down; retry in a moment.'), true)
-      if (method === 'POST') return post(pathname === '/pull' ? 'pull' : 'push', request, response, url)
+      if (method === 'POST') return admitted(request, response, () => post(pathname === '/pull' ? 'pull' : 'push', request, response, url))
       if (method === 'GET' && pathname === '/pull') {
-        const poll = longPoll(request, response, url)
+        const poll = admitted(request, response, () => longPoll(request, response, url))
         held.add(poll)
         return poll.finally(() => held.delete(poll))
       }
       response.setHeader('allow', pathname === '/pull' ? 'GET, POST' : 'POST')
-      return send(response, 405, errorMessage('invalid_message', `${method} ${pathname} is not served; ${ROUTES}.`))
+      return send(response, 405, JSON.stringify(errorMessage('invalid_message', `${method} ${pathname} is not served; ${ROUTES}.`)))
     }
     if (opts.staticDir && (await serveStaticFile(opts.staticDir, request, response, pathname))) return
     if (next) return next()
-    send(response, 404, errorMessage('invalid_message', `No route ${method} ${pathname}; ${ROUTES}.`))
+    send(response, 404, JSON.stringify(errorMessage('invalid_message', `No route ${method} ${pathname}; ${ROUTES}.`)))
   }
 
   const handler = ((request, response, next) => {
     route(request, response, next).catch((error) => {
-      opts.onError(error, `${request.method} ${request.url}`)
-      send(response, 500, errorMessage('internal', 'The server failed to handle this request; retry later.'))
+      opts.onError(error, `${request.method} ${loggableUrl(request.url)}`)
+      answer(response, errorMessage('internal', 'The server failed to handle this request; retry later.'))
     })
   }) as HttpHandler
   handler.close = async () => {
@@ -200,3 +253,4 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
   }
   return handler
 }
+

@@ -1,20 +1,42 @@
 import type { IncomingMessage } from 'node:http'
 import { TidelogError } from '../errors.js'
-import { errorMessage, ProtocolViolation, type ErrorCode, type ServerMessage } from '../protocol.js'
+import type { ErrorCode } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
 
-/** Size limits the server enforces on every incoming message. */
+/**
+ * What one client may cost the server. Every default is safe for a public
+ * deployment; raise them only for trusted clients.
+ */
 export interface ServerLimits {
   /** Largest accepted message (HTTP body or WebSocket frame) in bytes. Default 1_000_000. */
   maxMessageBytes?: number
   /** Most events one push may carry. Default 500. */
   maxEventsPerPush?: number
+  /** Largest event (its JSON) a push may carry, in bytes; at most `maxPageBytes`. Default 256_000. */
+  maxEventBytes?: number
+  /** Deepest nesting of arrays and objects in an event's args. Default 64. */
+  maxDepth?: number
+  /** Bytes of events in one page (pull answer or live notification); a single larger stored event is still served alone. Default 1_000_000. */
+  maxPageBytes?: number
+  /** Requests one connection may have in flight; past it the server stops reading from it, and answers `rate_limited` to what it already read. Default 8. */
+  maxInFlight?: number
+  /** Open connections at most; at the limit the longest-idle one is closed to make room, or the new one refused. Keep it below the fd limit (`ulimit -n`). Default 10_000. */
+  maxConnections?: number
+  /** Time a connection may take to send a request's headers. Default 10_000 ms. */
+  headersTimeoutMs?: number
+  /** Time a connection may take to send a whole request, body included. Default 30_000 ms. */
+  requestTimeoutMs?: number
+  /** An idle HTTP keep-alive connection is closed after this long. Default 5_000 ms. */
+  keepAliveTimeoutMs?: number
 }
+
+/** The limits with their defaults applied. */
+export type ResolvedLimits = Required<ServerLimits>
 
 /** What `authenticate` gets to decide whether a request may read or write a storeId. */
 export interface AuthenticateContext {
   storeId: string
-  /** From `Authorization: Bearer <token>`, else the `token` query parameter (browsers' WebSocket cannot set headers). */
+  /** From `Authorization: Bearer <token>`; on the WebSocket upgrade also the `token` query parameter (browsers' WebSocket cannot set headers). */
   token: string | undefined
   request: IncomingMessage
 }
@@ -48,8 +70,7 @@ export interface SyncServerOptions {
 export interface ResolvedOptions {
   backend: SyncBackend
   authenticate: ((context: AuthenticateContext) => boolean | Promise<boolean>) | undefined
-  maxMessageBytes: number
-  maxEventsPerPush: number
+  limits: ResolvedLimits
   staticDir: string | undefined
   pingIntervalMs: number
   maxWaitSeconds: number
@@ -76,28 +97,60 @@ export function resolveOptions(options: SyncServerOptions): ResolvedOptions {
     throw new TidelogError('invalid_options', 'Sync server option authenticate must be a function ({ storeId, token, request }) => boolean.')
   }
   const pingIntervalMs = positive('pingIntervalMs', options.pingIntervalMs, 30_000)
+  const maxWaitSeconds = positive('maxWaitSeconds', options.maxWaitSeconds, 60)
+  const limits = resolveLimits(options.limits)
   return {
     backend,
     authenticate: options.authenticate,
-    maxMessageBytes: positive('limits.maxMessageBytes', options.limits?.maxMessageBytes, 1_000_000),
-    maxEventsPerPush: positive('limits.maxEventsPerPush', options.limits?.maxEventsPerPush, 500),
+    limits,
     staticDir: options.staticDir,
     pingIntervalMs,
-    maxWaitSeconds: positive('maxWaitSeconds', options.maxWaitSeconds, 60),
+    maxWaitSeconds,
     maxBufferedBytes: positive('maxBufferedBytes', options.maxBufferedBytes, 1 << 20),
     stalledTimeoutMs: positive('stalledTimeoutMs', options.stalledTimeoutMs, 2 * pingIntervalMs),
     onError: options.onError ?? ((error, context) => console.error(`tidelog server: ${context}: ${error instanceof Error ? error.message : String(error)}`)),
   }
 }
 
-/** The bearer token of a request: `Authorization: Bearer` header first, then the `token` query parameter. */
-export function tokenOf(request: IncomingMessage, url: URL): string | undefined {
+/** Applies the defaults of `ServerLimits` and checks the values. */
+export function resolveLimits(limits: ServerLimits = {}): ResolvedLimits {
+  const integer = (name: keyof ServerLimits, fallback: number) => Math.floor(positive(`limits.${name}`, limits[name], fallback))
+  const resolved: ResolvedLimits = {
+    maxMessageBytes: integer('maxMessageBytes', 1_000_000),
+    maxEventsPerPush: integer('maxEventsPerPush', 500),
+    maxEventBytes: integer('maxEventBytes', 256_000),
+    maxDepth: integer('maxDepth', 64),
+    maxPageBytes: integer('maxPageBytes', 1_000_000),
+    maxInFlight: integer('maxInFlight', 8),
+    maxConnections: integer('maxConnections', 10_000),
+    headersTimeoutMs: integer('headersTimeoutMs', 10_000),
+    requestTimeoutMs: integer('requestTimeoutMs', 30_000),
+    keepAliveTimeoutMs: integer('keepAliveTimeoutMs', 5_000),
+  }
+  if (resolved.maxEventBytes > resolved.maxPageBytes) {
+    throw new TidelogError('invalid_options', `limits.maxEventBytes (${resolved.maxEventBytes}) must not exceed limits.maxPageBytes (${resolved.maxPageBytes}): every accepted event must fit a page.`)
+  }
+  return resolved
+}
+
+/**
+ * The bearer token of a request: the `Authorization: Bearer` header; on a
+ * WebSocket upgrade (`fromQuery`) also the `token` query parameter, since
+ * browsers cannot set headers there. HTTP routes never read tokens from URLs,
+ * which end up in access logs.
+ */
+export function tokenOf(request: IncomingMessage, url: URL, fromQuery = false): string | undefined {
   const header = request.headers.authorization
   if (typeof header === 'string') {
     const match = /^Bearer\s+(.+)$/i.exec(header.trim())
     if (match) return match[1]
   }
-  return url.searchParams.get('token') ?? undefined
+  return fromQuery ? (url.searchParams.get('token') ?? undefined) : undefined
+}
+
+/** A request URL as it may be logged: the token query parameter is masked. */
+export function loggableUrl(url: string | undefined): string {
+  return (url ?? '/').replace(/([?&]token=)[^&#]*/gi, '$1***')
 }
 
 /** Asks `authenticate`; true when there is none. Throws if the hook throws (answered as `internal`). */
@@ -115,20 +168,5 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   unknown_store: 404,
   rate_limited: 429,
   internal: 500,
-}
-
-/** The `rid` of an untrusted parsed message, if it carries a usable one, so that errors can be correlated. */
-export function ridOf(raw: unknown): string | number | undefined {
-  const rid = typeof raw === 'object' && raw !== null ? (raw as { rid?: unknown }).rid : undefined
-  return typeof rid === 'string' || typeof rid === 'number' ? rid : undefined
-}
-
-/**
- * Turns a failure while serving a request into the protocol error to answer:
- * violations keep their code, anything else is reported and answered as `internal`.
- */
-export function errorAnswer(options: ResolvedOptions, error: unknown, context: string, rid?: string | number): ServerMessage & { type: 'error' } {
-  if (error instanceof ProtocolViolation) return errorMessage(error.code, error.message, rid) as ServerMessage & { type: 'error' }
-  options.onError(error, context)
-  return errorMessage('internal', 'The server failed to handle this request; retry later.', rid) as ServerMessage & { type: 'error' }
+  store_damaged: 503,
 }

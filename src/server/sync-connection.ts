@@ -1,6 +1,7 @@
 import type { WebSocket } from 'ws'
-import { errorMessage, MAX_PULL_LIMIT, parseClientMessage, toPending, type ServerMessage } from '../protocol.js'
-import { errorAnswer, ridOf, type ResolvedOptions } from './server-options.js'
+import { errorMessage } from '../protocol.js'
+import type { ResolvedOptions } from './server-options.js'
+import { createServerSession } from './session.js'
 
 /** One authenticated WebSocket peer of one storeId, as the server's ping timer and shutdown see it. */
 export interface SyncConnection {
@@ -13,141 +14,84 @@ export interface SyncConnection {
 const OPEN = 1
 
 /**
- * Serves the protocol on one WebSocket: answers pull/push requests, and after
- * a pull that reached the head streams `events` for its storeId.
+ * The WebSocket wire of a server session (session.ts): moves frames, and
+ * turns the session's backpressure into socket flow control.
  *
- * Invariants of the live stream:
- * 1. `cursor` is the last seq this connection has been sent (by a page or a
- *    notification); a notification always starts at cursor + 1, so the peer
- *    sees its log in seq order without gaps.
- * 2. Events are read from the backend at the cursor, never queued in memory:
- *    a slow peer costs at most `maxBufferedBytes` plus one page.
- * 3. While the socket holds more than `maxBufferedBytes`, nothing more is read
- *    from or streamed to the peer; a peer stuck that way for
+ * Invariants:
+ * 1. While the session is busy (requests in flight at the window, or more
+ *    than `maxBufferedBytes` waiting in the socket), the socket is paused:
+ *    the peer's frames stay in the kernel, so a peer that floods without
+ *    reading costs the server at most its window of answers.
+ * 2. A peer whose buffer stays above `maxBufferedBytes` for
  *    `stalledTimeoutMs` is dropped.
  */
 export function serveConnection(socket: WebSocket, storeId: string, opts: ResolvedOptions): SyncConnection {
-  const { backend } = opts
-  let cursor = 0
-  let knownHead = 0
-  let streaming = false
-  let pumping = false
-  let paused = false
   let gone = false
+  let paused = false
   // ping timer ticks since the peer was last heard; counted in ticks, not ms, so that timer jitter cannot drop a live peer
   let silentTicks = 0
   let heard = true
   let lastSent = Date.now()
-  let lastWrite: Promise<void> = Promise.resolve()
+  let stalled: ReturnType<typeof setTimeout> | undefined
 
-  const send = (message: ServerMessage) => {
-    if (gone || socket.readyState !== OPEN) return
-    lastSent = Date.now()
-    lastWrite = new Promise((resolve) => socket.send(JSON.stringify(message), () => resolve()))
-    holdIfBehind()
-  }
-
-  // The send callback of the last frame fires once everything before it reached the kernel.
-  function holdIfBehind() {
-    if (paused || gone || socket.bufferedAmount <= opts.maxBufferedBytes) return
-    paused = true
-    socket.pause()
-    const stalled = setTimeout(() => socket.terminate(), opts.stalledTimeoutMs)
-    void lastWrite.then(() => {
-      clearTimeout(stalled)
-      paused = false
-      if (gone) return
-      if (socket.bufferedAmount > opts.maxBufferedBytes) return holdIfBehind()
-      socket.resume()
-      void pump()
-    })
-  }
-
-  async function pump() {
-    if (pumping) return
-    pumping = true
-    try {
-      while (!gone && !paused && streaming && knownHead > cursor) {
-        const page = await backend.pull(storeId, cursor, MAX_PULL_LIMIT)
-        if (page.head > knownHead) knownHead = page.head
-        if (page.events.length === 0) break
-        // a pull answered meanwhile may have moved the cursor past part of this page
-        const fresh = page.events.filter((e) => e.seq > cursor)
-        if (fresh.length === 0 || gone) continue
-        cursor = fresh[fresh.length - 1]!.seq
-        send({ v: 1, type: 'events', storeId, events: fresh, head: page.head })
-      }
-    } catch (error) {
-      opts.onError(error, `live events of ${storeId}`)
-      socket.close(1011, 'live events failed; reconnect and pull')
-    } finally {
-      pumping = false
-    }
-  }
-
-  const unsubscribe = backend.subscribe(storeId, (head) => {
-    if (head > knownHead) knownHead = head
-    void pump()
+  const session = createServerSession({
+    backend: opts.backend,
+    storeId,
+    limits: opts.limits,
+    onError: opts.onError,
+    label: 'WebSocket',
+    wire: {
+      send(text) {
+        if (gone || socket.readyState !== OPEN) return true
+        lastSent = Date.now()
+        // the callback of a frame fires once everything before it reached the kernel
+        socket.send(text, (error) => {
+          if (error || gone) return
+          if (stalled && socket.bufferedAmount <= opts.maxBufferedBytes) {
+            clearTimeout(stalled)
+            stalled = undefined
+            session.drained()
+          }
+        })
+        if (socket.bufferedAmount <= opts.maxBufferedBytes) return true
+        stalled ??= setTimeout(() => socket.terminate(), opts.stalledTimeoutMs)
+        return false
+      },
+      onBusy(busy) {
+        if (gone || busy === paused) return
+        paused = busy
+        busy ? socket.pause() : socket.resume()
+      },
+      onFailure(reason) {
+        if (!gone) socket.close(1011, reason.slice(0, 120))
+      },
+    },
   })
-
-  async function handle(text: string) {
-    let raw: unknown
-    try {
-      raw = JSON.parse(text)
-    } catch {
-      return send(errorMessage('invalid_message', 'The frame is not valid JSON; send one protocol message per text frame.'))
-    }
-    const rid = ridOf(raw)
-    let message
-    try {
-      message = parseClientMessage(raw, { maxEventsPerPush: opts.maxEventsPerPush })
-    } catch (error) {
-      return send(errorAnswer(opts, error, 'WebSocket message', rid))
-    }
-    if (message.storeId !== storeId) {
-      return send(errorMessage('invalid_message', `This connection syncs storeId "${storeId}"; open another connection (/sync?storeId=${message.storeId}) for "${message.storeId}".`, rid))
-    }
-    try {
-      if (message.type === 'pull') {
-        const { since } = message
-        const page = await backend.pull(storeId, since, Math.min(message.limit ?? MAX_PULL_LIMIT, MAX_PULL_LIMIT))
-        send(rid === undefined ? { v: 1, ...page } : { v: 1, rid, ...page })
-        if (!page.more) {
-          streaming = true
-          cursor = Math.max(cursor, since + page.events.length)
-          if (page.head > knownHead) knownHead = page.head
-          void pump()
-        }
-      } else {
-        const result = await backend.push(storeId, { parentSeq: message.parentSeq, events: message.events.map(toPending) })
-        send(rid === undefined ? { v: 1, ...result } : { v: 1, rid, ...result })
-      }
-    } catch (error) {
-      send(errorAnswer(opts, error, `WebSocket ${message.type} on ${storeId}`, rid))
-    }
-  }
 
   socket.on('message', (data, isBinary) => {
     heard = true
     if (isBinary) {
-      send(errorMessage('invalid_message', 'Binary frames are not part of the protocol; send JSON text frames.'))
+      socket.send(JSON.stringify(errorMessage('invalid_message', 'Binary frames are not part of the protocol; send JSON text frames.')))
       return socket.close(4400, 'binary frames are not accepted')
     }
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer)
-    if (bytes.length > opts.maxMessageBytes) {
-      send(errorMessage('too_large', `The message is larger than ${opts.maxMessageBytes} bytes; send smaller pushes.`))
+    if (bytes.length > opts.limits.maxMessageBytes) {
+      socket.send(JSON.stringify(errorMessage('too_large', `The message is larger than ${opts.limits.maxMessageBytes} bytes; send smaller pushes.`)))
       return socket.close(4413, 'message too large')
     }
-    void handle(bytes.toString('utf8'))
+    session.receive(bytes.toString('utf8'))
   })
   socket.on('pong', () => (heard = true))
   // ws reports protocol violations (bad frames, oversized payloads) here, then closes on its own
   socket.on('error', () => {})
-  const closed = new Promise<void>((resolve) => socket.once('close', () => {
-    gone = true
-    unsubscribe()
-    resolve()
-  }))
+  const closed = new Promise<void>((resolve) =>
+    socket.once('close', () => {
+      gone = true
+      clearTimeout(stalled)
+      session.close()
+      resolve()
+    }),
+  )
 
   return {
     tick(now) {
@@ -157,7 +101,10 @@ export function serveConnection(socket: WebSocket, storeId: string, opts: Resolv
       if (silentTicks >= 2) return socket.terminate()
       socket.ping()
       // browsers cannot see ping frames: an empty notification tells their heartbeat the server is there
-      if (now - lastSent >= opts.pingIntervalMs) send({ v: 1, type: 'events', storeId, events: [], head: cursor })
+      if (now - lastSent >= opts.pingIntervalMs) {
+        lastSent = now
+        socket.send(`{"v":1,"type":"events","storeId":${JSON.stringify(storeId)},"events":[],"head":${session.cursor}}`)
+      }
     },
     async close(code, reason) {
       if (!gone) {

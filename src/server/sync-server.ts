@@ -1,8 +1,8 @@
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
 import { createHttpHandler } from './http-handler.js'
 import { resolveOptions, type SyncServerOptions } from './server-options.js'
-import { attachWebSocket } from './websocket-handler.js'
+import { attachWebSocket, webSocketSockets } from './websocket-handler.js'
 
 export { createHttpHandler, type HttpHandler } from './http-handler.js'
 export { attachWebSocket, type WebSocketAttachment } from './websocket-handler.js'
@@ -17,6 +17,44 @@ export interface SyncServer {
   close(): Promise<void>
 }
 
+interface ConnectionState {
+  requests: number
+  idleSince: number
+}
+
+/**
+ * Keeps at most `max` connections open: at the limit, a new connection closes
+ * the one idle the longest (no request in flight, not a WebSocket), or is
+ * refused when none is idle. Idle connections are what a flood of silent
+ * sockets is made of, so they give way to peers that talk.
+ */
+function limitConnections(server: Server, max: number) {
+  const open = new Map<Socket, ConnectionState>()
+  server.on('connection', (socket: Socket) => {
+    if (open.size >= max) {
+      let oldest: [Socket, ConnectionState] | undefined
+      for (const entry of open) {
+        const [, state] = entry
+        if (state.requests === 0 && !webSocketSockets.has(entry[0]) && (!oldest || state.idleSince < oldest[1].idleSince)) oldest = entry
+      }
+      if (!oldest) return socket.destroy()
+      open.delete(oldest[0])
+      oldest[0].destroy()
+    }
+    open.set(socket, { requests: 0, idleSince: Date.now() })
+    socket.once('close', () => open.delete(socket))
+  })
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    const state = open.get(request.socket)
+    if (!state) return
+    state.requests++
+    response.once('close', () => {
+      state.requests--
+      state.idleSince = Date.now()
+    })
+  })
+}
+
 function urlHost(host: string): string {
   if (host === '0.0.0.0') return '127.0.0.1'
   if (host === '::') return '[::1]'
@@ -29,10 +67,14 @@ function urlHost(host: string): string {
  * @example const server = await createSyncServer({ backend: memoryBackend(), port: 0 })
  */
 export async function createSyncServer(options: SyncServerOptions): Promise<SyncServer> {
-  resolveOptions(options)
+  const { limits } = resolveOptions(options)
   const host = options.host ?? '127.0.0.1'
   const handler = createHttpHandler(options)
-  const server = createServer((request, response) => handler(request, response))
+  const server = createServer(
+    { headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) },
+    (request, response) => handler(request, response),
+  )
+  limitConnections(server, limits.maxConnections)
   const websockets = attachWebSocket(server, options)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

@@ -2,7 +2,8 @@ import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
 import { errorMessage, isValidStoreId, type ServerMessage } from '../protocol.js'
-import { errorAnswer, isAllowed, resolveOptions, tokenOf, type SyncServerOptions } from './server-options.js'
+import { isAllowed, resolveOptions, tokenOf, type SyncServerOptions } from './server-options.js'
+import { errorAnswer } from './session.js'
 import { serveConnection, type SyncConnection } from './sync-connection.js'
 
 /** What `attachWebSocket` returns: a handle to close every WebSocket it accepted. */
@@ -10,6 +11,9 @@ export interface WebSocketAttachment {
   /** Stops accepting upgrades and closes every connection (1001), terminating peers that do not answer. */
   close(): Promise<void>
 }
+
+/** Sockets serving a WebSocket peer; a connection limit never closes them to make room. */
+export const webSocketSockets = new WeakSet<object>()
 
 // ws sets this as its own limit; frames above it are refused by ws (close 1009) before being buffered
 const SLACK_BYTES = 64 * 1024
@@ -32,7 +36,7 @@ function refuse(socket: Duplex, status: number, body: ServerMessage) {
 export function attachWebSocket(server: Server, options: SyncServerOptions): WebSocketAttachment {
   const opts = resolveOptions(options)
   // up to maxMessageBytes + slack, an oversized message gets a readable too_large error and close 4413
-  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxMessageBytes + Math.min(opts.maxMessageBytes, SLACK_BYTES), perMessageDeflate: false })
+  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.limits.maxMessageBytes + Math.min(opts.limits.maxMessageBytes, SLACK_BYTES), perMessageDeflate: false })
   const connections = new Set<SyncConnection>()
   let closing = false
 
@@ -52,15 +56,16 @@ export function attachWebSocket(server: Server, options: SyncServerOptions): Web
     }
     let allowed: boolean
     try {
-      allowed = await isAllowed(opts, storeId, tokenOf(request, url), request)
+      allowed = await isAllowed(opts, storeId, tokenOf(request, url, true), request)
     } catch (error) {
-      return refuse(socket, 500, errorAnswer(opts, error, 'authenticate'))
+      return refuse(socket, 500, errorAnswer(error, 'authenticate', undefined, opts.onError))
     }
     if (!allowed) {
       return refuse(socket, 401, errorMessage('unauthorized', `Not allowed to sync storeId "${storeId}": send a valid token (Authorization: Bearer <token>, or ?token= from browsers).`))
     }
     if (closing || socket.destroyed) return socket.destroy()
     socket.off('error', onError)
+    webSocketSockets.add(socket)
     wss.handleUpgrade(request, socket, head, (ws) => {
       const connection = serveConnection(ws, storeId, opts)
       connections.add(connection)
