@@ -4,16 +4,27 @@ import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 
 const HELP = `Usage: tidelog serve [options]
+       tidelog migrate --postgres <url> [--schema <name>]
 
 Runs a tidelog sync server: WebSocket /sync, POST /pull, POST /push,
-long-poll GET /pull and GET /health, with events stored in a data directory.
+long-poll GET /pull and GET /health, with events stored in a data directory,
+or in PostgreSQL with --postgres (then any number of servers can share one
+database behind a load balancer).
 
 Options:
   --port <n>      port to listen on (default 8787; 0 picks a free one)
   --host <addr>   interface to listen on (default 127.0.0.1; 0.0.0.0 for all)
   --data <dir>    data directory (default ./tidelog-data)
   --static <dir>  also serve the files of this directory (e.g. a demo page)
+  --postgres <url>
+                  store events in PostgreSQL instead of --data, e.g.
+                  postgres://tidelog@db.internal:5432/app (needs npm install pg;
+                  keep the password out of the URL: pg reads PGPASSWORD)
+  --schema <name> PostgreSQL schema of the tables (default tidelog)
   -h, --help      show this help
+
+tidelog migrate creates or upgrades the PostgreSQL tables and exits; serve
+does the same on first use, so it is needed only to migrate ahead of a deploy.
 
 Stop it with Ctrl-C (SIGINT) or SIGTERM; it closes connections and the data
 directory before exiting.`
@@ -33,6 +44,8 @@ try {
       host: { type: 'string', default: '127.0.0.1' },
       data: { type: 'string', default: './tidelog-data' },
       static: { type: 'string' },
+      postgres: { type: 'string' },
+      schema: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
@@ -44,7 +57,9 @@ if (values.help || positionals.length === 0) {
   console.log(HELP)
   process.exit(values.help ? 0 : 1)
 }
-if (positionals[0] !== 'serve' || positionals.length > 1) fail(`unknown command "${positionals.join(' ')}"; the command is "tidelog serve".\n\n${HELP}`)
+if (!['serve', 'migrate'].includes(positionals[0]) || positionals.length > 1) fail(`unknown command "${positionals.join(' ')}"; the commands are "tidelog serve" and "tidelog migrate".\n\n${HELP}`)
+if (positionals[0] === 'migrate' && !values.postgres) fail(`tidelog migrate needs --postgres <url>.\n\n${HELP}`)
+if (values.schema !== undefined && !values.postgres) fail('--schema applies to --postgres only.')
 if (!/^\d+$/.test(values.port) || Number(values.port) > 65535) fail(`--port must be a number from 0 to 65535, got "${values.port}".`)
 
 // imported only now, so that --help works even without a build
@@ -56,9 +71,30 @@ try {
   const checkout = existsSync(new URL('../src/server/index.ts', import.meta.url))
   fail(`cannot load the server (${error.message}); ${checkout ? 'run "npm run build" first.' : 'the tidelog package looks incomplete: reinstall it (npm install tidelog).'}`)
 }
-const { createSyncServer, fileBackend } = server
+const { createSyncServer, fileBackend, postgresBackend, migratePostgres } = server
 
-const backend = fileBackend({ dir: values.data })
+// the URL may hold a password: logs show it without
+const redacted = (url) => url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@')
+if (positionals[0] === 'migrate') {
+  try {
+    const { schema, version, backendId } = await migratePostgres({ connectionString: values.postgres }, { schema: values.schema })
+    log(`schema ${schema} of ${redacted(values.postgres)} is at version ${version} (backendId ${backendId})`)
+    process.exit(0)
+  } catch (error) {
+    fail(error.message)
+  }
+}
+let backend
+try {
+  backend = values.postgres
+    ? postgresBackend({ connectionString: values.postgres }, { schema: values.schema })
+    : fileBackend({ dir: values.data })
+  // open the store now, so that a wrong URL or a missing pg fails at start rather than at the first client
+  if (values.postgres) await backend.pull('tidelog-start-check', 0, 1)
+} catch (error) {
+  await backend?.close().catch(() => {})
+  fail(`cannot open ${values.postgres ? `PostgreSQL at ${redacted(values.postgres)}` : `the data directory ${values.data}`}: ${error.message}`)
+}
 let sync
 try {
   sync = await createSyncServer({
@@ -72,7 +108,7 @@ try {
   await backend.close().catch(() => {})
   fail(error.code === 'EADDRINUSE' ? `port ${values.port} is in use; pick another with --port.` : `cannot start: ${error.message}`)
 }
-log(`serving ${sync.url} (data ${values.data}${values.static ? `, files from ${values.static}` : ''})`)
+log(`serving ${sync.url} (${values.postgres ? `PostgreSQL ${redacted(values.postgres)}, schema ${backend.schema}` : `data ${values.data}`}${values.static ? `, files from ${values.static}` : ''})`)
 
 let stopping = false
 const stop = async (signal) => {
