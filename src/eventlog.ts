@@ -223,6 +223,45 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
   const readRows = (table: string, where = '', params: unknown[] = []) =>
     db.all<EventRow>({ sql: `SELECT ${table === '__tl_events' ? 'seq, ' : ''}${COLS} FROM ${table} ${where}`, params }).map(rowToEvent)
 
+  /**
+   * The rebase without rollback, when it would change nothing already applied:
+   * the upstream events are the oldest pending ones in order (or take every
+   * pending one and go on past them), and `next` starts with the pending events
+   * left. Those are confirmed, the rest of `events` applied, and the tail of
+   * `next` applied as pending; the state is what the full rebase would make.
+   * Returns false, having done nothing, when the shapes do not fit.
+   */
+  const extendTail = (events: readonly ConfirmedEvent[], next: readonly PendingEvent[], change: LogChange): boolean => {
+    const cur = db.all<{ pos: number; id: string }>({ sql: 'SELECT pos, id FROM __tl_pending ORDER BY pos', params: [] })
+    let k = 0
+    while (k < events.length && k < cur.length && cur[k]!.id === events[k]!.id) k++
+    if (k < events.length && k < cur.length) return false
+    const rest = cur.slice(k)
+    if (next.length < rest.length || rest.some((p, i) => next[i]!.id !== p.id)) return false
+    tx(() => {
+      if (k > 0) {
+        for (const e of events.slice(0, k)) insertConfirmed(e)
+        undo.release(cur[k - 1]!.pos)
+        db.run({ sql: 'DELETE FROM __tl_pending WHERE pos <= ?', params: [cur[k - 1]!.pos] })
+        head = events[k - 1]!.seq
+        for (const e of events.slice(0, k)) change.confirmed.set(e.id, e.seq)
+      }
+      if (events.length > k) applyConfirmed(events.slice(k), change.written)
+      setCapture(true)
+      let kept = rest.length
+      for (const p of next.slice(rest.length)) {
+        try {
+          tx(() => applyPending(p, false, change.written))
+          kept++
+        } catch (error) {
+          change.dropped.set(p.id, new MaterializeError(p.name, p.id, error, 'rebase of this pending event'))
+        }
+      }
+      pendingCount = kept
+    })
+    return true
+  }
+
   /** I2: undoes every pending event's writes (capture off, so the undo itself records nothing). */
   const rollbackPending = () => {
     setCapture(false)
@@ -288,6 +327,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         applyConfirmed(events, change.written)
         return change
       }
+      if (recordedPending && extendTail(events, recordedPending, change)) return change
       const front = pendingCount >= events.length && !recordedPending
         ? db.column<string>({ sql: 'SELECT id FROM __tl_pending ORDER BY pos LIMIT ?', params: [events.length] })
         : []

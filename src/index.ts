@@ -50,6 +50,7 @@ export type {
   PullResponse,
   PushRequest,
   PushResponse,
+  QueuedResponse,
   ClientMessage,
   ServerMessage,
   ErrorCode,

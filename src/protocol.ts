@@ -42,11 +42,20 @@ export interface PullResponse {
   head: number
   backendId: string
   more: boolean
+  /**
+   * Only from a storage owner tab (PROTOCOL.md, Tabs), on the page that reaches
+   * its head: the owner's pending list, in its order, which the asking tab puts
+   * before its own unacknowledged events.
+   */
+  pending?: PendingEvent[]
 }
 
 export type PushResponse =
   | { type: 'pushed'; firstSeq: number; head: number; backendId: string }
   | { type: 'rejected'; reason: 'behind'; head: number }
+
+/** Only from a storage owner tab (PROTOCOL.md, Tabs): the events are in its pending list and durable in its storage, not ordered yet. */
+export interface QueuedResponse { type: 'queued' }
 
 export type ErrorCode =
   | 'unauthorized'

@@ -1,4 +1,5 @@
-import type { ConfirmedEvent, PendingEvent } from './protocol.js'
+import type { ConfirmedEvent, PendingEvent, PullResponse } from './protocol.js'
+import type { Transport } from './transport.js'
 
 /**
  * One change to a store's log, in the order it happened. Replaying the
@@ -66,4 +67,31 @@ export interface Storage {
   readonly name: string
   /** Opens storeId's log, taking an exclusive lock; throws `StorageLockedError` when another store holds it. */
   open(storeId: string, options?: StorageOpenOptions): Promise<StorageHandle>
+  /**
+   * Present where several tabs share the storage (PROTOCOL.md, Tabs): a store
+   * that finds the lock held becomes a client of the tab holding it, and takes
+   * over when the lock passes to it.
+   */
+  readonly tabs?: TabLinks
+}
+
+/** How the tabs that share one storage reach the tab that holds its lock, the owner. */
+export interface TabLinks {
+  /** The upstream of a tab that could not take the lock: a transport to the owner tab. */
+  connect(storeId: string): Transport
+  /** Called by the owner tab once booted: answers the other tabs from `owner` until closed. */
+  serve(storeId: string, owner: TabOwner): { close(): Promise<void> }
+}
+
+/** The owner tab's side of the tab link: its view is its confirmed events, then its pending list. */
+export interface TabOwner {
+  /** Confirmed events after `since` (a page); the page that reaches the head carries the pending list. */
+  pull(since: number, limit: number): PullResponse
+  /**
+   * Another tab's events, based on its confirmed head `parentSeq`: appended to the
+   * pending list (ids already held are skipped); resolves once they are durable.
+   */
+  push(parentSeq: number, events: PendingEvent[]): Promise<void>
+  /** Calls `onChange` after every change of the head or the pending list; returns an unsubscribe. */
+  subscribe(onChange: () => void): () => void
 }

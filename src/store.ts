@@ -1,5 +1,5 @@
 import { batch, computed, signal, type ReadonlySignal } from '@preact/signals-core'
-import { bootLog, resetLog } from './boot.js'
+import { bootLog, resetLog, type BootedLog } from './boot.js'
 import { loadSqlJs } from './database.js'
 import { ConflictDroppedError, StoreClosedError, TidelogError, UnknownEventError } from './errors.js'
 import type { EventLog, EventLogHooks, LogChange } from './eventlog.js'
@@ -10,6 +10,8 @@ import type { ConfirmedEvent, JsonValue, PendingEvent } from './protocol.js'
 import { toPending } from './protocol.js'
 import { createQueryRegistry } from './queries.js'
 import type { EventValue, Schema } from './schema.js'
+import type { StorageHandle } from './storage.js'
+import { createTabClient, createTabOwner, heldIds, openShared, type TabClient } from './tabs.js'
 import type { SqlFragment } from './sql.js'
 import type { CommitReceipt, Store, StoreOptions, StoredEvent, SyncStatus } from './store-types.js'
 import { createSyncEngine, type SyncEngine } from './sync-engine.js'
@@ -39,8 +41,8 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   const sessionId = randomId(8)
 
   const SQL = await loadSqlJs(options.sqlJs)
-  const handle = await storage.open(storeId, { waitForLock: options.waitForLock })
-  let booted
+  // undefined: another tab holds the storage, and this one is its client until the lock passes here (tabs.ts)
+  let handle: StorageHandle | undefined = await openShared(storage, storeId, options.waitForLock)
   const hooks: EventLogHooks = {
     dev,
     onWarning: warn,
@@ -50,22 +52,27 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       else warn(`event "${ev.name}" is unknown to this schema (made by a newer client?); it is kept and synced but not materialized.`)
     },
   }
-  try {
-    onProgress({ phase: 'load', done: 0, total: 1 })
-    const loaded = await handle.load()
-    for (const d of loaded.dropped) warn(`storage recovered: ${d}`)
-    onProgress({ phase: 'load', done: 1, total: 1 })
-    booted = bootLog(SQL, schema, loaded, hooks, onProgress)
-  } catch (error) {
-    await handle.close().catch(() => {})
-    throw error
+  const boot = async (h: StorageHandle | undefined): Promise<BootedLog> => {
+    // a client tab starts empty, with a clientId of its own, and fills up from the owner tab
+    if (!h) return bootLog(SQL, schema, { records: [], dropped: [] }, hooks, () => {})
+    try {
+      onProgress({ phase: 'load', done: 0, total: 1 })
+      const loaded = await h.load()
+      for (const d of loaded.dropped) warn(`storage recovered: ${d}`)
+      onProgress({ phase: 'load', done: 1, total: 1 })
+      return bootLog(SQL, schema, loaded, hooks, onProgress)
+    } catch (error) {
+      await h.close().catch(() => {})
+      throw error
+    }
   }
+  const booted = await boot(handle)
   let log: EventLog = booted.log
   const { clientId } = booted
   let counter = booted.counter
   let backendId = booted.backendId
-  const journal: Journal = createJournal(handle, booted.position, warn)
-  if (booted.initRecord) void journal.add(booted.initRecord)
+  let journal: Journal | undefined = handle && createJournal(handle, booted.position, warn)
+  if (booted.initRecord && journal) void journal.add(booted.initRecord)
   let snapshotAt = booted.snapshotSoon ? -1 : booted.position
   let closed = false
 
@@ -101,15 +108,17 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     }
   }
 
-  const publish = (written: Iterable<string>, patch?: Partial<SyncStatus>) =>
+  const publish = (written: Iterable<string>, patch?: Partial<SyncStatus>) => {
     batch(() => {
       queries.tablesWritten(written)
       updateStatus(patch)
     })
+    tabOwner.changed()
+  }
 
   let snapshotTimer: ReturnType<typeof setTimeout> | undefined
   const scheduleSnapshot = () => {
-    if (closed || snapshotTimer || journal.position - Math.max(snapshotAt, 0) < snapshotEvery && snapshotAt >= 0) return
+    if (closed || !journal || snapshotTimer || journal.position - Math.max(snapshotAt, 0) < snapshotEvery && snapshotAt >= 0) return
     snapshotTimer = setTimeout(() => {
       snapshotTimer = undefined
       void takeSnapshot().catch((e) => warn(`snapshot failed: ${(e as Error).message}`))
@@ -125,6 +134,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
    */
   function takeSnapshot(): Promise<void> {
     const next = snapshotting.then(async () => {
+      if (!journal || !handle) return
       const position = journal.position
       if (position === snapshotAt) return
       log.setMeta({ clientId, counter: String(counter), backendId: backendId ?? '', position: String(position), schemaHash: schema.hash })
@@ -145,6 +155,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   let minted: string[] = []
   const unpersisted = new Set<string>()
   const record = (r: Parameters<Journal['add']>[0]) => {
+    if (!journal) return Promise.resolve() // a client tab: the owner tab keeps the record
     const p = journal.add(r)
     if (minted.length) {
       const ids = minted
@@ -207,6 +218,91 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     },
   }
 
+  // ---- tabs (tabs.ts): the owner answers the other tabs from its log; a client tab syncs with the owner ----
+  /** Appends events as pending, one at a time where a batch fails; returns what applied and the tables written. */
+  const appendPending = (events: PendingEvent[], what: string) => {
+    try {
+      return { events, written: log.commit(events, false) }
+    } catch {
+      const kept: PendingEvent[] = []
+      const written = new Set<string>()
+      for (const e of events) {
+        try {
+          for (const t of log.commit([e], false)) written.add(t)
+          kept.push(e)
+        } catch (error) {
+          warn(`${what} ${e.id} ("${e.name}") does not apply to this tab's state and was dropped: ${(error as Error).message}`)
+        }
+      }
+      return { events: kept, written }
+    }
+  }
+  const tabOwner = createTabOwner({
+    log: () => log,
+    backendId: () => backendId,
+    add(events) {
+      if (!journal || !events.length) return journal ? journal.settled() : Promise.reject(new TidelogError('not_owner', 'this tab no longer owns the storage'))
+      const applied = appendPending(events, 'event from another tab')
+      if (!applied.events.length) return journal.settled()
+      minted.push(...applied.events.map((e) => e.id)) // pushed upstream only once durable here
+      const p = record({ t: 'commit', events: applied.events })
+      publish(applied.written)
+      return p
+    },
+  })
+  let tabServer: { close(): Promise<void> } | undefined
+  let tabClient: TabClient | undefined
+  const serveTabs = () => { if (storage.tabs && !closed) tabServer = storage.tabs.serve(storeId, tabOwner) }
+
+  /** The lock passed to this client tab: boot the storage, put what is unacknowledged on top, sync upstream. */
+  const takeOver = async (h: StorageHandle) => {
+    if (closed) return h.close()
+    let next: BootedLog
+    try {
+      next = await boot(h)
+    } catch (error) {
+      warn(`this tab could not take over the storage: ${(error as Error).message}`)
+      return
+    }
+    if (closed) {
+      next.log.close()
+      return h.close()
+    }
+    const client = tabClient!
+    const left = client.retire()
+    const local = log.readLocal()
+    const linkEngine = engine
+    log.close()
+    log = next.log
+    handle = h
+    journal = createJournal(h, next.position, warn)
+    snapshotAt = next.snapshotSoon ? -1 : next.position
+    backendId = next.backendId
+    tabClient = undefined
+    queries.reset()
+    const held = heldIds(log, left.events.map((e) => e.id), 0)
+    const applied = appendPending(left.events.filter((e) => !held.has(e.id)), 'pending event')
+    if (applied.events.length) minted.push(...applied.events.map((e) => e.id))
+    left.settle(applied.events.length ? record({ t: 'commit', events: applied.events }) : journal.settled())
+    if (local.length) {
+      log.commit(local.map((e) => ({ ...e, local: true as const })), false)
+      void record({ t: 'commit', events: local.map((e) => ({ ...e, local: true as const })) })
+    }
+    publish(Object.keys(schema.tables))
+    settle({ confirmed: new Map(), dropped: next.dropped })
+    // receipts of this tab's events that the storage holds confirmed, or no longer holds at all
+    for (const id of [...waiters.keys()]) {
+      const seq = log.db.column<number>({ sql: 'SELECT seq FROM __tl_events WHERE id = ?', params: [id] })[0]
+      if (seq !== undefined) settle({ confirmed: new Map([[id, seq]]), dropped: new Map() })
+      else if (!log.db.column({ sql: 'SELECT 1 FROM __tl_pending WHERE id = ?', params: [id] }).length) settle({ confirmed: new Map(), dropped: new Map([[id, new Error('dropped by the tab that owned the storage before this one')]]) })
+    }
+    engine = options.transport ? createSyncEngine(options.transport, host, options.sync) : undefined
+    engine?.start()
+    if (!engine) updateStatus({ state: 'offline' })
+    serveTabs()
+    await linkEngine?.close()
+  }
+
   function makePending(value: EventValue<unknown>): PendingEvent {
     const e: PendingEvent = { id: `${clientId}:${++counter}`, name: value.name, args: value.args as JsonValue, clientId, sessionId, createdAt: Date.now() }
     minted.push(e.id)
@@ -253,8 +349,9 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         throw error
       }
       const headAtCommit = log.head
-      const persisted = quiet(record({ t: 'commit', events }))
+      const persisted = quiet(tabClient ? tabClient.track(events.filter((e) => !e.local)) : record({ t: 'commit', events }))
       publish(written)
+      if (tabClient) engine?.poke()
       const synced = events.filter((e) => !e.local)
       const stored: StoredEvent[] = events.map(({ local: _l, ...e }) => ({ ...e, seq: null }))
       let confirmed: Promise<number | null> | undefined
@@ -320,15 +417,17 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       if (closed) return
       closed = true
       clearTimeout(snapshotTimer)
+      await tabServer?.close() // the other tabs hear the owner leave before the lock passes on
       await engine?.close()
+      tabClient?.close(new StoreClosedError('persist events that the tab owning the storage had not acknowledged'))
       for (const w of flushWaiters) w.reject(new StoreClosedError('flush'))
       for (const w of waiters.values()) w.reject(new StoreClosedError('confirm events'))
       waiters.clear()
       try {
-        await journal.flush()
+        await journal?.flush()
         await takeSnapshot()
       } finally {
-        await handle.close()
+        await handle?.close()
         log.close()
       }
     },
@@ -336,9 +435,31 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
 
   settle({ confirmed: new Map(), dropped: booted.dropped })
   if (snapshotAt < 0) scheduleSnapshot()
-  if (options.transport) {
-    engine = createSyncEngine(options.transport, host, options.sync)
+  if (!handle) {
+    tabClient = createTabClient({
+      storeId,
+      log: () => log,
+      backendId: () => backendId,
+      setBackendId: (id) => (backendId = id || undefined),
+      applied(change) {
+        publish(change.written)
+        settle(change)
+      },
+      setState: (state, error) => updateStatus(error ? { state, error } : { state }),
+    })
+    engine = createSyncEngine(storage.tabs!.connect(storeId), tabClient.host, { minBackoffMs: 20, maxBackoffMs: 1000, ...options.sync })
     engine.start()
+    storage.open(storeId, { waitForLock: true }).then(takeOver, (error: Error) => warn(`waiting for the storage lock failed: ${error.message}`))
+    // boot with the owner's data, or as the owner if the lock passed here first
+    const slow = setTimeout(() => warn(`waiting for the tab that holds storage "${storage.name}" to answer`), 5000)
+    await tabClient.firstView
+    clearTimeout(slow)
+  } else {
+    serveTabs()
+    if (options.transport) {
+      engine = createSyncEngine(options.transport, host, options.sync)
+      engine.start()
+    }
   }
   return store
 }

@@ -13,6 +13,9 @@
  *  S3. Incoming events are applied only at head + 1; a gap triggers a pull (rule 3).
  *  S4. Failures back off exponentially with full jitter, 250 ms to 30 s (rule 4).
  *  S5. A changed backendId stops sync with BackendResetError (backend rule 4).
+ *  S6. Upstream may be a storage owner tab (PROTOCOL.md, Tabs): its pulls and
+ *      live events carry its pending list, applied with the events as one
+ *      rebase, and it answers pushes with `queued` (durable there, not ordered).
  */
 import { BackendResetError, TransportError } from './errors.js'
 import { MAX_PULL_LIMIT, type ConfirmedEvent, type PendingEvent, type PullResponse } from './protocol.js'
@@ -25,8 +28,14 @@ export interface SyncHost {
   backendId(): string | undefined
   pendingCount(): number
   pendingBatch(limit: number): PendingEvent[]
-  /** Applies events that start exactly at head + 1 (rebasing pending ones). */
-  applyUpstream(events: ConfirmedEvent[], backendId: string): void
+  /**
+   * Applies events that start exactly at head + 1 (rebasing pending ones). With
+   * `upstream`, the owner tab's pending list after its head goes before this
+   * store's own pending events (S6).
+   */
+  applyUpstream(events: ConfirmedEvent[], backendId: string, upstream?: { pending: PendingEvent[]; head: number }): void
+  /** An owner tab answered `queued`: these events are durable in its storage (S6). */
+  acknowledge?(ids: string[]): void
   /** A push of `ids` was accepted at firstSeq. */
   confirm(firstSeq: number, ids: string[], backendId: string): void
   setState(state: 'offline' | 'connecting' | 'syncing' | 'synced' | 'error', error?: Error): void
@@ -73,22 +82,27 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     backendId = id
   }
 
-  const apply = (events: ConfirmedEvent[], id: string) => {
+  type Upstream = { pending: PendingEvent[]; head: number } | undefined
+  const apply = (events: ConfirmedEvent[], id: string, upstream?: Upstream) => {
     const head = host.head()
     const fresh = events.filter((e) => e.seq > head)
-    if (!fresh.length) return true
+    if (!fresh.length) {
+      if (upstream) host.applyUpstream([], id, upstream)
+      return true
+    }
     if (fresh[0]!.seq !== head + 1) return false // S3
     for (let i = 1; i < fresh.length; i++) if (fresh[i]!.seq !== fresh[i - 1]!.seq + 1) return false
-    host.applyUpstream(fresh, id)
+    host.applyUpstream(fresh, id, upstream)
     return true
   }
+  const upstreamOf = (page: PullResponse): Upstream => (page.pending && !page.more ? { pending: page.pending, head: page.head } : undefined)
 
   /**
    * Pulls to the backend head. Pages are applied as they come while nothing is
    * pending; with pending events the pages are kept and returned, so that the
    * caller can push before paying for the rebase (see run()).
    */
-  const pullToHead = async (): Promise<{ events: ConfirmedEvent[]; backendId: string }> => {
+  const pullToHead = async (): Promise<{ events: ConfirmedEvent[]; backendId: string; upstream: Upstream }> => {
     let page: PullResponse
     const held: ConfirmedEvent[] = []
     let since = host.head()
@@ -97,7 +111,8 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
       checkBackend(page.backendId)
       const fresh = page.events.filter((e) => e.seq > host.head())
       if (held.length === 0 && host.pendingCount() === 0) {
-        if (!apply(fresh, page.backendId)) throw new TransportError('pull answered a page that does not start at head + 1', { retryable: true })
+        if (!apply(fresh, page.backendId, upstreamOf(page))) throw new TransportError('pull answered a page that does not start at head + 1', { retryable: true })
+        if (upstreamOf(page)) return { events: [], backendId: page.backendId, upstream: undefined }
       } else {
         for (const e of fresh) {
           const last = held.length ? held[held.length - 1]!.seq : host.head()
@@ -107,7 +122,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
       }
       since = Math.max(host.head(), held.length ? held[held.length - 1]!.seq : 0)
     } while (page.more && page.events.length && !closed)
-    return { events: held, backendId: page.backendId }
+    return { events: held, backendId: page.backendId, upstream: upstreamOf(page) }
   }
 
   /** Pushes the oldest pending events (minus any that just came back) on top of `parentSeq`. */
@@ -120,13 +135,16 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
 
   /** Live events while events are pending are applied together a moment later: one rebase for a burst. */
   let buffered: ConfirmedEvent[] = []
+  let bufferedUpstream: Upstream // the newest owner pending list: it follows every buffered event
   let drainTimer: ReturnType<typeof setTimeout> | undefined
   const drain = () => {
     drainTimer = undefined
     const events = buffered.sort((a, b) => a.seq - b.seq).filter((e, i, all) => i === 0 || e.seq !== all[i - 1]!.seq)
+    const upstream = bufferedUpstream
     buffered = []
+    bufferedUpstream = undefined
     if (closed || paused || blocked || backendId === undefined) return
-    if (!apply(events, backendId)) poke()
+    if (!apply(events, backendId, upstream)) poke()
   }
 
   let shown: Parameters<SyncHost['setState']>[0] | undefined
@@ -155,6 +173,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         const pulled = await pullToHead() // S1
         if (closed || paused) continue
         const upstream = pulled.events
+        const changed = upstream.length > 0 || pulled.upstream !== undefined
         let pushing: ReturnType<typeof push>
         if (upstream.length && losses >= 2 && host.pushBeforeRebase()) {
           // S2: after losing races, send the push at once, based on the pulled head, and rebase while
@@ -162,9 +181,9 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
           // clients. (The price: a pending event that no longer applies lands in the log and is skipped
           // by every client, instead of being dropped here by the rebase.)
           pushing = push(upstream[upstream.length - 1]!.seq, new Set(upstream.map((e) => e.id)))
-          if (!apply(upstream, pulled.backendId)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
+          if (!apply(upstream, pulled.backendId, pulled.upstream)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
         } else {
-          if (upstream.length && !apply(upstream, pulled.backendId)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
+          if (changed && !apply(upstream, pulled.backendId, pulled.upstream)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
           pushing = host.pendingCount() > 0 ? push(host.head(), new Set()) : undefined
         }
         if (pushing) {
@@ -173,7 +192,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
           if (res.type === 'pushed') {
             checkBackend(res.backendId)
             host.confirm(res.firstSeq, ids, res.backendId)
-          }
+          } else if (res.type === 'queued') host.acknowledge?.(ids)
           attempt = 0
           continue // S2: pushed -> maybe more to push; rejected -> pull and push again at once
         }
@@ -205,13 +224,15 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
       loop = (async () => {
         await transport.connect({
           storeId: host.storeId,
-          onEvents(events, _head) {
+          onEvents(events, head, pending) {
             if (closed || paused || blocked || backendId === undefined) return
+            const upstream = pending ? { pending, head } : undefined
             if (host.pendingCount() === 0 && !drainTimer) {
-              if (!apply(events, backendId)) poke()
+              if (!apply(events, backendId, upstream)) poke()
               return
             }
             buffered.push(...events)
+            if (upstream) bufferedUpstream = upstream
             drainTimer ??= setTimeout(drain, 0)
           },
           onStatus(status: TransportStatus) {

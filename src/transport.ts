@@ -1,4 +1,4 @@
-import type { ConfirmedEvent, PullRequest, PullResponse, PushRequest, PushResponse } from './protocol.js'
+import type { ConfirmedEvent, PendingEvent, PullRequest, PullResponse, PushRequest, PushResponse, QueuedResponse } from './protocol.js'
 
 /** What a transport tells the sync engine about its connection. */
 export interface TransportStatus {
@@ -10,8 +10,11 @@ export interface TransportStatus {
 export interface TransportHandlers {
   /** The log this store syncs; transports that open a connection per store (WebSocket) put it in the URL. */
   storeId: string
-  /** Live notification: events past the last page this connection was sent, in seq order. */
-  onEvents(events: ConfirmedEvent[], head: number): void
+  /**
+   * Live notification: events past the last page this connection was sent, in seq order.
+   * From a storage owner tab, `pending` is its pending list after them (PROTOCOL.md, Tabs).
+   */
+  onEvents(events: ConfirmedEvent[], head: number, pending?: PendingEvent[]): void
   /** Connection changes; after `online` the engine pulls from its confirmed head, which restarts the live stream. */
   onStatus(status: TransportStatus): void
 }
@@ -26,7 +29,8 @@ export interface Transport {
   /** Starts connecting (and reconnecting by itself); resolves once the first attempt settled. */
   connect(handlers: TransportHandlers): Promise<void>
   pull(request: PullRequest): Promise<PullResponse>
-  push(request: PushRequest): Promise<PushResponse>
+  /** `queued` comes only from a storage owner tab (PROTOCOL.md, Tabs). */
+  push(request: PushRequest): Promise<PushResponse | QueuedResponse>
   /** Stops reconnecting and releases the connection; pending requests reject. */
   close(): Promise<void>
 }

@@ -21,7 +21,7 @@
  */
 import { TransportError } from '../src/errors.js'
 import { randomId } from '../src/ids.js'
-import type { PullResponse, PushResponse } from '../src/protocol.js'
+import type { PullResponse, PushResponse, QueuedResponse } from '../src/protocol.js'
 import type { Transport, TransportHandlers } from '../src/transport.js'
 import { campaignForHost, type LockManagerLike } from './tab-election.js'
 
@@ -127,7 +127,7 @@ export function broadcastChannelTransport(options: BroadcastChannelTransportOpti
     }
     if (m.from !== hostId) return
     if (m.type === 'bye') return lost(new TransportError(`broadcastChannelTransport: the host on channel "${channel}" closed; waiting for a new host`))
-    if (m.type === 'events') return void (handlers && m.storeId === handlers.storeId && handlers.onEvents(m.events, m.head))
+    if (m.type === 'events') return void (handlers && m.storeId === handlers.storeId && handlers.onEvents(m.events, m.head, m.pending))
     const req = requests.get(m.rid)
     if (!req) return
     requests.delete(m.rid)
@@ -174,12 +174,14 @@ export function broadcastChannelTransport(options: BroadcastChannelTransportOpti
       const m = await request({ type: 'pull', storeId: request_.storeId, since: request_.since, limit: request_.limit }, 'pull')
       if (m.type !== 'pulled') throw new TransportError(`broadcast-channel host answered ${m.type} to a pull`, { retryable: false })
       if (!m.more) streaming = true
-      return { type: 'pulled', events: m.events, head: m.head, backendId: m.backendId, more: m.more }
+      // `pending` comes from a storage owner tab (PROTOCOL.md, Tabs)
+      return { type: 'pulled', events: m.events, head: m.head, backendId: m.backendId, more: m.more, ...(m.pending ? { pending: m.pending } : {}) }
     },
-    async push(request_): Promise<PushResponse> {
+    async push(request_): Promise<PushResponse | QueuedResponse> {
       const m = await request({ type: 'push', storeId: request_.storeId, parentSeq: request_.parentSeq, events: request_.events }, 'push')
       if (m.type === 'pushed') return { type: 'pushed', firstSeq: m.firstSeq, head: m.head, backendId: m.backendId }
       if (m.type === 'rejected') return { type: 'rejected', reason: 'behind', head: m.head }
+      if (m.type === 'queued') return { type: 'queued' }
       throw new TransportError(`broadcast-channel host answered ${m.type} to a push`, { retryable: false })
     },
     async close() {

@@ -3,12 +3,12 @@ import type { ConfirmedEvent, PullRequest, PullResponse, PushRequest, PushRespon
 /** One call a wrapped transport saw, with its outcome. */
 export type TransportCall =
   | { op: 'pull'; since: number; head: number; count: number }
-  | { op: 'push'; parentSeq: number; ids: string[]; result: 'pushed' | 'rejected' | 'threw'; firstSeq?: number }
+  | { op: 'push'; parentSeq: number; ids: string[]; result: 'pushed' | 'rejected' | 'queued' | 'threw'; firstSeq?: number }
 
 export interface TransportHooks {
   connect?(handlers: TransportHandlers, inner: Transport): Promise<void>
   pull?(request: PullRequest, inner: Transport): Promise<PullResponse>
-  push?(request: PushRequest, inner: Transport): Promise<PushResponse>
+  push?(request: PushRequest, inner: Transport): ReturnType<Transport['push']>
   /** Sees every live notification; call `deliver` to pass it on (or don't, to lose it). */
   onEvents?(events: ConfirmedEvent[], head: number, deliver: (events: ConfirmedEvent[], head: number) => void): void
 }
@@ -21,7 +21,7 @@ export function wrapTransport(inner: Transport, hooks: TransportHooks = {}): Tra
     connect(handlers) {
       const wrapped: TransportHandlers = {
         ...handlers,
-        onEvents: (events, head) => (hooks.onEvents ? hooks.onEvents(events, head, handlers.onEvents) : handlers.onEvents(events, head)),
+        onEvents: (events, head, pending) => (hooks.onEvents ? hooks.onEvents(events, head, handlers.onEvents) : handlers.onEvents(events, head, pending)),
       }
       return hooks.connect ? hooks.connect(wrapped, inner) : inner.connect(wrapped)
     },

@@ -1,0 +1,201 @@
+/**
+ * Several tabs, one storage (PROTOCOL.md, Tabs). The tab holding the storage's
+ * lock, the owner, is a normal store that also answers the other tabs over the
+ * storage's tab link (`Storage.tabs`); every other tab is a client of it whose
+ * state lives in its own memory:
+ *
+ *     owner:   1 ..... confirmed head | owner pending (its own and the tabs' events, in its order)
+ *     client:  1 ..... confirmed head | owner pending (as last heard) | own unacknowledged
+ *
+ * Invariants:
+ *  T1. A client's pending list is the owner's pending list as last heard, minus
+ *      what it holds as confirmed, followed by its own events the owner has not
+ *      acknowledged; every change of either is one rebase (the eventlog's
+ *      applyUpstream with the list given).
+ *  T2. The owner acknowledges a push (`queued`) only once the events are durable
+ *      in its storage, and only after it sent the view that holds them; then the
+ *      client's `receipt.persisted` resolves.
+ *  T3. An acknowledged event leaves the client's own list: it is in the owner's
+ *      pending list, or confirmed, or was dropped by the owner's rebase.
+ *  T4. Unacknowledged events are pushed again to every new owner; an owner skips
+ *      ids it already holds (and still acknowledges them once durable).
+ */
+import type { EventLog, LogChange } from './eventlog.js'
+import { MAX_PULL_LIMIT, toPending, type PendingEvent, type PullResponse } from './protocol.js'
+import type { Storage, StorageHandle, TabOwner } from './storage.js'
+import type { SyncHost } from './sync-engine.js'
+
+/**
+ * Opens the storage; when another tab holds it and the storage has a tab link,
+ * resolves undefined instead of failing: the caller becomes a client tab.
+ */
+export async function openShared(storage: Storage, storeId: string, waitForLock: boolean | undefined): Promise<StorageHandle | undefined> {
+  try {
+    return await storage.open(storeId, { waitForLock })
+  } catch (error) {
+    if (storage.tabs && !waitForLock && (error as Error)?.name === 'StorageLockedError') return undefined
+    throw error
+  }
+}
+
+/** The ids among `ids` that `log` holds, pending or confirmed after `since`. */
+export function heldIds(log: EventLog, ids: readonly string[], since: number): Set<string> {
+  if (!ids.length) return new Set()
+  return new Set(log.db.column<string>({
+    sql: 'SELECT value FROM json_each(?) WHERE value IN (SELECT id FROM __tl_pending) OR value IN (SELECT id FROM __tl_events WHERE seq > ?)',
+    params: [JSON.stringify(ids), since],
+  }))
+}
+
+/** What the owner side needs from the store. */
+export interface TabOwnerContext {
+  log(): EventLog
+  backendId(): string | undefined
+  /** Appends other tabs' events as pending; resolves once they are durable. */
+  add(events: PendingEvent[]): Promise<void>
+}
+
+/** The owner's view for the tab link; the store calls `changed()` after every change of its log. */
+export function createTabOwner(ctx: TabOwnerContext): TabOwner & { changed(): void } {
+  const listeners = new Set<() => void>()
+  return {
+    pull(since: number, limit: number): PullResponse {
+      const log = ctx.log()
+      const events = log.readConfirmed(since, Math.min(limit, MAX_PULL_LIMIT))
+      const last = events.length ? events[events.length - 1]!.seq : since
+      const more = last < log.head
+      const page: PullResponse = { type: 'pulled', events, head: log.head, backendId: ctx.backendId() ?? '', more }
+      if (!more) page.pending = log.readPending()
+      return page
+    },
+    push(parentSeq: number, events: PendingEvent[]): Promise<void> {
+      const held = heldIds(ctx.log(), events.map((e) => e.id), parentSeq)
+      return ctx.add(events.filter((e) => !held.has(e.id)).map(toPending))
+    },
+    subscribe(onChange: () => void) {
+      listeners.add(onChange)
+      return () => void listeners.delete(onChange)
+    },
+    changed() {
+      for (const l of listeners) l()
+    },
+  }
+}
+
+/** What a client tab needs from the store. */
+export interface TabClientContext {
+  storeId: string
+  log(): EventLog
+  backendId(): string | undefined
+  setBackendId(id: string): void
+  /** Signals and sync status after a rebase, then receipts. */
+  applied(change: LogChange): void
+  setState: SyncHost['setState']
+}
+
+interface Commit { left: number; resolve(): void; reject(error: Error): void }
+
+/**
+ * The sync host of a client tab (T1–T4): the engine pushes its own
+ * unacknowledged events to the owner and applies the owner's view.
+ */
+export function createTabClient(ctx: TabClientContext) {
+  const own = new Map<string, { event: PendingEvent; commit: Commit }>()
+  let list: PendingEvent[] = [] // the owner's pending list as last heard (T1)
+  let listHead = 0 // the confirmed head that list follows
+  let active = true
+  let onFirstView: (() => void) | undefined
+  const firstView = new Promise<void>((resolve) => (onFirstView = resolve))
+
+  const ack = (id: string) => {
+    const o = own.get(id)
+    if (!o) return
+    own.delete(id)
+    if (--o.commit.left === 0) o.commit.resolve()
+  }
+
+  const host: SyncHost = {
+    storeId: ctx.storeId,
+    head: () => ctx.log().head,
+    backendId: ctx.backendId,
+    pendingCount: () => own.size,
+    pendingBatch(limit) {
+      const out: PendingEvent[] = []
+      for (const o of own.values()) {
+        if (out.length >= limit) break
+        out.push(o.event)
+      }
+      return out
+    },
+    applyUpstream(events, backendId, upstream) {
+      if (!active) return
+      const log = ctx.log()
+      if (upstream) (list = upstream.pending), (listHead = upstream.head)
+      const back = new Set(events.map((e) => e.id))
+      // a list made at an older head may name events confirmed since (an owner that is behind this tab)
+      const since = listHead < log.head ? new Set(log.db.column<string>({ sql: 'SELECT id FROM __tl_events WHERE seq > ?', params: [listHead] })) : new Set<string>()
+      list = list.filter((e) => !back.has(e.id) && !since.has(e.id))
+      listHead = Math.max(log.head, events.length ? events[events.length - 1]!.seq : 0)
+      const inList = new Set(list.map((e) => e.id))
+      const mine: PendingEvent[] = []
+      for (const o of own.values()) if (!inList.has(o.event.id) && !back.has(o.event.id) && !since.has(o.event.id)) mine.push(o.event)
+      const change = log.applyUpstream(events, undefined, [...list, ...mine])
+      ctx.setBackendId(backendId)
+      // confirmed means durable upstream (owners push only what their storage holds)
+      for (const id of back) ack(id)
+      for (const id of since) ack(id)
+      for (const [id, error] of change.dropped) {
+        const o = own.get(id)
+        if (o) (own.delete(id), o.commit.reject(error))
+        else if (error.message === 'dropped by onConflict') change.dropped.set(id, new Error('dropped by the rebase in the tab that owns the storage'))
+      }
+      ctx.applied(change)
+      if (upstream) onFirstView?.()
+    },
+    confirm() {
+      // an owner tab answers `queued`, never `pushed`
+    },
+    acknowledge(ids) {
+      for (const id of ids) ack(id)
+    },
+    pushBeforeRebase: () => false,
+    setState: (state, error) => ctx.setState(state, error),
+  }
+
+  return {
+    host,
+    /** Resolves once the owner's view was first applied (boot of a client tab). */
+    firstView,
+    /** Tracks a commit's synced events; the promise is its `receipt.persisted` (T2). */
+    track(events: readonly PendingEvent[]): Promise<void> {
+      if (!events.length) return Promise.resolve()
+      let commit!: Commit
+      const promise = new Promise<void>((resolve, reject) => (commit = { left: events.length, resolve, reject }))
+      for (const e of events) own.set(e.id, { event: e, commit })
+      return promise
+    },
+    /** This tab takes over the storage: stops applying the link and hands over what is unacknowledged (T4). */
+    retire(): { events: PendingEvent[]; settle(done: Promise<void>): void } {
+      active = false
+      onFirstView?.()
+      const left = [...own.values()]
+      own.clear()
+      return {
+        events: left.map((o) => o.event),
+        settle: (done) => done.then(
+          () => { for (const o of left) if (--o.commit.left === 0) o.commit.resolve() },
+          (error: Error) => { for (const o of left) o.commit.reject(error) },
+        ),
+      }
+    },
+    /** The store closed: what was never acknowledged will not be. */
+    close(error: Error) {
+      active = false
+      onFirstView?.()
+      for (const o of own.values()) o.commit.reject(error)
+      own.clear()
+    },
+  }
+}
+
+export type TabClient = ReturnType<typeof createTabClient>

@@ -1,0 +1,127 @@
+/**
+ * Several tabs on one storage (src/tabs.ts, PROTOCOL.md "Tabs"), in process:
+ * stores on one memoryStorage whose tab link is a real BroadcastChannel, the
+ * owner syncing with a memory backend. The same code in Chromium with
+ * IndexedDB and Web Locks is test/browser-tabs.test.ts.
+ */
+import { randomUUID } from 'node:crypto'
+import { describe, expect, it } from 'vitest'
+import { createStore, localTransport, memoryStorage, sql, type Storage, type Store } from 'tidelog'
+import { memoryBackend } from '../src/backends/memory.js'
+import { broadcastTabLinks } from '../transports/tab-link.js'
+import { schema } from './helpers/convergence.js'
+import { backendLog, waitFor, within } from './helpers/wait.js'
+
+const sharedStorage = (): Storage => ({ ...memoryStorage(), tabs: broadcastTabLinks(`t-${randomUUID()}`, { requestTimeoutMs: 500, heartbeatMs: 200 }) })
+
+type Items = Record<string, number>
+const items = (store: Store<typeof schema>) => store.query<{ id: string; value: number }>(sql`SELECT id, value FROM items ORDER BY id`)
+const asMap = (rows: { id: string; value: number }[]): Items => Object.fromEntries(rows.map((r) => [r.id, r.value]))
+const until = (store: Store<typeof schema>, want: Items, what: string) =>
+  waitFor(items(store), (rows) => JSON.stringify(asMap(rows)) === JSON.stringify(want), what)
+
+function setup(withServer = true) {
+  const backend = memoryBackend()
+  const storage = sharedStorage()
+  const open = () => createStore({ schema, storeId: 'tabs', storage, dev: false, onWarning: () => {}, transport: withServer ? localTransport(backend) : undefined, sync: { minBackoffMs: 5, maxBackoffMs: 50 } })
+  return { backend, storage, open }
+}
+const set = (id: string, value: number) => schema.events.set({ id, value })
+
+describe('several stores on one storage (tabs)', () => {
+  it('a store that finds the storage locked boots from the owner, and commits show in both directions', async () => {
+    const { backend, open } = setup()
+    const owner = await open()
+    await owner.commit(set('a', 1)).persisted
+    const tab = await open()
+    // booted with the owner's data: createStore resolved after the owner's view was applied
+    expect(asMap(items(tab).value)).toEqual({ a: 1 })
+    expect(tab.clientId).not.toBe(owner.clientId)
+
+    const receipt = tab.commit(set('b', 2))
+    await within(receipt.persisted, "the owner's acknowledgement")
+    await until(owner, { a: 1, b: 2 }, 'the owner to show the tab commit')
+    expect(await within(receipt.confirmed, 'the server to confirm')).toBe(2)
+    owner.commit(set('c', 3))
+    await until(tab, { a: 1, b: 2, c: 3 }, 'the tab to show the owner commit')
+    await within(owner.sync.flush(), 'owner flush')
+    expect((await backendLog(backend, 'tabs')).map((e) => e.args)).toEqual([{ id: 'a', value: 1 }, { id: 'b', value: 2 }, { id: 'c', value: 3 }])
+    await waitFor(tab.sync.status, (s) => s.head === 3 && s.pending === 0, 'the tab to hold the confirmed log')
+    await tab.close()
+    await owner.close()
+  })
+
+  it('works with no server at all: tabs share pending events through the owner', async () => {
+    const { open } = setup(false)
+    const owner = await open()
+    const a = await open()
+    const b = await open()
+    a.commit(set('x', 1))
+    b.commit(schema.events.add({ id: 'x', by: 5 }))
+    await Promise.all([owner, a, b].map((s) => until(s, { x: 6 }, 'every tab to show both commits')))
+    // the owner holds them as pending, in one order that every tab shows
+    expect(a.events().map((e) => e.id)).toEqual(owner.events().map((e) => e.id))
+    expect(b.events().map((e) => e.id)).toEqual(owner.events().map((e) => e.id))
+    await Promise.all([a.close(), b.close(), owner.close()])
+  })
+
+  it('the owner closes: another tab takes over the storage by itself, with what was acknowledged and what was not', async () => {
+    const { backend, open } = setup()
+    const owner = await open()
+    const a = await open()
+    const b = await open()
+    await a.commit(set('a', 1)).persisted
+    owner.sync.pause() // the acknowledged event stays pending in the owner's storage
+    await owner.commit(set('o', 1)).persisted
+    await Promise.all([a, b].map((s) => until(s, { a: 1, o: 1 }, 'both tabs to see the pending events')))
+    const closing = owner.close()
+    const late = b.commit(set('b', 1)) // while the lock passes: acknowledged by whoever owns it next
+    await closing
+    await within(late.persisted, 'the new owner to acknowledge')
+    await within(Promise.all([a.sync.flush(), b.sync.flush()]), 'both to flush')
+    expect((await backendLog(backend, 'tabs')).map((e) => (e.args as { id: string }).id).sort()).toEqual(['a', 'b', 'o'])
+    await Promise.all([a, b].map((s) => until(s, { a: 1, b: 1, o: 1 }, 'both tabs to converge')))
+    // a store opened after everyone closed boots all of it from the storage
+    await Promise.all([a.close(), b.close()])
+    const again = await open()
+    expect(asMap(items(again).value)).toEqual({ a: 1, b: 1, o: 1 })
+    await again.close()
+  })
+
+  it('three stores opened at once all boot, one of them owning the storage', async () => {
+    const { open } = setup()
+    const tabs = await within(Promise.all([open(), open(), open()]), 'three stores to open at once')
+    tabs[2]!.commit(set('z', 9))
+    await Promise.all(tabs.map((s) => until(s, { z: 9 }, 'every tab to see it')))
+    await Promise.all(tabs.map((s) => s.close()))
+  })
+
+  it('hundreds of events committed across tabs while the owner hands off twice: none whose persisted resolved is lost', async () => {
+    const { backend, open } = setup()
+    let owner = await open()
+    const a = await open()
+    const b = await open()
+    const persisted: Promise<string>[] = []
+    const commitMany = (s: Store<typeof schema>, prefix: string, n: number) => {
+      for (let i = 0; i < n; i++) {
+        const id = `${prefix}${i}`
+        persisted.push(s.commit(set(id, i)).persisted.then(() => id, () => ''))
+      }
+    }
+    commitMany(owner, 'o', 50)
+    commitMany(a, 'a', 100)
+    commitMany(b, 'b', 100)
+    await owner.close()
+    commitMany(a, 'c', 50)
+    owner = await open() // a new tab, a client of a or b
+    commitMany(owner, 'n', 20)
+    const ids = (await Promise.all(persisted)).filter(Boolean)
+    expect(ids.length).toBe(320) // every commit of an open tab gets acknowledged
+    await within(Promise.all([a.sync.flush(), b.sync.flush(), owner.sync.flush()]), 'all to flush', 20_000)
+    const log = await backendLog(backend, 'tabs')
+    expect(new Set(log.map((e) => (e.args as { id: string }).id))).toEqual(new Set(ids))
+    await Promise.all([a, b, owner].map((s) => waitFor(s.sync.status, (st) => st.head === log.length, 'every tab to reach the head')))
+    for (const s of [a, b, owner]) expect(s.events().map((e) => e.id)).toEqual(log.map((e) => e.id))
+    await Promise.all([a.close(), b.close(), owner.close()])
+  })
+})

@@ -1,0 +1,120 @@
+/**
+ * The tab link over a BroadcastChannel (PROTOCOL.md, Tabs): the tab that holds
+ * a storage's lock answers the other tabs' `pull`/`push` from its own view, in
+ * the message shapes of the BroadcastChannel mapping (see broadcast-channel.ts),
+ * and the other tabs reach it with `broadcastChannelTransport`. A storage
+ * adapter hands these links to the core as `Storage.tabs`; the logic of both
+ * ends lives in src/tabs.ts.
+ *
+ * Invariants:
+ *  L1. Live `events` go to each streaming tab from its own cursor, in seq order,
+ *      the page that reaches the head carrying the owner's pending list; changes
+ *      made in one task are sent once, at the end of it.
+ *  L2. `queued` is sent only once the events are durable, and after every view
+ *      change made before it was sent (T2).
+ */
+import { randomId } from '../src/ids.js'
+import { errorMessage, MAX_PULL_LIMIT, parseClientMessage, ProtocolViolation } from '../src/protocol.js'
+import type { TabLinks, TabOwner } from '../src/storage.js'
+import { broadcastChannelTransport } from './broadcast-channel.js'
+
+type Message = Record<string, any>
+
+/** Timing of the link's client end (see `broadcastChannelTransport`). */
+export interface TabLinkOptions {
+  requestTimeoutMs?: number
+  heartbeatMs?: number
+}
+
+/**
+ * The tab links of one storage, on channels named after it and the storeId;
+ * `indexedDbStorage` uses them by itself.
+ * @example const storage = { ...memoryStorage(), tabs: broadcastTabLinks('my-app') }
+ */
+export function broadcastTabLinks(name: string, options: TabLinkOptions = {}): TabLinks {
+  const channelOf = (storeId: string) => `tidelog-tabs:${name}:${storeId}`
+  return {
+    connect: (storeId) => broadcastChannelTransport({ channel: channelOf(storeId), ...options }),
+    serve: (storeId, owner) => serveTabs(channelOf(storeId), storeId, owner),
+  }
+}
+
+function serveTabs(channel: string, storeId: string, owner: TabOwner): { close(): Promise<void> } {
+  const hostId = randomId()
+  // owners follow each other in time, so a later one has a higher epoch (B1 of broadcast-channel.ts)
+  const epoch = Date.now()
+  const bc = new BroadcastChannel(channel)
+  const tabs = new Map<string, { cursor: number; streaming: boolean }>()
+  let live = true
+  let scheduled = false
+
+  const send = (to: string, msg: Message) => { if (live) bc.postMessage({ ...msg, from: hostId, to, epoch }) }
+  const tabOf = (id: string) => {
+    let t = tabs.get(id)
+    if (!t) tabs.set(id, (t = { cursor: 0, streaming: false }))
+    return t
+  }
+
+  // L1
+  const flush = () => {
+    scheduled = false
+    for (const [id, t] of tabs) {
+      if (!t.streaming) continue
+      for (;;) {
+        const page = owner.pull(t.cursor, MAX_PULL_LIMIT)
+        send(id, { v: 1, type: 'events', storeId, events: page.events, head: page.head, ...(page.pending ? { pending: page.pending } : {}) })
+        if (page.events.length) t.cursor = page.events[page.events.length - 1]!.seq
+        if (!page.more || !page.events.length) break
+      }
+    }
+  }
+  const unsubscribe = owner.subscribe(() => {
+    if (scheduled || !live) return
+    scheduled = true
+    queueMicrotask(() => { if (scheduled && live) flush() })
+  })
+
+  const answer = async (raw: Message, from: string) => {
+    const rid = typeof raw.rid === 'string' || typeof raw.rid === 'number' ? raw.rid : undefined
+    try {
+      const msg = parseClientMessage(raw)
+      if (msg.storeId !== storeId) throw new ProtocolViolation('unknown_store', `this tab serves storeId "${storeId}", not "${msg.storeId}"`)
+      const tab = tabOf(from)
+      if (msg.type === 'push') {
+        await owner.push(msg.parentSeq, msg.events)
+        if (scheduled) flush() // L2
+        return send(from, { v: 1, rid, type: 'queued' })
+      }
+      const page = owner.pull(msg.since, msg.limit ?? MAX_PULL_LIMIT)
+      if (!page.more) {
+        // cursor and answer in one synchronous step: no flush can slip a change in between
+        tab.streaming = true
+        tab.cursor = page.events.length ? page.events[page.events.length - 1]!.seq : msg.since
+      }
+      send(from, { v: 1, rid, ...page })
+    } catch (error) {
+      if (error instanceof ProtocolViolation) send(from, errorMessage(error.code, error.message, rid))
+      else send(from, errorMessage('internal', `the tab that owns the storage failed: ${(error as Error)?.message ?? error}. Retrying.`, rid))
+    }
+  }
+
+  bc.onmessage = (event: MessageEvent) => {
+    const m = event.data as Message
+    if (!live || typeof m !== 'object' || m === null || typeof m.from !== 'string' || m.from === hostId) return
+    if (m.to !== hostId && !(m.to === '*' && m.type === 'ping')) return
+    if (m.type === 'ping') send(m.from, { v: 1, type: 'host', streaming: tabs.get(m.from)?.streaming ?? false })
+    else if (m.type === 'bye') tabs.delete(m.from)
+    else void answer(m, m.from)
+  }
+  send('*', { v: 1, type: 'host' })
+
+  return {
+    async close() {
+      if (!live) return
+      send('*', { v: 1, type: 'bye' })
+      live = false
+      unsubscribe()
+      bc.close()
+    },
+  }
+}
