@@ -1,8 +1,9 @@
-import { crc32 } from 'node:zlib'
+import { crc32 } from '../src/crc32.js'
+import { encodeFrames, readFrame } from '../src/records.js'
 import type { JournalRecord, Snapshot } from '../src/storage.js'
 
 // On-disk format of fileStorage (little-endian):
-//   journal-<firstPos>.log    records, each: u32 length | u32 crc32(json) | json
+//   journal-<firstPos>.log    records in src/records.ts's framing, each payload a record's JSON
 //   snapshot-<position>.snap  'TLS1' | u32 header length | u32 crc32(header + bytes) | header json | bytes
 // The checksums make a torn write (kill -9, power loss) or bit rot detectable, so it is dropped, never misread.
 
@@ -13,32 +14,22 @@ export interface Found { record: JournalRecord; segment: Segment; offset: number
 
 /** Frames records for one append: one buffer, written and fsynced at once. */
 export function encodeRecords(records: JournalRecord[]): Buffer {
-  const parts: Buffer[] = []
-  for (const record of records) {
-    const json = Buffer.from(JSON.stringify(record))
-    const head = Buffer.allocUnsafe(8)
-    head.writeUInt32LE(json.length, 0)
-    head.writeUInt32LE(crc32(json), 4)
-    parts.push(head, json)
-  }
-  return Buffer.concat(parts)
+  return encodeFrames(records.map((record) => JSON.stringify(record)))
 }
 
 /** Reads records up to the end or the first damaged one (torn write, bit rot); `end` is where the good prefix stops. */
 export function decodeRecords(buf: Buffer, segment: Segment): { found: Found[]; end: number } {
   const found: Found[] = []
   let at = 0
-  while (at + 8 <= buf.length) {
-    const length = buf.readUInt32LE(at)
-    if (at + 8 + length > buf.length) break
-    const json = buf.subarray(at + 8, at + 8 + length)
-    if (crc32(json) !== buf.readUInt32LE(at + 4)) break
+  for (;;) {
+    // legacy: journals written before the CRC covered the length
+    const frame = readFrame(buf, at, { legacy: true })
+    if (!frame.ok) break
     let record: JournalRecord
-    // a zero-filled tail (some filesystems after a crash) passes the checksum but is no JSON
-    try { record = JSON.parse(json.toString()) as JournalRecord } catch { break }
+    try { record = JSON.parse(frame.payload.toString()) as JournalRecord } catch { break }
     if (typeof record?.pos !== 'number') break
     found.push({ record, segment, offset: at })
-    at += 8 + length
+    at = frame.end
   }
   return { found, end: at }
 }

@@ -1,9 +1,10 @@
 import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { crc32 } from 'node:zlib'
+import { crc32 } from '../src/crc32.js'
 import { StorageError } from '../src/errors.js'
 import { isValidStoreId } from '../src/protocol.js'
+import { storeFileName } from '../src/store-file-name.js'
 import { decodeRecords, decodeSnapshot, encodeRecords, encodeSnapshot, SNAPSHOT_CHECKED_FROM, type Found, type Segment } from './file-format.js'
 import { lockFile } from './file-lock.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
@@ -48,9 +49,7 @@ const READ_CHUNK = 2 * 1024 * 1024
  */
 export function fileStorage(options: FileStorageOptions): FileStorage {
   const stats: FileStorageStats = { fsyncs: 0, appends: 0, bytesWritten: 0 }
-  const folderOf = (storeId: string) =>
-    // a prefix keeps '.', '..' and device names (CON, NUL) out; '^' keeps case-insensitive filesystems apart
-    join(options.dir, 'store-' + storeId.replace(/[A-Z]/g, (c) => '^' + c.toLowerCase()))
+  const folderOf = (storeId: string) => join(options.dir, storeFileName(storeId))
 
   async function syncDir(path: string): Promise<void> {
     // makes a create, rename or unlink durable; not possible on every platform (Windows), hence best effort

@@ -1,4 +1,5 @@
 import { get, promisifyRequest, setMany, type UseStore } from 'idb-keyval'
+import { crc32 } from '../src/crc32.js'
 import { StorageError, StorageLockedError } from '../src/errors.js'
 import { memoryStorage } from '../src/memory-storage.js'
 import { isValidStoreId } from '../src/protocol.js'
@@ -32,31 +33,6 @@ const key = (storeId: string, kind: 'j' | 's', pos: number) => `${storeId}/${kin
 // '/' cannot occur in a storeId, so no storeId's range overlaps another's
 const range = (storeId: string, kind: 'j' | 's', from = 0, to?: number) =>
   IDBKeyRange.bound(key(storeId, kind, from), to === undefined ? `${storeId}/${kind}/\uffff` : key(storeId, kind, to))
-
-let crcTable: Uint32Array | undefined
-/** CRC-32 (zlib's), eight bytes per step ("slicing-by-8"): a boot checks the whole snapshot, megabytes of it. */
-function crc32(bytes: Uint8Array): number {
-  let t = crcTable
-  if (!t) {
-    t = crcTable = new Uint32Array(256 * 8)
-    for (let n = 0; n < 256; n++) {
-      let c = n
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
-      t[n] = c >>> 0
-    }
-    // t[k * 256 + n]: the crc of byte n followed by k zero bytes
-    for (let i = 256; i < t.length; i++) t[i] = (t[i - 256]! >>> 8) ^ t[t[i - 256]! & 0xff]!
-  }
-  let crc = ~0
-  let i = 0
-  for (const end = bytes.length - (bytes.length & 7); i < end; i += 8) {
-    const a = crc ^ (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24))
-    crc = t[1792 + (a & 0xff)]! ^ t[1536 + ((a >>> 8) & 0xff)]! ^ t[1280 + ((a >>> 16) & 0xff)]! ^ t[1024 + (a >>> 24)]! ^
-      t[768 + bytes[i + 4]!]! ^ t[512 + bytes[i + 5]!]! ^ t[256 + bytes[i + 6]!]! ^ t[bytes[i + 7]!]!
-  }
-  for (; i < bytes.length; i++) crc = t[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8)
-  return ~crc >>> 0
-}
 
 /**
  * idb-keyval's `createStore`, except that write transactions ask for strict

@@ -65,6 +65,8 @@ export type ErrorCode =
   | 'rate_limited'
   | 'internal'
   | 'unsupported_version'
+  /** The store's log on the server is damaged; nothing of it is served until an operator restores it. */
+  | 'store_damaged'
 
 export interface ErrorMessage {
   type: 'error'

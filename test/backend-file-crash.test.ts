@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, open, readdir, rm, stat, truncate } from 'node:fs/promises'
+import { mkdtemp, open, readdir, readFile, rm, stat, truncate } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -113,7 +113,7 @@ async function logWithFiveRecords(): Promise<{ dir: string; file: string; ends: 
   let file = ''
   for (let seq = 1; seq <= 5; seq++) {
     await backend.push('torn', { parentSeq: seq - 1, events: events('a', seq, 1) })
-    file = join(dir, (await readdir(dir)).find((f) => f.endsWith('.log'))!)
+    file = join(dir, (await readdir(dir)).find((f) => f.endsWith('.events'))!)
     ends.push((await stat(file)).size)
   }
   await backend.close()
@@ -130,27 +130,76 @@ describe('fileBackend() torn tails', () => {
   const cases: { name: string; keeps: number; damage: (file: string, ends: number[]) => Promise<void> }[] = [
     { name: 'the last record cut short', keeps: 4, damage: (f, ends) => truncate(f, ends[4]! - 3) },
     { name: 'only part of the last record header written', keeps: 4, damage: (f, ends) => truncate(f, ends[3]! + 5) },
-    { name: 'a flipped byte in the last record payload', keeps: 4, damage: (f, ends) => corrupt(f, ends[4]! - 2, Buffer.from('#')) },
-    { name: 'a flipped byte in the last record length', keeps: 4, damage: (f, ends) => corrupt(f, ends[3]!, Buffer.from([0x07])) },
     { name: 'zeros appended past the last record', keeps: 5, damage: (f, ends) => corrupt(f, ends[4]!, Buffer.alloc(4096)) },
-    { name: 'random garbage appended past the last record', keeps: 5, damage: (f, ends) => corrupt(f, ends[4]!, Buffer.from('\u0003\u0000\u0000\u0000garbage-tail')) },
-    { name: 'a corrupt record followed by valid ones (cut there: they were never acknowledged)', keeps: 2, damage: (f, ends) => corrupt(f, ends[2]! - 1, Buffer.from('#')) },
+    { name: 'the last record zero-filled past its header', keeps: 4, damage: (f, ends) => corrupt(f, ends[3]! + 8, Buffer.alloc(ends[4]! - ends[3]! - 8)) },
   ]
   for (const { name, keeps, damage } of cases) {
-    it(`reopens after ${name}, drops only the torn records and keeps serving`, async () => {
+    it(`reopens after ${name}, trims only the torn tail, says so, and keeps serving`, async () => {
       const { dir, file, ends } = await logWithFiveRecords()
       await damage(file, ends)
-      let backend = fileBackend({ dir })
+      const warnings: string[] = []
+      let backend = fileBackend({ dir, onWarning: (m) => warnings.push(m) })
       const stored = await pullAll(backend, 'torn')
       expect(stored).toStrictEqual(events('a', 1, keeps).map((e, i) => ({ ...e, seq: i + 1 })))
       expect((await stat(file)).size).toBe(ends[keeps - 1])
+      expect(warnings).toEqual([expect.stringContaining(`${file}: trimmed a torn tail`)])
       // the log goes on from the kept head, and what is pushed now survives another reopen
       expect(await backend.push('torn', { parentSeq: keeps, events: events('b', 1, 2) })).toMatchObject({ type: 'pushed', firstSeq: keeps + 1 })
       await backend.close()
-      backend = fileBackend({ dir })
+      backend = fileBackend({ dir, onWarning: (m) => warnings.push(m) })
       const after = await pullAll(backend, 'torn')
       expect(after.map((e) => e.id)).toEqual([...events('a', 1, keeps), ...events('b', 1, 2)].map((e) => e.id))
+      expect(warnings).toHaveLength(1)
       await backend.close()
+    })
+  }
+
+  it('drops the whole of a batch a crash cut short, never half of it', async () => {
+    const dir = await freshDir()
+    let backend = fileBackend({ dir })
+    await backend.push('batch', { parentSeq: 0, events: events('a', 1, 2) })
+    const file = join(dir, (await readdir(dir)).find((f) => f.endsWith('.events'))!)
+    const before = (await stat(file)).size
+    await backend.push('batch', { parentSeq: 2, events: events('b', 1, 3) })
+    const full = (await stat(file)).size
+    await backend.close()
+    const record = (full - before) / 3
+    for (const cut of [before + record, before + 2 * record, before + 2 * record + 11]) {
+      await truncate(file, cut) // the first records of the batch whole, the rest missing or torn
+      const warnings: string[] = []
+      backend = fileBackend({ dir, onWarning: (m) => warnings.push(m) })
+      expect((await pullAll(backend, 'batch')).map((e) => e.id)).toEqual(['a:1', 'a:2'])
+      expect(warnings).toEqual([expect.stringContaining('trimmed a torn tail')])
+      await backend.close()
+      expect((await stat(file)).size).toBe(before)
+      backend = fileBackend({ dir })
+      await backend.push('batch', { parentSeq: 2, events: events('b', 1, 3) })
+      await backend.close()
+    }
+  })
+})
+
+describe('fileBackend() damage', () => {
+  const cases: { name: string; record: number; damage: (file: string, ends: number[]) => Promise<void> }[] = [
+    { name: 'a flipped byte in the last record payload', record: 5, damage: (f, ends) => corrupt(f, ends[4]! - 2, Buffer.from('#')) },
+    { name: 'a flipped byte in the last record length', record: 5, damage: (f, ends) => corrupt(f, ends[3]!, Buffer.from([0x07])) },
+    { name: 'garbage appended past the last record', record: 6, damage: (f, ends) => corrupt(f, ends[4]!, Buffer.from('\u0003\u0000\u0000\u0000garbage-tail')) },
+    { name: 'a corrupt record followed by valid ones', record: 3, damage: (f, ends) => corrupt(f, ends[2]! - 1, Buffer.from('#')) },
+  ]
+  for (const { name, record, damage } of cases) {
+    it(`quarantines the store after ${name}, naming the file and record, and changes no byte`, async () => {
+      const { dir, file, ends } = await logWithFiveRecords()
+      await damage(file, ends)
+      const bytes = await readFile(file)
+      const errors: unknown[] = []
+      const backend = fileBackend({ dir, onError: (e) => errors.push(e) })
+      const damaged = { code: 'store_damaged', name: 'StoreDamagedError', path: file, record, message: expect.stringContaining(`${file} record ${record}`) }
+      await expect(backend.pull('torn', 0, 10)).rejects.toMatchObject(damaged)
+      await expect(backend.push('torn', { parentSeq: 5, events: events('b', 1, 1) })).rejects.toMatchObject(damaged)
+      expect(errors).toEqual([expect.objectContaining(damaged)])
+      expect(await backend.push('other', { parentSeq: 0, events: events('c', 1, 1) })).toMatchObject({ type: 'pushed', firstSeq: 1 })
+      await backend.close()
+      expect(await readFile(file)).toEqual(bytes)
     })
   }
 })

@@ -40,7 +40,7 @@ describe('fileBackend()', () => {
     }
     await backend.close()
     expect(await readdir(dir)).toEqual(['backend-id'])
-    expect(await readdir(join(dir, '..'))).not.toContain('escape.log')
+    expect(await readdir(join(dir, '..'))).not.toContain('escape.events')
   })
 
   it('keeps storeIds that differ only in case in separate files', async () => {
@@ -50,7 +50,7 @@ describe('fileBackend()', () => {
     await backend.push('todos', { parentSeq: 0, events: events('b', 1, 1) })
     await backend.push('TODOS', { parentSeq: 0, events: events('c', 1, 3) })
     await backend.close()
-    expect((await readdir(dir)).filter((f) => f.endsWith('.log'))).toHaveLength(3)
+    expect((await readdir(dir)).filter((f) => f.endsWith('.events'))).toHaveLength(3)
     backend = fileBackend({ dir })
     expect((await backend.pull('Todos', 0, 10)).head).toBe(2)
     expect((await backend.pull('todos', 0, 10)).head).toBe(1)

@@ -1,33 +1,45 @@
 /**
  * The embedded durable backend: one append-only log file per storeId in a data
- * directory, on node:fs.
- *
- * Record layout: [u32 LE payload length][u32 LE CRC32 of length bytes + payload][payload: event JSON].
- * A crash can leave a torn tail (a record cut short, or garbage/zeros past the
- * last one); opening a log keeps the records up to the first one that does not
- * check out and truncates the rest. Only that tail can be torn, because the
- * records past the last fsync were never acknowledged.
+ * directory, on node:fs. Events stay on disk; memory holds, per recently used
+ * log, its head, one byte offset per block of records and an id index of 8
+ * bytes per event (file-log.ts, id-index.ts), plus recently read blocks, all
+ * within `cacheBytes`.
  *
  * Invariants:
- * 1. `durableHead` <= `records.length`: records past `durableHead` are staged
- *    (judged and written or about to be) but not yet fsynced.
+ * 1. `head` and `size` are durable (fsynced); staged records (judged, written
+ *    or about to be) lie past them and are held in memory until their fsync.
  * 2. Pulls, `pushed`/`rejected` answers and subscriber calls only report
  *    durable seqs, so no client ever builds on an event a crash could lose.
- * 3. Pushes are judged against the staged log, synchronously, so that queued
- *    pushes to one storeId are ordered and share one write and one fsync.
+ * 3. Pushes to one log are judged one after another against the staged log,
+ *    so that queued pushes are ordered and share one write and one fsync.
+ * 4. A failed write is cut back to the last durable size before any push of
+ *    it is answered: the file only ever holds whole batches.
+ * 5. A damaged log (anything but a torn tail) is never changed: its store is
+ *    quarantined and answers `store_damaged` until the file is restored.
  */
-import { mkdir, open, readFile, rename, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rename, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StorageError } from '../errors.js'
 import { randomId } from '../ids.js'
-import { judgePush } from './judge-push.js'
-import { MAX_PULL_LIMIT, ProtocolViolation, isValidStoreId, type PullResponse, type PushResponse } from '../protocol.js'
+import { MAX_PULL_LIMIT, ProtocolViolation, isValidStoreId, type ConfirmedEvent, type PendingEvent, type PullResponse, type PushResponse } from '../protocol.js'
+import { encodeFrames, FRAME_HEADER } from '../records.js'
 import type { SyncBackend } from '../transport.js'
+import { createLogCache } from './file-cache.js'
+import { BLOCK, decodeBlock, Offsets, readAt, scanLog, StoreDamagedError, type LogDamage } from './file-log.js'
+import { legacyLogNames, logFileName } from './file-names.js'
+import { createIdIndex, type IdIndex } from './id-index.js'
+import { judgePush } from './judge-push.js'
 
 /** Options of `fileBackend`. */
 export interface FileBackendOptions {
   /** Data directory, created if missing. Only one process may use it at a time. */
   dir: string
+  /** Memory for the indexes of recently used logs and recently read pages; idle logs past it are closed. Default 64 MiB. */
+  cacheBytes?: number
+  /** Told when a torn tail (an append cut short by a crash, never acknowledged) is trimmed. Default: console.warn. */
+  onWarning?: (message: string) => void
+  /** Told, once per opening, when a store is found damaged and quarantined. Default: console.error. */
+  onError?: (error: unknown, context: string) => void
 }
 
 /** Counters since the backend was opened; a benchmark divides them to report fsyncs per event. */
@@ -36,34 +48,57 @@ export interface FileBackendStats {
   events: number
 }
 
-/** A `SyncBackend` over a data directory, with its fsync counters. */
+/** A `SyncBackend` over a data directory, with its counters. */
 export interface FileBackend extends SyncBackend {
   readonly dir: string
   stats(): FileBackendStats
+  /** What the cache holds now: open logs, cached pages, and the bytes they count for. */
+  cached(): { logs: number; pages: number; bytes: number }
 }
 
-interface Log {
+interface Waiter { seq: number; resolve: () => void; reject: (error: unknown) => void }
+
+/** One open log. Fields past `ids` describe staged records (invariant 1). */
+export interface Log {
   storeId: string
   path: string
   file: FileHandle | undefined // created at the first append
-  size: number // bytes written to the file
-  records: string[] // event JSON of seq i + 1 at index i, staged ones included
-  seqById: Map<string, number>
-  durableHead: number
-  unwritten: Buffer[]
-  waiters: { seq: number; resolve: () => void; reject: (error: unknown) => void }[]
-  failed: unknown
+  ino: number | undefined
+  head: number
+  size: number
+  offsets: Offsets
+  ids: IdIndex
+  staged: { id: string; frame: Buffer }[] // seq head + 1 + i; frames of the first `writing` are being written
+  stagedIds: Map<string, number>
+  writing: number
+  waiters: Waiter[]
+  turn: Promise<unknown> // the push being judged (invariant 3)
+  epoch: number // bumped when staged records are thrown away
+  users: number // requests in progress: an evicted log must have none
+  damaged: StoreDamagedError | undefined
+  broken: StorageError | undefined // its file's tail is unknown: dropped from the cache, reopened on next use
 }
-
-const HEADER = 8
 
 /**
  * The embedded default backend for `createSyncServer`: durable (fsync before
- * `pushed`), crash-safe (torn tails are cut on open), with group commit.
+ * `pushed`), crash-safe (torn tails are trimmed on open, damage quarantines the
+ * store), with group commit and memory bounded by `cacheBytes`.
  * @example createSyncServer({ backend: fileBackend({ dir: './tidelog-data' }) })
  */
-export function fileBackend({ dir }: FileBackendOptions): FileBackend {
-  const logs = new Map<string, Promise<Log>>()
+export function fileBackend(options: FileBackendOptions): FileBackend {
+  const { dir } = options
+  const onWarning = options.onWarning ?? ((message: string) => console.warn(`tidelog fileBackend: ${message}`))
+  const onError = options.onError ?? ((error: unknown, context: string) => console.error(`tidelog fileBackend: ${context}: ${error instanceof Error ? error.message : String(error)}`))
+  const cacheBytes = options.cacheBytes ?? 64 << 20
+  if (!Number.isFinite(cacheBytes) || cacheBytes <= 0) throw new StorageError(`fileBackend: cacheBytes must be a positive number of bytes, got ${String(options.cacheBytes)}.`)
+  // the head each log had when it left the cache: a reopen that finds less than that was cut or replaced meanwhile
+  const heads = new Map<string, number>()
+  const cache = createLogCache(cacheBytes, async (log) => {
+    if (log.head > 0 && !log.damaged) heads.set(log.storeId, log.head)
+    const file = log.file
+    log.file = undefined
+    await file?.close().catch(() => {})
+  })
   const listeners = new Map<string, Set<(head: number) => void>>()
   const dirty = new Set<Log>()
   let backendId: Promise<string> | undefined
@@ -91,13 +126,25 @@ export function fileBackend({ dir }: FileBackendOptions): FileBackend {
   }
 
   const init = (): Promise<string> =>
-    (backendId ??= readOrCreateBackendId().catch((error) => {
+    (backendId ??= openDir().catch((error) => {
       backendId = undefined
       throw storageError(`cannot open the data directory ${dir}`, error)
     }))
 
-  async function readOrCreateBackendId(): Promise<string> {
+  async function openDir(): Promise<string> {
     await mkdir(dir, { recursive: true })
+    // logs named before storeIds shared one encoding with fileStorage get their new names once
+    let renamed = false
+    for (const { name, storeId } of legacyLogNames(await readdir(dir))) {
+      const target = join(dir, logFileName(storeId))
+      if (await stat(target).then(() => true, () => false)) {
+        onError(new StorageError(`fileBackend: both ${join(dir, name)} and ${target} hold store "${storeId}"; ${target} is served. Merge or remove one.`), 'opening the data directory')
+        continue
+      }
+      await rename(join(dir, name), target)
+      renamed = true
+    }
+    if (renamed) await syncDir()
     const path = join(dir, 'backend-id')
     try {
       const id = (await readFile(path, 'utf8')).trim()
@@ -121,63 +168,146 @@ export function fileBackend({ dir }: FileBackendOptions): FileBackend {
     return id
   }
 
-  const logOf = async (storeId: string): Promise<Log> => {
-    if (closed) throw new StorageError('fileBackend is closed; open a new one with fileBackend({ dir }).')
-    if (!isValidStoreId(storeId)) throw new ProtocolViolation('invalid_message', 'storeId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -')
-    let log = logs.get(storeId)
-    if (!log) {
-      logs.set(storeId, (log = openLog(storeId)))
-      log.catch(() => logs.get(storeId) === log && logs.delete(storeId))
-    }
-    return log
+  const quarantine = (log: Log, damage: LogDamage): StoreDamagedError => {
+    if (log.damaged) return log.damaged
+    log.damaged = new StoreDamagedError(log.storeId, damage)
+    onError(log.damaged, `store "${log.storeId}" quarantined`)
+    for (const w of log.waiters.splice(0)) w.reject(log.damaged)
+    cache.dropPages(log)
+    void log.file?.close().catch(() => {})
+    log.file = undefined
+    return log.damaged
   }
 
-  async function openLog(storeId: string): Promise<Log> {
+  /**
+   * The open log of a storeId, taken for one request (release it with
+   * `cache.release`). Without `create`, a storeId with no log file answers
+   * undefined and leaves nothing behind (a pull of it is head 0).
+   */
+  async function logOf(storeId: string, create: boolean): Promise<Log | undefined> {
+    if (closed) throw new StorageError('fileBackend is closed; open a new one with fileBackend({ dir }).')
+    if (!isValidStoreId(storeId)) throw new ProtocolViolation('invalid_message', 'storeId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -')
     await init()
-    const path = join(dir, fileName(storeId))
-    const log: Log = { storeId, path, file: undefined, size: 0, records: [], seqById: new Map(), durableHead: 0, unwritten: [], waiters: [], failed: undefined }
-    let bytes: Buffer
+    const cached = cache.acquire(storeId)
+    if (cached) return cached
+    const path = join(dir, logFileName(storeId))
+    if (!create && !heads.has(storeId) && !(await stat(path).then(() => true, (error) => errorCode(error) !== 'ENOENT'))) {
+      // opened by a push meanwhile?
+      return cache.acquire(storeId)
+    }
+    return cache.open(storeId, () => openLog(storeId, path))
+  }
+
+  async function openLog(storeId: string, path: string): Promise<Log> {
+    const log: Log = {
+      storeId, path, file: undefined, ino: undefined, head: 0, size: 0, offsets: undefined as never, ids: undefined as never,
+      staged: [], stagedIds: new Map(), writing: 0, waiters: [], turn: Promise.resolve(), epoch: 0, users: 0, damaged: undefined, broken: undefined,
+    }
+    let file: FileHandle
     try {
-      bytes = await readFile(path)
+      file = await open(path, 'r+')
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return log
+      if (errorCode(error) !== 'ENOENT') throw storageError(`cannot open ${path}`, error)
+      const known = heads.get(storeId)
+      if (known) quarantine(log, { path, record: 1, offset: 0, problem: `the file is missing, but this server served ${known} events of it; it was deleted or moved while the server ran` })
+      return Object.assign(log, emptyIndexes())
+    }
+    try {
+      const fileStat = await file.stat()
+      const scanned = await scanLog(file, fileStat.size, path)
+      if ('problem' in scanned) {
+        await file.close()
+        quarantine(log, scanned)
+        return Object.assign(log, emptyIndexes())
+      }
+      Object.assign(log, { file, ino: fileStat.ino, head: scanned.head, size: scanned.size, offsets: scanned.offsets, ids: scanned.ids })
+      const known = heads.get(storeId) ?? 0
+      if (scanned.head < known) {
+        quarantine(log, { path, record: scanned.head + 1, offset: scanned.size, problem: `the file ends at record ${scanned.head}, but this server served ${known} events of it; it was cut or replaced while the server ran` })
+        return log
+      }
+      if (scanned.torn) {
+        await file.truncate(scanned.size)
+        await sync(file)
+        onWarning(`${path}: trimmed a torn tail of ${scanned.torn.bytes} bytes after record ${scanned.head} (${scanned.torn.problem}): an append cut short by a crash, never acknowledged`)
+      }
+      return log
+    } catch (error) {
+      await file.close().catch(() => {})
       throw storageError(`cannot read ${path}`, error)
     }
-    const { payloads, validLength } = decodeRecords(bytes)
-    for (const json of payloads) {
-      const seq = log.records.length + 1
-      let event: { seq?: unknown; id?: unknown }
-      try {
-        event = JSON.parse(json)
-      } catch (error) {
-        throw storageError(`${path} record ${seq} passed its checksum but is not JSON`, error)
-      }
-      if (event.seq !== seq || typeof event.id !== 'string' || log.seqById.has(event.id)) {
-        throw new StorageError(`fileBackend: ${path} is corrupt at record ${seq} (expected seq ${seq} with a new event id). Restore the file from a backup.`)
-      }
-      log.records.push(json)
-      log.seqById.set(event.id, seq)
-    }
-    log.durableHead = log.records.length
-    log.size = validLength
-    log.file = await open(path, 'r+')
-    if (validLength < bytes.length) {
-      await log.file.truncate(validLength)
-      await sync(log.file)
-    }
-    return log
   }
 
   /** Resolves once every seq up to `seq` is fsynced. */
   const durable = (log: Log, seq: number): Promise<void> => {
-    if (seq <= log.durableHead) return Promise.resolve()
-    if (log.failed) return Promise.reject(log.failed)
+    if (seq <= log.head) return Promise.resolve()
     return new Promise((resolve, reject) => log.waiters.push({ seq, resolve, reject }))
   }
 
-  const schedule = (log: Log) => {
-    dirty.add(log)
-    flushing ??= flushRounds()
+  /** Events `from`..`to` (durable ones), read block by block through the cache. */
+  async function readEvents(log: Log, from: number, to: number): Promise<ConfirmedEvent[]> {
+    const out: ConfirmedEvent[] = []
+    for (let k = Math.floor((from - 1) / BLOCK); k * BLOCK + 1 <= to; k++) {
+      const start = log.offsets.at(k)
+      const full = (k + 1) * BLOCK <= log.head
+      let bytes = full ? cache.page(log, k) : undefined
+      if (!bytes) {
+        if (!log.file) throw log.damaged ?? log.broken ?? new StorageError(`fileBackend: ${log.path} is not open`)
+        const end = k + 1 < log.offsets.length ? log.offsets.at(k + 1) : log.size
+        bytes = await readAt(log.file, start, end - start)
+        if (full) cache.addPage(log, k, bytes)
+      }
+      const decoded = decodeBlock(bytes, k * BLOCK + 1, Math.max(from, k * BLOCK + 1), Math.min(to, (k + 1) * BLOCK), start, log.path)
+      if (!Array.isArray(decoded)) throw quarantine(log, { ...decoded, problem: `${decoded.problem} (found while serving it)` })
+      out.push(...decoded)
+    }
+    return out
+  }
+
+  /** The seq of each of `ids` that the log (staged records included) holds. */
+  async function knownSeqs(log: Log, ids: string[]): Promise<Map<string, number>> {
+    const known = new Map<string, number>()
+    for (const id of ids) {
+      const staged = log.stagedIds.get(id)
+      if (staged !== undefined) {
+        known.set(id, staged)
+        continue
+      }
+      for (const seq of log.ids.candidates(id)) {
+        if ((await readEvents(log, seq, seq))[0]?.id === id) {
+          known.set(id, seq)
+          break
+        }
+      }
+    }
+    return known
+  }
+
+  /** Judges a push against the staged log and stages its events if they are appended (invariant 3). */
+  async function judgeAndStage(log: Log, parentSeq: number, batch: PendingEvent[]) {
+    for (;;) {
+      const epoch = log.epoch
+      const known = await knownSeqs(log, batch.map((e) => e.id))
+      if (log.damaged) throw log.damaged
+      if (log.broken) throw log.broken
+      if (epoch !== log.epoch) continue // staged records were thrown away meanwhile: judge again
+      const head = log.head + log.staged.length
+      const verdict = judgePush({ head, seqOf: (eventId) => known.get(eventId) }, parentSeq, batch)
+      if (verdict.kind === 'append') {
+        // serialized and framed before any of it is staged, so that a bad event appends nothing
+        const payloads = batch.map((e, i) => Buffer.from(JSON.stringify({ seq: head + 1 + i, id: e.id, name: e.name, args: e.args, clientId: e.clientId, sessionId: e.sessionId, createdAt: e.createdAt })))
+        const framed = encodeFrames(payloads)
+        let at = 0
+        batch.forEach((e, i) => {
+          const frame = framed.subarray(at, (at += FRAME_HEADER + payloads[i]!.length))
+          log.staged.push({ id: e.id, frame })
+          log.stagedIds.set(e.id, head + 1 + i)
+        })
+        dirty.add(log)
+        flushing ??= flushRounds()
+      }
+      return { verdict, head }
+    }
   }
 
   // Group commit: a round writes and fsyncs every log staged since the last
@@ -196,66 +326,105 @@ export function fileBackend({ dir }: FileBackendOptions): FileBackend {
   }
 
   async function commit(log: Log): Promise<void> {
-    const target = log.records.length
-    const bytes = Buffer.concat(log.unwritten.splice(0))
+    if (log.damaged || log.broken || log.staged.length === 0) return
+    const records = log.staged.slice()
+    log.writing = records.length
+    const bytes = Buffer.concat(records.map((r) => r.frame))
     try {
-      if (log.failed) return
       if (!log.file) {
-        log.file = await open(log.path, 'wx')
+        const file = await open(log.path, 'wx+')
+        log.file = file
+        log.ino = (await file.stat()).ino
         await syncDir()
+      } else {
+        // an fd keeps writing to a file that was deleted or replaced: those events would be gone on restart
+        const now = await stat(log.path).catch(() => undefined)
+        if (now?.ino !== log.ino) {
+          quarantine(log, { path: log.path, record: log.head + 1, offset: log.size, problem: 'the file was deleted or replaced while the server had it open' })
+          return
+        }
       }
       for (let done = 0; done < bytes.length;) done += (await log.file.write(bytes, done, bytes.length - done, log.size + done)).bytesWritten
-      log.size += bytes.length
       await sync(log.file, true)
     } catch (error) {
-      // the file's tail is now unknown: fail every staged push and reload the log from disk on next use
-      log.failed = storageError(`cannot write ${log.path}; the push was not acknowledged, retry it`, error)
-      for (const w of log.waiters.splice(0)) w.reject(log.failed)
-      logs.delete(log.storeId)
-      dirty.delete(log)
-      await log.file?.close().catch(() => {})
+      await rollBack(log, error)
       return
+    } finally {
+      log.writing = 0
     }
-    events += target - log.durableHead
-    log.durableHead = target
-    log.waiters = log.waiters.filter((w) => (w.seq <= target ? (w.resolve(), false) : true))
+    if (log.damaged) return
+    let at = log.size
+    records.forEach((r, i) => {
+      const seq = log.head + 1 + i
+      if ((seq - 1) % BLOCK === 0) log.offsets.push(at)
+      at += r.frame.length
+      log.ids.add(r.id, seq)
+      log.stagedIds.delete(r.id)
+    })
+    log.staged.splice(0, records.length)
+    log.size = at
+    log.head += records.length
+    events += records.length
+    const head = log.head
+    log.waiters = log.waiters.filter((w) => (w.seq <= head ? (w.resolve(), false) : true))
     const subscribers = listeners.get(log.storeId)
-    if (subscribers) queueMicrotask(() => { for (const onHead of [...subscribers]) onHead(target) })
+    if (subscribers) queueMicrotask(() => { for (const onHead of [...subscribers]) onHead(head) })
+  }
+
+  /** Invariant 4: cuts the file back to its last durable size, then fails every staged push (retryable). */
+  async function rollBack(log: Log, cause: unknown): Promise<void> {
+    const failure = storageError(`cannot write ${log.path}; nothing of the push was stored, retry it`, cause)
+    try {
+      if (log.file) {
+        await log.file.truncate(log.size)
+        await sync(log.file)
+      }
+    } catch {
+      // the tail is unknown: reopen the log (and trim what is torn) on next use
+      log.broken = failure
+      cache.drop(log)
+    }
+    // pushes judged on top of the failed records go too: their seqs no longer exist
+    log.staged = []
+    log.stagedIds.clear()
+    log.epoch++
+    dirty.delete(log)
+    for (const w of log.waiters.splice(0)) w.reject(failure)
   }
 
   return {
     dir,
     async pull(storeId, since, limit): Promise<PullResponse> {
-      const log = await logOf(storeId)
-      const id = await init()
-      const head = log.durableHead
-      const n = Math.max(1, Math.min(limit, MAX_PULL_LIMIT))
-      const events = log.records.slice(since, Math.min(head, since + n)).map((json) => JSON.parse(json))
-      return { type: 'pulled', events, head, backendId: id, more: since + events.length < head }
+      const log = await logOf(storeId, false)
+      if (!log) return { type: 'pulled', events: [], head: 0, backendId: await init(), more: false }
+      try {
+        if (log.damaged) throw log.damaged
+        const backend = await init()
+        const head = log.head
+        const n = Math.max(1, Math.min(limit, MAX_PULL_LIMIT))
+        const page = since < head ? await readEvents(log, since + 1, Math.min(head, since + n)) : []
+        return { type: 'pulled', events: page, head, backendId: backend, more: since + page.length < head }
+      } finally {
+        cache.release(log)
+      }
     },
     async push(storeId, { parentSeq, events: batch }): Promise<PushResponse> {
-      const log = await logOf(storeId)
-      const id = await init()
-      if (log.failed) throw log.failed
-      const head = log.records.length
-      const verdict = judgePush({ head, seqOf: (eventId) => log.seqById.get(eventId) }, parentSeq, batch)
-      if (verdict.kind === 'append') {
-        // a log that held one id twice would not reopen; the server's parser refuses this too
-        if (new Set(batch.map((e) => e.id)).size !== batch.length) throw new ProtocolViolation('invalid_message', 'push carries the same event id twice')
-        // serialize the whole batch before staging any of it, so a bad event appends nothing
-        const jsons = batch.map((e, i) => JSON.stringify({ seq: head + 1 + i, id: e.id, name: e.name, args: e.args, clientId: e.clientId, sessionId: e.sessionId, createdAt: e.createdAt }))
-        jsons.forEach((json, i) => {
-          log.records.push(json)
-          log.seqById.set(batch[i]!.id, head + 1 + i)
-          log.unwritten.push(encodeRecord(json))
-        })
-        schedule(log)
+      const log = (await logOf(storeId, true))!
+      try {
+        if (log.damaged) throw log.damaged
+        if (log.broken) throw log.broken
+        const backend = await init()
+        const judged = log.turn.then(() => judgeAndStage(log, parentSeq, batch))
+        log.turn = judged.catch(() => {})
+        const { verdict, head } = await judged
+        const firstSeq = verdict.kind === 'retry' ? verdict.firstSeq : head + 1
+        // the answer waits until what it reports is durable (invariant 2)
+        await durable(log, verdict.kind === 'rejected' ? head : firstSeq + batch.length - 1)
+        if (verdict.kind === 'rejected') return { type: 'rejected', reason: 'behind', head: log.head }
+        return { type: 'pushed', firstSeq, head: log.head, backendId: backend }
+      } finally {
+        cache.release(log)
       }
-      const firstSeq = verdict.kind === 'retry' ? verdict.firstSeq : head + 1
-      // the answer waits until what it reports is durable (invariant 2)
-      await durable(log, verdict.kind === 'rejected' ? head : firstSeq + batch.length - 1)
-      if (verdict.kind === 'rejected') return { type: 'rejected', reason: 'behind', head }
-      return { type: 'pushed', firstSeq, head: log.durableHead, backendId: id }
     },
     subscribe(storeId, onHead) {
       let set = listeners.get(storeId)
@@ -270,65 +439,16 @@ export function fileBackend({ dir }: FileBackendOptions): FileBackend {
       if (closed) return
       closed = true
       while (flushing) await flushing
-      const opened = await Promise.allSettled(logs.values())
-      logs.clear()
       listeners.clear()
-      await Promise.all(opened.map((r) => (r.status === 'fulfilled' ? r.value.file?.close() : undefined)))
+      await cache.closeAll()
     },
     stats: () => ({ fsyncs, events }),
+    cached: () => cache.usage(),
   }
 }
 
-/**
- * The log's file name. Case-insensitive file systems (macOS, Windows) would
- * merge "Todos" and "todos", so the name is lowercase plus, after a '+' that no
- * storeId contains, a bit mask of the positions that were uppercase.
- */
-function fileName(storeId: string): string {
-  let mask = 0n
-  for (let i = 0; i < storeId.length; i++) if (storeId[i] !== storeId[i]!.toLowerCase()) mask |= 1n << BigInt(i)
-  return `${storeId.toLowerCase()}${mask ? `+${mask.toString(16)}` : ''}.log`
-}
-
-function encodeRecord(json: string): Buffer {
-  const payload = Buffer.from(json, 'utf8')
-  const record = Buffer.allocUnsafe(HEADER + payload.length)
-  record.writeUInt32LE(payload.length, 0)
-  record.writeUInt32LE(crc32(record.subarray(0, 4), payload), 4)
-  payload.copy(record, HEADER)
-  return record
-}
-
-/** The payloads of the records up to the first torn or corrupt one, and the byte length they span. */
-function decodeRecords(bytes: Buffer): { payloads: string[]; validLength: number } {
-  const payloads: string[] = []
-  let at = 0
-  while (at + HEADER <= bytes.length) {
-    const length = bytes.readUInt32LE(at)
-    const end = at + HEADER + length
-    if (length === 0 || end > bytes.length) break
-    const payload = bytes.subarray(at + HEADER, end)
-    if (crc32(bytes.subarray(at, at + 4), payload) !== bytes.readUInt32LE(at + 4)) break
-    payloads.push(payload.toString('utf8'))
-    at = end
-  }
-  return { payloads, validLength: at }
-}
-
-let crcTable: Uint32Array | undefined
-
-function crc32(...parts: Uint8Array[]): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256)
-    for (let n = 0; n < 256; n++) {
-      let c = n
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
-      crcTable[n] = c >>> 0
-    }
-  }
-  let c = 0xffffffff
-  for (const part of parts) for (const byte of part) c = crcTable[(c ^ byte) & 0xff]! ^ (c >>> 8)
-  return (c ^ 0xffffffff) >>> 0
+function emptyIndexes(): { offsets: Offsets; ids: IdIndex } {
+  return { offsets: new Offsets(), ids: createIdIndex() }
 }
 
 function errorCode(error: unknown): string {
