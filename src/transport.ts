@@ -36,14 +36,32 @@ export interface Transport {
 }
 
 /**
- * Stores logs and enforces one total order per storeId (PROTOCOL.md, rules the
- * backend keeps). `push` answers `rejected` (data, not an exception) when
- * `parentSeq` is not the head.
+ * Stores logs and enforces one total order per storeId (PROTOCOL.md, "Rules
+ * the backend keeps" and "Backend contract"; `runBackendConformance` checks
+ * all of it). Protocol errors are thrown as `ProtocolViolation(code, message)`
+ * (from `tidelog/server`) and answered with that code; any other error is
+ * answered `internal` and retried by the client.
  */
 export interface SyncBackend {
+  /**
+   * Events with `seq > since` in seq order: at most `min(limit, MAX_PULL_LIMIT)`,
+   * whole events, `head` from the same snapshot, `more` = `since + events.length < head`.
+   */
   pull(storeId: string, since: number, limit: number): Promise<PullResponse>
+  /**
+   * Appends a batch atomically. Judged in this order (`judgePush` does it): no
+   * events or an id twice → throw `invalid_message`; all ids already stored right
+   * after `parentSeq` → `pushed` with that firstSeq (a retry); `parentSeq` not the
+   * head → `rejected` (data, not an exception); a stored id among new ones →
+   * throw `invalid_message`. Answers `pushed` only once the batch is durable.
+   */
   push(storeId: string, request: Omit<PushRequest, 'storeId'>): Promise<PushResponse>
-  /** Calls `onHead` whenever the head of storeId moves (after the events are durable). Returns an unsubscribe. */
+  /**
+   * Calls `onHead` when the head of storeId moves, only with heads whose events
+   * are durable and pullable, never lower than one told before (heads may be
+   * skipped or repeated). Returns an unsubscribe.
+   */
   subscribe(storeId: string, onHead: (head: number) => void): () => void
+  /** Releases what the backend holds; calls after it reject. */
   close(): Promise<void>
 }

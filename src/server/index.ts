@@ -22,3 +22,6 @@ export {
   type AuthenticateContext,
 } from './sync-server.js'
 export type { SyncBackend } from '../transport.js'
+// for backend authors (PROTOCOL.md, Backend contract)
+export { MAX_PULL_LIMIT, ProtocolViolation, type ErrorCode } from '../protocol.js'
+export { judgePush } from '../backends/judge-push.js'
