@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 
 const HELP = `Usage: tidelog serve [options]
        tidelog migrate --postgres <url> [--schema <name>]
+       tidelog check [--data <dir>]
 
 Runs a tidelog sync server: WebSocket /sync, POST /pull, POST /push,
 long-poll GET /pull and GET /health, with events stored in a data directory,
@@ -25,6 +26,10 @@ Options:
 
 tidelog migrate creates or upgrades the PostgreSQL tables and exits; serve
 does the same on first use, so it is needed only to migrate ahead of a deploy.
+
+tidelog check reads every log of a data directory (safe while a server runs),
+reports each damaged store (file, record, what is wrong) and exits 1 if any
+is damaged; it changes nothing.
 
 Stop it with Ctrl-C (SIGINT) or SIGTERM; it closes connections and the data
 directory before exiting.`
@@ -57,7 +62,7 @@ if (values.help || positionals.length === 0) {
   console.log(HELP)
   process.exit(values.help ? 0 : 1)
 }
-if (!['serve', 'migrate'].includes(positionals[0]) || positionals.length > 1) fail(`unknown command "${positionals.join(' ')}"; the commands are "tidelog serve" and "tidelog migrate".\n\n${HELP}`)
+if (!['serve', 'migrate', 'check'].includes(positionals[0]) || positionals.length > 1) fail(`unknown command "${positionals.join(' ')}"; the commands are "tidelog serve", "tidelog migrate" and "tidelog check".\n\n${HELP}`)
 if (positionals[0] === 'migrate' && !values.postgres) fail(`tidelog migrate needs --postgres <url>.\n\n${HELP}`)
 if (values.schema !== undefined && !values.postgres) fail('--schema applies to --postgres only.')
 if (!/^\d+$/.test(values.port) || Number(values.port) > 65535) fail(`--port must be a number from 0 to 65535, got "${values.port}".`)
@@ -71,7 +76,22 @@ try {
   const checkout = existsSync(new URL('../src/server/index.ts', import.meta.url))
   fail(`cannot load the server (${error.message}); ${checkout ? 'run "npm run build" first.' : 'the tidelog package looks incomplete: reinstall it (npm install tidelog).'}`)
 }
-const { createSyncServer, fileBackend, postgresBackend, migratePostgres } = server
+const { createSyncServer, fileBackend, postgresBackend, migratePostgres, checkFileBackend } = server
+
+if (positionals[0] === 'check') {
+  try {
+    const { stores, damaged, problems } = await checkFileBackend(values.data)
+    for (const s of stores) {
+      if (s.damage) console.error(`tidelog: DAMAGED store "${s.storeId}": ${s.path} record ${s.damage.record} (byte offset ${s.damage.offset}): ${s.damage.problem}`)
+      else log(`ok store "${s.storeId}": ${s.head} events${s.tornBytes ? ` (a torn tail of ${s.tornBytes} bytes, never acknowledged, is trimmed at the next start)` : ''}`)
+    }
+    for (const problem of problems) console.error(`tidelog: ${problem}`)
+    log(`${stores.length} stores checked in ${values.data}, ${damaged.length} damaged${damaged.length ? ': restore those files from a backup' : ''}`)
+    process.exit(damaged.length || problems.length ? 1 : 0)
+  } catch (error) {
+    fail(error.message)
+  }
+}
 
 // the URL may hold a password: logs show it without
 const redacted = (url) => url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@')

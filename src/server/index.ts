@@ -1,5 +1,7 @@
 export { memoryBackend } from '../backends/memory.js'
 export { fileBackend, type FileBackend, type FileBackendOptions, type FileBackendStats } from '../backends/file.js'
+export { checkFileBackend, type FileBackendCheck, type StoreCheck } from '../backends/file-check.js'
+export { StoreDamagedError } from '../backends/file-log.js'
 export {
   postgresBackend,
   migratePostgres,
