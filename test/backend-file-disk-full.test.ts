@@ -1,0 +1,98 @@
+/**
+ * A full disk never splits a batch (fileBackend invariant 4): on a small
+ * tmpfs, 20-event pushes run until the disk is full; the failed ones answer a
+ * retryable error, the file holds whole batches only, nothing answered
+ * `pushed` is missing after a restart, and once space is freed the same
+ * backend takes pushes again.
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { ConfirmedEvent, PendingEvent } from 'tidelog'
+import { checkFileBackend, fileBackend, type SyncBackend } from 'tidelog/server'
+
+const cleanups: (() => Promise<unknown> | unknown)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+/** A fresh tmpfs of `size`, or the reason there cannot be one here. */
+async function smallDisk(size: string): Promise<string | { skip: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'tidelog-full-'))
+  cleanups.push(() => rm(dir, { recursive: true, force: true }))
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tidelog-full', dir], { stdio: 'pipe' })
+  } catch (error) {
+    return { skip: `cannot mount a tmpfs (${String((error as { stderr?: Buffer }).stderr ?? error).trim()})` }
+  }
+  cleanups.push(() => execFileSync('umount', [dir]))
+  return dir
+}
+
+function batch(n: number): PendingEvent[] {
+  return Array.from({ length: 20 }, (_, i) => ({
+    id: `c:${n * 20 + i + 1}`, name: 'e', args: { n, i, pad: 'x'.repeat(200) }, clientId: 'c', sessionId: 's', createdAt: 0,
+  }))
+}
+
+async function pullAll(backend: SyncBackend, storeId: string): Promise<ConfirmedEvent[]> {
+  const events: ConfirmedEvent[] = []
+  for (;;) {
+    const page = await backend.pull(storeId, events.length, 1000)
+    events.push(...page.events)
+    if (!page.more) return events
+  }
+}
+
+describe('fileBackend() on a full disk', () => {
+  it('rolls a failed append back to the last whole batch, answers a retryable error, and takes pushes again once space is freed', async (context) => {
+    const disk = await smallDisk('512k')
+    if (typeof disk !== 'string') {
+      console.log(`disk-full test skipped: ${disk.skip}`)
+      context.skip()
+      return
+    }
+    // a filler takes most of the disk, so that freeing it later makes room
+    const filler = join(disk, 'filler')
+    await writeFile(filler, Buffer.alloc(200 * 1024, 1))
+    const backend = fileBackend({ dir: disk, onError: () => {} })
+    cleanups.push(() => backend.close())
+
+    let pushed = 0
+    let failure: unknown
+    for (let n = 0; n < 200 && failure === undefined; n++) {
+      try {
+        const answer = await backend.push('full', { parentSeq: pushed * 20, events: batch(pushed) })
+        expect(answer).toMatchObject({ type: 'pushed', firstSeq: pushed * 20 + 1 })
+        pushed++
+      } catch (error) {
+        failure = error
+      }
+    }
+    expect(pushed).toBeGreaterThan(5)
+    // a storage failure (answered `internal`, retryable, by the server), saying what happened
+    expect(failure).toMatchObject({ name: 'StorageError', message: expect.stringContaining('nothing of the push was stored'), cause: { code: 'ENOSPC' } })
+    const log = join(disk, (await readdir(disk)).find((f) => f.endsWith('.events'))!)
+    const wholeSize = (await stat(log)).size
+    // the file ends after the last acknowledged batch: no torn or half batch left behind
+    expect((await checkFileBackend(disk)).stores).toEqual([{ storeId: 'full', path: log, head: pushed * 20 }])
+
+    // still full: the retry fails the same way and leaves the file as it was
+    await expect(backend.push('full', { parentSeq: pushed * 20, events: batch(pushed) })).rejects.toMatchObject({ name: 'StorageError' })
+    expect((await stat(log)).size).toBe(wholeSize)
+    expect(await pullAll(backend, 'full')).toHaveLength(pushed * 20)
+
+    // space comes back: the same backend, no restart, takes the push
+    await rm(filler)
+    expect(await backend.push('full', { parentSeq: pushed * 20, events: batch(pushed) })).toMatchObject({ type: 'pushed', firstSeq: pushed * 20 + 1 })
+    pushed++
+    await backend.close()
+
+    const reopened = fileBackend({ dir: disk, onWarning: (m) => { throw new Error(`unexpected warning: ${m}`) } })
+    const stored = await pullAll(reopened, 'full')
+    expect(stored.map((e) => e.id)).toEqual(Array.from({ length: pushed }, (_, n) => batch(n).map((e) => e.id)).flat())
+    await reopened.close()
+  })
+})
