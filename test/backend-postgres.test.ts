@@ -3,10 +3,10 @@
 // listener connection's reconnect and catch-up, and pg missing.
 import { afterAll, describe, expect, it } from 'vitest'
 import type pg from 'pg'
-import type { SyncBackend } from 'tidelog'
+import { migratePostgres, postgresBackend, type PostgresBackend, type PostgresPool, type SyncBackend } from 'tidelog/server'
 import { runBackendConformance } from 'tidelog/testing'
 // by path: loadPg is not part of the package's surface
-import { loadPg, migratePostgres, postgresBackend, type PostgresBackend, type PostgresPool } from '../src/backends/postgres.js'
+import { loadPg } from '../src/backends/postgres.js'
 import { dropSchema, freshSchemaName, killConnections, namedPool, POSTGRES_URL, postgresUnavailable, sql } from './helpers/postgres.js'
 import { within } from './helpers/wait.js'
 
