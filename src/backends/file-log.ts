@@ -16,8 +16,8 @@ import { createIdIndex, type IdIndex } from './id-index.js'
 
 /** Records per block: the index keeps one byte offset per block, and pages are cached per block. */
 export const BLOCK = 64
-/** Files are read in pieces of this size, so that opening a large log never holds the event loop long. */
-const CHUNK = 1 << 20
+/** Files are read in pieces of this size, so that opening a large log never holds the event loop long (~25 ms a piece at most). */
+const CHUNK = 1 << 18
 /** Larger than any event a server accepts; a length beyond it is damage, not a record. */
 const MAX_RECORD = 64 << 20
 /** A torn tail is at most one round of appends; past this much, a bad record is damage without looking further. */
