@@ -145,6 +145,22 @@ describe.skipIf(unavailable)('postgresBackend', () => {
     await pusher.close()
   })
 
+  it('serves a thousand stores, pushed to and subscribed, with the connections of one small pool', async () => {
+    const name = `${schema}_many`
+    const backend = postgresBackend({ connectionString: `${POSTGRES_URL}?application_name=${name}` }, { schema, maxConnections: 3 })
+    const stores = Array.from({ length: 1000 }, (_, k) => `many-${k}`)
+    const told = new Map<string, number>()
+    for (const s of stores) backend.subscribe(s, (head) => told.set(s, head))
+    const answers = await Promise.all(stores.map((s, k) => backend.push(s, { parentSeq: 0, events: events(`c${k}`, 1, 1 + (k % 3)) })))
+    expect(answers.every((a) => a.type === 'pushed')).toBe(true)
+    await until(() => stores.every((s, k) => told.get(s) === 1 + (k % 3)), 'every store\'s subscriber to hear its head')
+    const { rows } = await sql('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [name])
+    expect(rows[0].n).toBeGreaterThanOrEqual(1)
+    expect(rows[0].n).toBeLessThanOrEqual(3)
+    await backend.close()
+    expect(() => postgresBackend({ connectionString: POSTGRES_URL }, { maxConnections: 1 })).toThrow(/maxConnections must be an integer of at least 2/)
+  })
+
   it('counts its round trips: an accepted push is four statements', async () => {
     const b = openBackend()
     await b.pull('rt', 0, 1) // migration done

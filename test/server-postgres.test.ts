@@ -138,7 +138,7 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
           proxy.setOffline(false)
         }
         committed.push(commit(name, store, n))
-        await delay(1 + Math.floor(random() * 6))
+        await delay(3 + Math.floor(random() * 8))
       }
     })
     function commit(name: string, store: Store<TodoSchema>, n: number): string {

@@ -61,13 +61,13 @@ export interface PostgresPool {
 /** Where the backend finds PostgreSQL: a URL (the backend opens and closes its own pool) or your pool. */
 export type PostgresConnection =
   | { /** e.g. 'postgres://user@db.internal:5432/app' */ connectionString: string; pool?: undefined }
-  | { /** A `pg.Pool` of yours; `close()` leaves it open. One connection of it is held for LISTEN. */ pool: PostgresPool; connectionString?: undefined }
+  | { /** A `pg.Pool` of yours (with room for 2 connections or more); `close()` leaves it open. One connection of it is held for LISTEN. */ pool: PostgresPool; connectionString?: undefined }
 
 /** Options of `postgresBackend` besides the connection. */
 export interface PostgresBackendOptions {
   /** Schema holding the tables (default `tidelog`): lower-case letters, digits and `_`, at most 40. Created if missing. */
   schema?: string
-  /** Connections of the pool the backend opens from `connectionString` (default 10). */
+  /** Connections of the pool the backend opens from `connectionString` (default 10, at least 2: one of them listens). */
   maxConnections?: number
 }
 
@@ -233,6 +233,10 @@ const listeningClients = new WeakSet<PostgresPoolClient>()
  */
 export function postgresBackend(connection: PostgresConnection, options: PostgresBackendOptions = {}): PostgresBackend {
   const schema = checkSchema(options.schema ?? 'tidelog')
+  const max = options.maxConnections
+  if (max !== undefined && !(Number.isSafeInteger(max) && max >= 2)) {
+    throw new StorageError(`postgresBackend: maxConnections must be an integer of at least 2 (one connection listens for other servers' pushes), got ${max}`)
+  }
   const s = `"${schema}"`
   const channel = `tidelog_${schema}`
   const subscribers = new Map<string, { told: number; listeners: Set<(head: number) => void> }>()
