@@ -98,6 +98,27 @@ describe('fileBackend()', () => {
     await backend.close()
   })
 
+  it('keeps open logs and cached pages within cacheBytes, closing idle logs and reopening them from disk', async () => {
+    const dir = await freshDir()
+    const backend = fileBackend({ dir, cacheBytes: 16 * 1024 })
+    const stores = Array.from({ length: 8 }, (_, k) => `cache-${k}`)
+    for (const s of stores) for (let i = 0; i < 3; i++) await backend.push(s, { parentSeq: i * 100, events: events(s, i * 100 + 1, 100) })
+    for (const s of stores) {
+      const page = await backend.pull(s, 0, 1000)
+      expect(page.events.map((e) => e.id)).toEqual(events(s, 1, 300).map((e) => e.id))
+      expect(backend.cached().bytes).toBeLessThanOrEqual(16 * 1024)
+    }
+    expect(backend.cached().logs).toBeLessThan(stores.length)
+    // a retry of an old batch is still recognised after its log was closed and reopened
+    expect(await backend.push('cache-0', { parentSeq: 100, events: events('cache-0', 101, 100) })).toMatchObject({ type: 'pushed', firstSeq: 101, head: 300 })
+    // a pull of a storeId nobody wrote opens nothing
+    const before = backend.cached().logs
+    for (let i = 0; i < 50; i++) expect(await backend.pull(`nobody-${i}`, 0, 10)).toMatchObject({ head: 0, events: [] })
+    expect(backend.cached().logs).toBe(before)
+    await backend.close()
+    expect((await readdir(dir)).filter((f) => f.startsWith('store-nobody'))).toEqual([])
+  })
+
   it('refuses calls after close with a StorageError that says what to do', async () => {
     const backend = fileBackend({ dir: await freshDir() })
     await backend.close()
