@@ -13,6 +13,7 @@ import { P5, P6 } from './boot.js'
 import { P7 } from './rebase.js'
 import { P8 } from './memory.js'
 import { P10 } from './sync.js'
+import { S1 } from './server-memory.js'
 
 /**
  * P9 (browser bundle, min+gz): core + websocket transport + IndexedDB adapter,
@@ -37,7 +38,7 @@ const P9: Row = {
 }
 
 /** Every row, in TARGETS.md order. */
-const ROWS: Row[] = [P1, P2, P3, P4, P5, P6, P7, P8, P9, P10]
+const ROWS: Row[] = [P1, P2, P3, P4, P5, P6, P7, P8, P9, P10, S1]
 
 /** Rows that threw (a broken benchmark rather than a missed target). */
 let crashed = 0

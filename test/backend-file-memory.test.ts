@@ -15,7 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
-const child = fileURLToPath(new URL('./fixtures/file-backend-rss-child.ts', import.meta.url))
+const child = fileURLToPath(new URL('../bench/file-backend-rss-child.ts', import.meta.url))
 const dirs: string[] = []
 afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })))
