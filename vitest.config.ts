@@ -22,7 +22,7 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
-    globalSetup: ["test/global-setup.ts"],
+    globalSetup: ["test/global-setup.ts", "test/global-setup-pack.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',

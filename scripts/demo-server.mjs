@@ -8,7 +8,7 @@ import { resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
-const pageDir = resolve(root, 'examples/todo-script-tag')
+const pageDir = resolve(root, 'examples/script-tag/public')
 const distDir = resolve(root, 'dist')
 
 // Only these dist/ files are served: the page needs nothing else.
@@ -48,7 +48,12 @@ export async function startDemoServer({ port = 8787, host = '127.0.0.1', dataDir
   const backend = fileBackend({ dir: dataDir })
   const options = { backend, staticDir: pageDir }
   const handler = createHttpHandler(options)
-  const server = createServer((request, response) => handler(request, response, () => serveDist(request, response)))
+  // dist/ first: a copy that `npm start` in examples/script-tag left in public/ may be stale
+  const server = createServer((request, response) => {
+    const { pathname } = new URL(request.url ?? '/', 'http://demo')
+    if (DIST_FILES[pathname]) serveDist(request, response)
+    else handler(request, response, () => serveDist(request, response))
+  })
   const websockets = attachWebSocket(server, options)
   try {
     await new Promise((resolveListen, reject) => {

@@ -32,7 +32,7 @@ async function addTodo(page: Page, text: string) {
 const hasTodo = (page: Page, text: string) =>
   page.waitForFunction((t) => Array.from(document.querySelectorAll('#todos li .text')).some((s) => s.textContent === t), text)
 
-describe.skipIf(!hasChromium)('examples/todo-script-tag against the demo server', () => {
+describe.skipIf(!hasChromium)('examples/script-tag against the demo server', () => {
   let browser: Browser
   let server: DemoServer
   let dataDir: string

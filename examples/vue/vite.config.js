@@ -1,0 +1,10 @@
+import vue from '@vitejs/plugin-vue'
+import { defineConfig } from 'vite'
+
+export default defineConfig({
+  plugins: [vue()],
+  // file:../.. links the repository, whose node_modules has its own copies: one copy for the app and tidelog
+  resolve: { dedupe: ['vue', '@preact/signals-core'] },
+  // npm run dev: Vite serves the app and forwards /sync to `tidelog serve` (npm run serve, port 8787)
+  server: { proxy: { '/sync': { target: 'http://127.0.0.1:8787', ws: true } } },
+})

@@ -1,0 +1,153 @@
+// examples/{vue,svelte,vanilla,script-tag}, each built with its real bundler (Vite;
+// none for the script tag) against the packed package, served by the installed
+// `tidelog serve --static`, in Chromium: two browser contexts sync, a reload keeps
+// the data (with the sync server unreachable, so that it comes from IndexedDB),
+// the server goes away and comes back, and nothing logs an error. The Node
+// example (examples/node-cli) syncs with the vanilla app through the same server.
+// Screenshots go to test-results/screenshots/. First-render times (navigation
+// start to the first todo row, performance.now() in the page) are printed.
+import { mkdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
+import { copyExample, packedProject, run, serve, tempDir, type Served } from './fixtures/packaging/packed.js'
+
+const screenshots = fileURLToPath(new URL('../test-results/screenshots/', import.meta.url))
+
+/** Records when the first todo row appears, in every page of the context. */
+const FIRST_ROWS = () => {
+  const seen = () => {
+    if (document.querySelector('#todos li')) {
+      ;(window as unknown as { __firstRows: number }).__firstRows = performance.now()
+      return true
+    }
+    return false
+  }
+  const observer = new MutationObserver(() => seen() && observer.disconnect())
+  observer.observe(document, { childList: true, subtree: true })
+}
+const firstRows = (page: Page) => page.waitForFunction(() => (window as unknown as { __firstRows?: number }).__firstRows).then((h) => h.jsonValue() as Promise<number>)
+
+const texts = (page: Page) => page.$$eval('#todos li .text', (spans) => spans.map((s) => s.textContent))
+const waitTexts = (page: Page, expected: string[]) =>
+  page.waitForFunction((want) => JSON.stringify(Array.from(document.querySelectorAll('#todos li .text'), (s) => s.textContent)) === JSON.stringify(want), expected)
+const synced = (page: Page) => page.waitForSelector('#status[data-state=synced]')
+async function add(page: Page, text: string) {
+  await page.waitForSelector('#new-todo:not([disabled])')
+  await page.fill('#new-todo', text)
+  await page.press('#new-todo', 'Enter')
+}
+const row = (text: string) => `#todos li:has(.text:text-is("${text}"))`
+
+/** Builds an example into <copy>/dist (or lays out the script-tag page) and returns the directory to serve. */
+async function buildExample(project: string, name: string): Promise<string> {
+  const dir = copyExample(project, name)
+  if (name === 'script-tag') {
+    await run(process.execPath, ['copy-tidelog.mjs'], { cwd: dir }) // the example's own step of `npm start`
+    return join(dir, 'public')
+  }
+  await run(process.execPath, [join(project, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'error'], { cwd: dir, timeout: 120_000 })
+  return join(dir, 'dist')
+}
+
+const timings: string[] = []
+
+describe.skipIf(!hasChromium)('examples built from the packed package', () => {
+  let browser: Browser
+  let project: string
+
+  beforeAll(async () => {
+    project = packedProject().project
+    rmSync(screenshots, { recursive: true, force: true })
+    mkdirSync(screenshots, { recursive: true })
+    browser = await launchChromium()
+  })
+  afterAll(async () => {
+    await browser?.close()
+    if (timings.length) console.log(`first render, navigation start → first todo row:\n${timings.join('\n')}`)
+  })
+
+  for (const name of ['vue', 'svelte', 'vanilla', 'script-tag']) {
+    it(`${name}: syncs two browsers, keeps data across a reload and a server restart`, async () => {
+      const root = await buildExample(project, name)
+      const data = tempDir(`tidelog-${name}-data-`)
+      let server: Served = await serve(project, ['--port', '0', '--static', root, '--data', data])
+      const errors: string[] = []
+      const contexts: BrowserContext[] = []
+      const open = async (label: string) => {
+        const context = await browser.newContext()
+        contexts.push(context)
+        await context.addInitScript(FIRST_ROWS)
+        const page = await context.newPage()
+        collectErrors(page, `${name} ${label}`, errors)
+        await page.goto(server.url)
+        return { context, page }
+      }
+      try {
+        const a = await open('A')
+        await synced(a.page)
+        await add(a.page, 'Buy oat milk')
+        await add(a.page, 'Water the plants')
+        await waitTexts(a.page, ['Buy oat milk', 'Water the plants'])
+
+        // a second device: a fresh context, nothing cached, the rows come from the server
+        const b = await open('B')
+        const cold = await firstRows(b.page)
+        await waitTexts(b.page, ['Buy oat milk', 'Water the plants'])
+        await b.page.click(`${row('Buy oat milk')} input[type=checkbox]`)
+        await a.page.waitForSelector(`${row('Buy oat milk')}.completed`)
+
+        // reload with the sync server unreachable: what renders is A's IndexedDB copy
+        let unreachable = true
+        await a.context.routeWebSocket(/\/sync/, (ws) => (unreachable ? ws.close() : ws.connectToServer()))
+        await a.page.reload()
+        const warm = await firstRows(a.page)
+        await waitTexts(a.page, ['Buy oat milk', 'Water the plants'])
+        expect(await a.page.getAttribute('#status', 'data-state')).not.toBe('synced')
+        expect(await a.page.$(`${row('Buy oat milk')}.completed`)).not.toBeNull()
+        unreachable = false
+        await a.page.reload()
+        await synced(a.page)
+        timings.push(`  ${name.padEnd(10)} warm reload ${warm.toFixed(0)} ms, cold visit ${cold.toFixed(0)} ms`)
+
+        // the server goes away: commits stay pending; it comes back on the same port and data dir
+        const outageFrom = errors.length
+        await server.stop()
+        await a.page.waitForSelector('#status:not([data-state=synced])')
+        await add(a.page, 'Written offline')
+        await a.page.waitForFunction(() => document.querySelector('#sync-pending')?.textContent?.startsWith('1 '))
+        server = await serve(project, ['--port', String(server.port), '--static', root, '--data', data])
+        await waitTexts(b.page, ['Buy oat milk', 'Water the plants', 'Written offline'])
+        await synced(a.page)
+        // the browser reports the refused connections of the outage itself; nothing else may log an error
+        const outage = errors.splice(outageFrom).filter((e) => !/WebSocket connection to 'ws:\/\/127\.0\.0\.1:\d+\/sync[^']*' failed/.test(e))
+        expect(outage).toEqual([])
+
+        if (name === 'vanilla') {
+          // a Node process (examples/node-cli, file storage) joins through the same server
+          const cli = copyExample(project, 'node-cli')
+          const env = { ...process.env, TIDELOG_URL: server.url, TODOS_DATA: join(data, 'cli') }
+          await run(process.execPath, ['todos.mjs', 'add', 'From', 'the', 'terminal'], { cwd: cli, env, timeout: 20_000 })
+          await waitTexts(a.page, ['Buy oat milk', 'Water the plants', 'Written offline', 'From the terminal'])
+          await b.page.click(`${row('From the terminal')} .delete`)
+          await waitTexts(a.page, ['Buy oat milk', 'Water the plants', 'Written offline'])
+          const { stdout } = await run(process.execPath, ['todos.mjs', 'list'], { cwd: cli, env, timeout: 20_000 })
+          expect(stdout.trim().split('\n').slice(1)).toEqual(['[x] Buy oat milk', '[ ] Water the plants', '[ ] Written offline'])
+        }
+
+        await b.page.click(`${row('Water the plants')} .delete`)
+        await waitTexts(a.page, ['Buy oat milk', 'Written offline'])
+        expect(await texts(b.page)).toEqual(['Buy oat milk', 'Written offline'])
+        await a.page.screenshot({ path: join(screenshots, `${name}-a.png`) })
+        await b.page.screenshot({ path: join(screenshots, `${name}-b.png`) })
+        expect(errors).toEqual([])
+      } finally {
+        for (const context of contexts) await context.close()
+        await server.stop()
+        rmSync(data, { recursive: true, force: true })
+      }
+    }, 60_000)
+  }
+})

@@ -1,0 +1,99 @@
+// Packs tidelog (`npm pack`, from a built dist/) and installs the tarball once per
+// test run into a fresh project outside the repository, next to the bundlers the
+// packaging and example tests build with. Those tests get the paths through
+// provide/inject; other test runs skip all of it.
+//
+// The project is kept in the OS temp directory between runs, keyed by the tools'
+// versions, so that a rerun only reinstalls the tarball (from the npm cache
+// otherwise: every tool is pinned to the version this repository's lockfile holds).
+import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import type { TestProject } from 'vitest/node'
+import { ensureBuilt } from '../scripts/build.mjs'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** What the packaging tests learn about the packed package. */
+export type PackState = { ok: true; tarball: string; project: string } | { ok: false; error: string }
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    tidelogPack: PackState
+  }
+}
+
+/** Installed next to the tarball: the apps' frameworks and the bundlers, at the versions this repository uses. */
+export const TOOLS = [
+  '@preact/signals-core',
+  'vue',
+  'svelte',
+  'vite',
+  '@vitejs/plugin-vue',
+  '@sveltejs/vite-plugin-svelte',
+  'webpack',
+  'esbuild',
+  'rollup',
+  '@rollup/plugin-node-resolve',
+  '@rollup/plugin-commonjs',
+]
+
+const version = (name: string): string => JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version
+
+const testDir = fileURLToPath(new URL('.', import.meta.url))
+const packTests = readdirSync(testDir).filter((f) => /^(packaging|browser-example).*\.test\.ts$/.test(f)).map((f) => `test/${f}`)
+
+function selected(project: TestProject): boolean {
+  const filters = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern
+  if (!filters?.length) return true
+  return filters.some((filter) => packTests.some((file) => file.includes(filter.replace(/^\.\//, '')) || filter.includes(file)))
+}
+
+const npm = (args: string[], cwd: string) =>
+  run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, timeout: 300_000, maxBuffer: 16 << 20, env: { ...process.env, npm_config_update_notifier: 'false' } })
+
+/** Packs and installs; returns the tarball and the project directory. */
+export async function packAndInstall(log: (line: string) => void = () => {}): Promise<{ tarball: string; project: string }> {
+  await ensureBuilt({ log })
+  const tools = Object.fromEntries(TOOLS.map((name) => [name, version(name)]))
+  const key = createHash('sha256').update(JSON.stringify(tools)).digest('hex').slice(0, 12)
+  const project = join(tmpdir(), `tidelog-packed-${key}`)
+  const packDir = join(project, 'pack')
+  rmSync(packDir, { recursive: true, force: true })
+  mkdirSync(packDir, { recursive: true })
+  // dist/ is built above; --ignore-scripts skips prepack's second build
+  const { stdout } = await npm(['pack', '--ignore-scripts', '--json', '--pack-destination', packDir, root], root)
+  const tarball = join(packDir, JSON.parse(stdout)[0].filename)
+  const sha = createHash('sha256').update(readFileSync(tarball)).digest('hex')
+  const marker = join(project, '.installed')
+  if (existsSync(marker) && readFileSync(marker, 'utf8') === sha && existsSync(join(project, 'node_modules/tidelog/package.json'))) return { tarball, project }
+  rmSync(marker, { force: true })
+  const fresh = !existsSync(join(project, 'node_modules'))
+  if (fresh) writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'tidelog-packed-apps', private: true, type: 'module', dependencies: tools }, null, 2))
+  // the tarball by path (not file:), as a user installs a downloaded package
+  await npm(['install', '--prefer-offline', '--ignore-scripts', tarball], project)
+  writeFileSync(marker, sha)
+  return { tarball, project }
+}
+
+export default async function setup(project: TestProject): Promise<void> {
+  if (!selected(project)) {
+    project.provide('tidelogPack', { ok: false, error: 'not packed: no packaging test was selected' })
+    return
+  }
+  const started = Date.now()
+  try {
+    const packed = await packAndInstall()
+    console.log(`global setup: packed and installed tidelog in ${Date.now() - started} ms (${packed.project})`)
+    project.provide('tidelogPack', { ok: true, ...packed })
+  } catch (error) {
+    const message = error instanceof Error ? `${error.message}${(error as { stderr?: string }).stderr ? `\n${(error as { stderr?: string }).stderr}` : ''}` : String(error)
+    console.error(`global setup: packing tidelog failed; the packaging tests will fail:\n${message}`)
+    project.provide('tidelogPack', { ok: false, error: `packing tidelog failed: ${message}` })
+  }
+}
