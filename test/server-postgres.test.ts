@@ -101,7 +101,7 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
   })
 
   it('pushes through server A reach a WebSocket client of server B live', async () => {
-    const [a, b] = [await serve(), await serve()]
+    const [a, b] = await Promise.all([serve(), serve()])
     const storeId = freshStoreId('pg-live')
     const onA = await client('onA', storeId, [a.port], 'http')
     const onB = await client('onB', storeId, [b.port], 'ws')
@@ -115,7 +115,7 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
     const seed = Number(process.env.TIDELOG_PG_E2E_SEED ?? Math.floor(Math.random() * 2 ** 31))
     console.log(`server-postgres: seed ${seed} (replay with TIDELOG_PG_E2E_SEED=${seed})`)
     const random = mulberry32(seed)
-    const [a, b] = [await serve(), await serve()]
+    const [a, b] = await Promise.all([serve(), serve()])
     const storeId = freshStoreId('pg-e2e')
     const clients = [
       await client('a-ws', storeId, [a.port, b.port], 'ws'),
@@ -159,16 +159,19 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
         progress()
       }), what, 15_000)
 
+    const started = performance.now()
     const killAt = 30 + Math.floor(random() * 40)
     await until(() => confirmed.size >= killAt, `${killAt} confirmations before the kill`)
     await delay(Math.floor(random() * 15)) // anywhere inside a push
     a.proc.kill('SIGKILL')
     await a.exited
     const atKill = confirmed.size
+    const killedAt = performance.now()
     // A's clients carry on through B
     const confirmedBy = (c: (typeof clients)[number]) => [...confirmed.keys()].filter((id) => id.startsWith(`${c.store.clientId}:`)).length
     const before = clients.map(confirmedBy)
     await until(() => clients.every((c, i) => confirmedBy(c) > before[i]!), 'every client, A\'s included, to get events confirmed after the kill')
+    const failedOver = performance.now()
     running = false
     await Promise.all(loops)
     for (const c of clients) c.proxy.setOffline(false)
@@ -178,7 +181,7 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
     cleanups.push(() => reader.close())
     const log = await backendLog(reader, storeId)
     await Promise.all(clients.map((c) => waitFor(c.store.sync.status, (st) => st.state === 'synced' && st.pending === 0 && st.head === log.length, `${c.name} to reach head ${log.length}`, 15_000)))
-    console.log(`server-postgres: killed server A after ${atKill} confirmations; ${log.length} events in the end`)
+    console.log(`server-postgres: killed server A after ${atKill} confirmations (${(killedAt - started).toFixed(0)} ms in), A's clients confirmed on B after ${(failedOver - killedAt).toFixed(0)} ms; ${log.length} events in the end`)
 
     expect(failures).toEqual([])
     expect(log.map((e) => e.seq)).toEqual(log.map((_, i) => i + 1))

@@ -371,7 +371,8 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
 
     async push(storeId, { parentSeq, events }): Promise<PushResponse> {
       checkStoreId(storeId)
-      if (events.length === 0) judgePush({ head: 0, seqOf: () => undefined }, parentSeq, events) // throws invalid_message
+      // an empty push is refused (by judgePush, which throws invalid_message for it) before a connection is taken
+      if (events.length === 0) judgePush({ head: 0, seqOf: () => undefined }, parentSeq, events)
       const ids = events.map((e) => JSON.stringify(e.id))
       // serialized before the transaction: an event that cannot be stored appends nothing
       const bodies = events.map((e) => JSON.stringify({ id: e.id, name: e.name, args: e.args, clientId: e.clientId, sessionId: e.sessionId, createdAt: e.createdAt }))
