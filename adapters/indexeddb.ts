@@ -4,6 +4,7 @@ import { StorageError, StorageLockedError } from '../src/errors.js'
 import { memoryStorage } from '../src/memory-storage.js'
 import { isValidStoreId } from '../src/protocol.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
+import { broadcastTabLinks } from '../transports/tab-link.js'
 
 // One object store, 'tidelog', in the database named by the caller. Keys:
 //   <storeId>/j/<pos, 15 digits>       a journal record
@@ -116,6 +117,8 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
   return {
     name: `indexeddb:${options.name}`,
     persisted,
+    // a second tab finds the lock held and becomes a client of the tab that holds it (PROTOCOL.md, Tabs)
+    tabs: typeof BroadcastChannel === 'undefined' ? undefined : broadcastTabLinks(options.name),
     async open(storeId: string, openOptions?: StorageOpenOptions): Promise<StorageHandle> {
       if (!isValidStoreId(storeId)) throw new StorageError(`Invalid storeId ${JSON.stringify(storeId)}: use 1-128 characters of A-Z a-z 0-9 . _ ~ -`)
       usable ??= (async () => {

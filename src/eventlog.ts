@@ -331,7 +331,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       const front = pendingCount >= events.length && !recordedPending
         ? db.column<string>({ sql: 'SELECT id FROM __tl_pending ORDER BY pos LIMIT ?', params: [events.length] })
         : []
-      if (front.length === events.length && front.every((id, i) => id === events[i]!.id)) {
+      if (events.length > 0 && front.length === events.length && front.every((id, i) => id === events[i]!.id)) {
         // Our own oldest pending events came back in order: confirm them, state is already right.
         tx(() => {
           for (const e of events) insertConfirmed(e)
@@ -347,7 +347,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       tx(() => {
         const before = readRows('__tl_pending', 'ORDER BY pos')
         rollbackPending()
-        applyConfirmed(events, change.written)
+        if (events.length) applyConfirmed(events, change.written)
         const back = new Set(events.map((e) => e.id))
         const mine = new Set(before.map((p) => p.id))
         for (const e of events) if (mine.has(e.id)) change.confirmed.set(e.id, e.seq)

@@ -125,3 +125,38 @@ describe('several stores on one storage (tabs)', () => {
     await Promise.all([a.close(), b.close(), owner.close()])
   })
 })
+
+describe('eventlog.applyUpstream() with a given pending list (T1)', () => {
+  it('reorders and drops pending events with no upstream events, state following the list', async () => {
+    const { loadSqlJs } = await import('../src/database.js')
+    const { createEventLog } = await import('../src/eventlog.js')
+    const log = createEventLog(await loadSqlJs(), schema, { dev: false, onWarning: () => {}, onUnknownEvent: () => {} })
+    const ev = (id: string, name: 'set' | 'add', args: object) => ({ id, name, args: args as never, clientId: 'c', sessionId: 's', createdAt: 0 })
+    const p1 = ev('c:1', 'set', { id: 'x', value: 1 })
+    const p2 = ev('c:2', 'add', { id: 'x', by: 10 })
+    const p3 = ev('c:3', 'set', { id: 'y', value: 3 })
+    log.commit([p1, p2], false)
+    const rows = () => log.db.all({ sql: 'SELECT id, value FROM items ORDER BY id', params: [] })
+    expect(rows()).toEqual([{ id: 'x', value: 11 }])
+    // p2 before p1: the add finds no row, then the set makes it
+    log.applyUpstream([], undefined, [p2, p1])
+    expect(log.readPending().map((e) => e.id)).toEqual(['c:2', 'c:1'])
+    expect(rows()).toEqual([{ id: 'x', value: 1 }])
+    // appended (the fast path), then p2 dropped
+    log.applyUpstream([], undefined, [p2, p1, p3])
+    expect(rows()).toEqual([{ id: 'x', value: 1 }, { id: 'y', value: 3 }])
+    const change = log.applyUpstream([], undefined, [p1, p3])
+    expect(change.dropped.has('c:2')).toBe(true)
+    expect(log.readPending().map((e) => e.id)).toEqual(['c:1', 'c:3'])
+    // the confirmed front and the appended tail in one step (the fast path)
+    log.applyUpstream([{ ...p1, seq: 1 }], undefined, [p3, p2])
+    expect(log.head).toBe(1)
+    expect(log.readPending().map((e) => e.id)).toEqual(['c:3', 'c:2'])
+    expect(rows()).toEqual([{ id: 'x', value: 11 }, { id: 'y', value: 3 }])
+    // everything rolled back: the state is the confirmed one
+    log.applyUpstream([], undefined, [])
+    expect(rows()).toEqual([{ id: 'x', value: 1 }])
+    expect(log.pendingCount).toBe(0)
+    log.close()
+  })
+})
