@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
-import type { ConfirmedEvent, PendingEvent } from 'tidelog'
-import { fileBackend, type SyncBackend } from 'tidelog/server'
+import type { PendingEvent } from 'tidelog'
+import { fileBackend } from 'tidelog/server'
+import { pullAll } from './helpers/backend.js'
 
 const child = fileURLToPath(new URL('./fixtures/backend-crash-child.ts', import.meta.url))
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -19,15 +20,6 @@ async function freshDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'tidelog-file-crash-'))
   dirs.push(dir)
   return dir
-}
-
-async function pullAll(backend: SyncBackend, storeId: string): Promise<ConfirmedEvent[]> {
-  const events: ConfirmedEvent[] = []
-  for (;;) {
-    const page = await backend.pull(storeId, events.length, 1000)
-    events.push(...page.events)
-    if (!page.more) return events
-  }
 }
 
 function mulberry32(seed: number): () => number {

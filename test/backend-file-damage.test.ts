@@ -8,8 +8,6 @@
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -21,6 +19,7 @@ import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
 import { todoSchema, type TodoSchema } from './helpers/todo-schema.js'
 import { waitFor } from './helpers/wait.js'
+import { freePort } from './helpers/backend.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const cleanups: (() => Promise<unknown> | unknown)[] = []
@@ -65,14 +64,6 @@ async function seed(dir: string, storeId: string): Promise<void> {
   for (let i = 0; i < 10; i++) await backend.push(storeId, { parentSeq: i * 10, events: events('seed', i * 10 + 1, 10) })
   await backend.push('healthy', { parentSeq: 0, events: events('h', 1, 3) })
   await backend.close()
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const { port } = probe.address() as AddressInfo
-  await new Promise((resolve) => probe.close(resolve))
-  return port
 }
 
 /** A backend that counts the requests it sees per storeId. */

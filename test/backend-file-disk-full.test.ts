@@ -10,8 +10,9 @@ import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { ConfirmedEvent, PendingEvent } from 'tidelog'
-import { checkFileBackend, fileBackend, type SyncBackend } from 'tidelog/server'
+import type { PendingEvent } from 'tidelog'
+import { checkFileBackend, fileBackend } from 'tidelog/server'
+import { pullAll } from './helpers/backend.js'
 
 const cleanups: (() => Promise<unknown> | unknown)[] = []
 afterEach(async () => {
@@ -35,15 +36,6 @@ function batch(n: number): PendingEvent[] {
   return Array.from({ length: 20 }, (_, i) => ({
     id: `c:${n * 20 + i + 1}`, name: 'e', args: { n, i, pad: 'x'.repeat(200) }, clientId: 'c', sessionId: 's', createdAt: 0,
   }))
-}
-
-async function pullAll(backend: SyncBackend, storeId: string): Promise<ConfirmedEvent[]> {
-  const events: ConfirmedEvent[] = []
-  for (;;) {
-    const page = await backend.pull(storeId, events.length, 1000)
-    events.push(...page.events)
-    if (!page.more) return events
-  }
 }
 
 describe('fileBackend() on a full disk', () => {

@@ -14,8 +14,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -28,6 +26,7 @@ import { httpBackend } from './fixtures/e2e-http-backend.js'
 import { freshStoreId, todoSchema, type TodoSchema } from './helpers/todo-schema.js'
 import { logOf, waitFor, within } from './helpers/wait.js'
 import { mulberry32 } from './helpers/random.js'
+import { freePort } from './helpers/backend.js'
 
 const fixture = fileURLToPath(new URL('./fixtures/e2e-server.ts', import.meta.url))
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -42,15 +41,6 @@ afterEach(async () => {
 
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** A port that was free a moment ago: the server must come back on the same one, so it cannot be port 0. */
-async function freePort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const { port } = probe.address() as AddressInfo
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
 
 interface ServerProcess { proc: ChildProcess; exited: Promise<unknown> }
 

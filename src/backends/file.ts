@@ -375,10 +375,10 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
   async function rollBack(log: Log, cause: unknown): Promise<void> {
     const failure = storageError(`cannot write ${log.path}; nothing of the push was stored, retry it`, cause)
     try {
-      if (log.file) {
-        await log.file.truncate(log.size)
-        await sync(log.file)
-      }
+      // no file: creating it failed, perhaps because one appeared meanwhile; reopening reads what is there
+      if (!log.file) throw failure
+      await log.file.truncate(log.size)
+      await sync(log.file)
     } catch {
       // the tail is unknown: reopen the log (and trim what is torn) on next use
       log.broken = failure
