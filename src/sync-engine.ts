@@ -17,6 +17,7 @@
  *      live events carry its pending list, applied with the events as one
  *      rebase, and it answers pushes with `queued` (durable there, not ordered).
  */
+import { backoffDelay } from './backoff.js'
 import { BackendResetError, TransportError } from './errors.js'
 import { MAX_PULL_LIMIT, type ConfirmedEvent, type PendingEvent, type PullResponse } from './protocol.js'
 import type { Transport, TransportStatus } from './transport.js'
@@ -51,11 +52,6 @@ export interface SyncEngineOptions {
   batchSize?: number
   minBackoffMs?: number
   maxBackoffMs?: number
-}
-
-/** Full-jitter exponential backoff: a random delay in [0, min(max, min·2^attempt)]. */
-export function backoffDelay(attempt: number, min = 250, max = 30_000): number {
-  return Math.random() * Math.min(max, min * 2 ** attempt)
 }
 
 export function createSyncEngine(transport: Transport, host: SyncHost, options: SyncEngineOptions = {}) {

@@ -10,12 +10,6 @@ export async function resolveToken(token: TokenSource | undefined): Promise<stri
   return value ?? undefined
 }
 
-/** Delay before reconnect attempt `attempt` (0-based): full jitter over an exponential window of 250 ms … 30 s. */
-export function backoffDelay(attempt: number, minMs = 250, maxMs = 30_000): number {
-  const window = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30))
-  return Math.random() * window
-}
-
 /**
  * Builds the URL of a route on the server from the base URL the user gave
  * (`http(s)://` or `ws(s)://`, optionally with a path prefix), in the scheme

@@ -1,7 +1,8 @@
 import { TransportError } from '../src/errors.js'
 import type { ErrorMessage, PullRequest, PullResponse, PushRequest, PushResponse } from '../src/protocol.js'
 import type { Transport, TransportHandlers } from '../src/transport.js'
-import { backoffDelay, expectType, protocolError, resolveToken, routeUrl, type TokenSource } from './shared.js'
+import { backoffDelay } from '../src/backoff.js'
+import { expectType, protocolError, resolveToken, routeUrl, type TokenSource } from './shared.js'
 
 export type { TokenSource } from './shared.js'
 

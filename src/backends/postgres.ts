@@ -32,7 +32,7 @@
 import { StorageError } from '../errors.js'
 import { randomId } from '../ids.js'
 import { MAX_PULL_LIMIT, ProtocolViolation, isValidStoreId, type ConfirmedEvent, type PendingEvent, type PullResponse, type PushResponse } from '../protocol.js'
-import { backoffDelay } from '../sync-engine.js'
+import { backoffDelay } from '../backoff.js'
 import type { SyncBackend } from '../transport.js'
 import { judgePush } from './judge-push.js'
 
