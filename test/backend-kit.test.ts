@@ -3,7 +3,7 @@
 // that accepts an empty push. Each broken backend is an honest one with one
 // change, and the honest one passes the same cases.
 import { describe, expect, it } from 'vitest'
-import { memoryBackend, type SyncBackend } from 'tidelog/server'
+import { createSyncServer, judgePush, MAX_PULL_LIMIT, memoryBackend, ProtocolViolation, type SyncBackend } from 'tidelog/server'
 import { backendConformanceCases, type BackendConformanceCase } from 'tidelog/testing'
 
 /** What survives a crash: a log store standing in for a disk, and the storeIds on it. */
@@ -123,5 +123,47 @@ describe('backend kit: empty pushes', () => {
 
   it('passes memoryBackend on the same case', async () => {
     await find(backendConformanceCases(() => memoryBackend()), 'refuses an empty push').run()
+  })
+})
+
+describe('backend contract helpers from tidelog/server', () => {
+  it('answers a ProtocolViolation a backend throws with its code and message, and any other error as internal without it', async () => {
+    const inner = memoryBackend()
+    const backend: SyncBackend = {
+      ...inner,
+      async push(storeId, request) {
+        if (request.events[0]!.name === 'refused') throw new ProtocolViolation('too_large', 'this backend takes no event named refused')
+        if (request.events[0]!.name === 'broken') throw new Error('disk on fire at /var/secret')
+        return inner.push(storeId, request)
+      },
+    }
+    const server = await createSyncServer({ backend, port: 0 })
+    try {
+      const push = async (name: string) => {
+        const response = await fetch(`${server.url}/push`, {
+          method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ v: 1, type: 'push', storeId: 's', parentSeq: 0, events: [{ id: 'c:1', name, args: null, clientId: 'c', sessionId: 's', createdAt: 0 }] }),
+        })
+        return (await response.json()) as { type: string; code?: string; message?: string }
+      }
+      expect(await push('refused')).toMatchObject({ type: 'error', code: 'too_large', message: 'this backend takes no event named refused' })
+      const broken = await push('broken')
+      expect(broken).toMatchObject({ type: 'error', code: 'internal' })
+      expect(broken.message).not.toContain('/var/secret')
+      expect(await push('fine')).toMatchObject({ type: 'pushed', firstSeq: 1 })
+    } finally {
+      await server.close()
+      await backend.close()
+    }
+  })
+
+  it('exports judgePush, deciding retry before the head check, and the page cap', () => {
+    const event = (id: string) => ({ id, name: 'e', args: null, clientId: 'c', sessionId: 's', createdAt: 0 })
+    const log = { head: 5, seqOf: (id: string) => ({ 'c:1': 2, 'c:2': 3 } as Record<string, number>)[id] }
+    expect(judgePush(log, 1, [event('c:1'), event('c:2')])).toEqual({ kind: 'retry', firstSeq: 2 })
+    expect(judgePush(log, 1, [event('c:3')])).toEqual({ kind: 'rejected' })
+    expect(judgePush(log, 5, [event('c:3')])).toEqual({ kind: 'append' })
+    expect(() => judgePush(log, 5, [])).toThrow(ProtocolViolation)
+    expect(MAX_PULL_LIMIT).toBe(1000)
   })
 })
