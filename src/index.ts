@@ -56,4 +56,4 @@ export type {
   ErrorCode,
 } from './protocol.js'
 export type { Transport, TransportHandlers, TransportStatus, SyncBackend } from './transport.js'
-export type { Storage, StorageHandle, StorageOpenOptions, JournalRecord, Snapshot, LoadedLog } from './storage.js'
+export type { Storage, StorageHandle, StorageOpenOptions, JournalRecord, Snapshot, LoadedLog, TabLinks, TabOwner } from './storage.js'

@@ -2,7 +2,9 @@
  * Randomized convergence (TARGETS.md R1): 3–8 clients on one backend, random
  * commits, offline periods and restarts, over a transport that drops,
  * duplicates and delays messages and loses answers after the backend applied
- * them. Every run must end with all clients holding the backend's eventlog
+ * them. In most runs up to three clients are further tabs of another one's
+ * storage: they sync through the tab that owns it, which changes hands when
+ * the owner restarts (PROTOCOL.md, Tabs). Every run must end with all clients holding the backend's eventlog
  * order and the state a plain-JS model computes from it. The scenarios, the
  * model and the runner live in helpers/convergence.ts (shared with the run
  * over real wires, test/convergence-wire.test.ts).
@@ -14,6 +16,7 @@ import fc from 'fast-check'
 import { describe, it } from 'vitest'
 import { localTransport } from 'tidelog'
 import { memoryBackend } from '../src/backends/memory.js'
+import { broadcastTabLinks } from '../transports/tab-link.js'
 import { runScenario, scenario, type Scenario } from './helpers/convergence.js'
 import { faultyTransport, type Faults } from './helpers/faulty-transport.js'
 
@@ -26,6 +29,9 @@ async function runInProcess(s: Scenario) {
     transport: () => faultyTransport(localTransport(backend), faults),
     sync: { minBackoffMs: 1, maxBackoffMs: 8 },
     heal: () => { faults.enabled = false },
+    // the tabs of a shared storage talk over a real (in-process) BroadcastChannel; only the owner's server link is faulty
+    tabs: (name) => broadcastTabLinks(name, { requestTimeoutMs: 1000, heartbeatMs: 500 }),
+    healTimeoutMs: 30_000,
   })
 }
 

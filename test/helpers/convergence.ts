@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check'
 import { expect } from 'vitest'
-import { createStore, defineEvent, defineSchema, memoryStorage, sql, type Store, type Storage, type SyncBackend, type Transport } from 'tidelog'
+import { createStore, defineEvent, defineSchema, memoryStorage, sql, type Store, type Storage, type SyncBackend, type TabLinks, type Transport } from 'tidelog'
 import { within } from './wait.js'
 
 export const schema = defineSchema({
@@ -54,12 +54,19 @@ const action = (n: number): fc.Arbitrary<Action> =>
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 4 }) }) },
   )
 
-export interface Scenario { n: number; actions: Action[]; faultSeed: number }
+/**
+ * `tabs`: that many of the last clients are further tabs of the client before
+ * them: they share its storage (which a wire with `tabs` links), so one of them
+ * owns it and syncs for all, and the others sync through it (PROTOCOL.md, Tabs).
+ */
+export interface Scenario { n: number; actions: Action[]; faultSeed: number; tabs: number }
 
-/** 3–8 clients and 5–30 actions; `faultSeed` seeds whatever faults the runner injects. */
+/** 3–8 clients, 0–3 of them tabs of another, and 5–30 actions; `faultSeed` seeds whatever faults the runner injects. */
 export const scenario: fc.Arbitrary<Scenario> = fc
   .integer({ min: 3, max: 8 })
-  .chain((n) => fc.record({ n: fc.constant(n), actions: fc.array(action(n), { minLength: 5, maxLength: 30 }), faultSeed: fc.integer() }))
+  .chain((n) =>
+    fc.record({ n: fc.constant(n), actions: fc.array(action(n), { minLength: 5, maxLength: 30 }), faultSeed: fc.integer(), tabs: fc.integer({ min: 0, max: Math.min(3, n - 2) }) }),
+  )
 
 /** Where a scenario runs: the backend every client syncs with, and how each client reaches it. */
 export interface ScenarioWire {
@@ -76,6 +83,8 @@ export interface ScenarioWire {
   healTimeoutMs?: number
   /** Stretches the scenario's `wait` actions (0–4 ms) for wires whose round trips are slower. Default 1. */
   waitScale?: number
+  /** Links the tabs of one shared storage (named `name`); without it, the scenario's `tabs` is ignored. */
+  tabs?(name: string): TabLinks
 }
 
 interface Client { storage: Storage; store: Store<typeof schema>; offline: boolean }
@@ -85,7 +94,7 @@ interface Client { storage: Storage; store: Store<typeof schema>; offline: boole
  * checks that every client holds the backend's eventlog order and the state
  * the model computes from it.
  */
-export async function runScenario({ n, actions }: Scenario, wire: ScenarioWire): Promise<void> {
+export async function runScenario({ n, actions, tabs }: Scenario, wire: ScenarioWire): Promise<void> {
   const { backend, storeId } = wire
   const open = (storage: Storage, client: number) =>
     createStore({
@@ -94,8 +103,11 @@ export async function runScenario({ n, actions }: Scenario, wire: ScenarioWire):
       sync: wire.sync,
     })
   const clients: Client[] = []
+  // clients first..n-1 are tabs of one storage; client `first`, opened first, owns it
+  const first = wire.tabs && tabs > 0 ? n - 1 - tabs : n
+  const shared: Storage | undefined = first < n ? { ...memoryStorage(), tabs: wire.tabs!(`conv-${Math.random().toString(36).slice(2)}`) } : undefined
   for (let i = 0; i < n; i++) {
-    const storage = memoryStorage()
+    const storage = i >= first ? shared! : memoryStorage()
     clients.push({ storage, store: await open(storage, i), offline: false })
   }
   const guard = <T>(promise: Promise<T>, what: string) => (wire.healTimeoutMs ? within(promise, what, wire.healTimeoutMs) : promise)
