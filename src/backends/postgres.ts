@@ -79,9 +79,9 @@ export interface PostgresBackendStats {
   pushes: number
   /** Events appended. */
   events: number
-  /** Times the listener connection was (re)established. */
+  /** Times the listener connection was (re)established and caught up. */
   listenerConnects: number
-  /** True while the listener connection is up and listening. */
+  /** True while the listener connection is up, listening, and has caught up every subscriber. */
   listening: boolean
 }
 
@@ -309,10 +309,10 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
       }
       listener = client
       await query(client, `LISTEN "${channel}"`)
+      await catchUp(pool)
       listening = true
       counters.listenerConnects++
       listenerAttempt = 0
-      await catchUp(pool)
     } catch {
       if (client) listenerDropped(client)
       else scheduleListener()
