@@ -1,7 +1,14 @@
 import { TransportError } from './errors.js'
 import type { ErrorMessage, PullRequest, PullResponse, PushRequest, PushResponse } from './protocol.js'
+import { createRequestTable } from './request-table.js'
 import { createServerSession, type ServerSession } from './server/session.js'
 import type { SyncBackend, Transport, TransportHandlers } from './transport.js'
+
+/** Options of `localTransport`. */
+export interface LocalTransportOptions {
+  /** A request the backend has not answered after this long rejects with a retryable TransportError. Default 30_000. */
+  requestTimeoutMs?: number
+}
 
 /**
  * Connects a store to a backend in the same process (tests, workers,
@@ -11,12 +18,16 @@ import type { SyncBackend, Transport, TransportHandlers } from './transport.js'
  * order without gaps).
  * @example createStore({ schema, transport: localTransport(memoryBackend()) })
  */
-export function localTransport(backend: SyncBackend): Transport {
+export function localTransport(backend: SyncBackend, options: LocalTransportOptions = {}): Transport {
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000
   let handlers: TransportHandlers | undefined
   let session: ServerSession | undefined
   let closed = false
-  let nextRid = 1
-  const requests = new Map<number, { resolve(answer: unknown): void; reject(error: Error): void }>()
+  // data: what was asked, for the timeout message
+  const requests = createRequestTable<string>({
+    timeoutMs: requestTimeoutMs,
+    timeoutError: (what) => new TransportError(`localTransport: the backend did not answer ${what} within ${requestTimeoutMs} ms; retry it.`),
+  })
 
   const deliver = (text: string) => {
     if (closed || !handlers) return
@@ -25,9 +36,8 @@ export function localTransport(backend: SyncBackend): Transport {
       if (message.events?.length) handlers.onEvents(message.events, message.head ?? 0)
       return
     }
-    const request = message.rid === undefined ? undefined : requests.get(message.rid)
+    const request = requests.take(message.rid)
     if (!request) return
-    requests.delete(message.rid!)
     if (message.type === 'error') {
       return request.reject(new TransportError(`localTransport: ${message.message}`, { retryable: message.retryable === true, protocolCode: message.code }))
     }
@@ -35,14 +45,13 @@ export function localTransport(backend: SyncBackend): Transport {
     request.resolve(answer)
   }
 
-  const call = <T>(message: object): Promise<T> => {
+  const call = <T>(message: { type: 'pull' | 'push'; storeId: string }): Promise<T> => {
     if (closed || !session) {
       return Promise.reject(new TransportError(`localTransport: cannot send, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false }))
     }
-    const rid = nextRid++
-    const answered = new Promise<T>((resolve, reject) => requests.set(rid, { resolve: resolve as (answer: unknown) => void, reject }))
+    const { rid, answer } = requests.open<T>(`a ${message.type} of storeId "${message.storeId}"`)
     session.receive(JSON.stringify({ v: 1, rid, ...message }))
-    return answered
+    return answer
   }
 
   return {
@@ -64,8 +73,7 @@ export function localTransport(backend: SyncBackend): Transport {
       if (closed) return
       closed = true
       session?.close()
-      for (const request of requests.values()) request.reject(new TransportError('localTransport was closed; the request was not answered.', { retryable: false }))
-      requests.clear()
+      requests.rejectAll(new TransportError('localTransport was closed; the request was not answered.', { retryable: false }))
       handlers?.onStatus({ state: 'offline' })
     },
   }

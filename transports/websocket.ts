@@ -2,6 +2,7 @@ import { TransportError } from '../src/errors.js'
 import type { ErrorMessage, PullRequest, PullResponse, PushRequest, PushResponse } from '../src/protocol.js'
 import type { Transport, TransportHandlers } from '../src/transport.js'
 import { backoffDelay } from '../src/backoff.js'
+import { createRequestTable } from '../src/request-table.js'
 import { expectType, protocolError, resolveToken, routeUrl, type TokenSource } from './shared.js'
 
 export type { TokenSource } from './shared.js'
@@ -33,13 +34,6 @@ export interface WebSocketTransportOptions {
   requestTimeoutMs?: number
 }
 
-interface InFlight {
-  expect: readonly string[]
-  resolve(answer: unknown): void
-  reject(error: Error): void
-  timer: ReturnType<typeof setTimeout>
-}
-
 // `ws` can send headers (so the token stays out of URLs and logs); browsers cannot.
 const isWsPackage = (ctor: WebSocketConstructor) => typeof (ctor.prototype as { ping?: unknown })?.ping === 'function'
 
@@ -56,24 +50,19 @@ export function websocketTransport(options: WebSocketTransportOptions): Transpor
   routeUrl(options.url, '/sync', 'ws') // fail now on a malformed URL, not on every reconnect
   const heartbeatMs = options.heartbeatMs ?? 30_000
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000
-  const inFlight = new Map<number, InFlight>()
+  // data: the answer types the request expects
+  const inFlight = createRequestTable<readonly string[]>({
+    timeoutMs: requestTimeoutMs,
+    timeoutError: (expect) => new TransportError(`websocketTransport: no answer (${expect.join(' or ')}) within ${requestTimeoutMs} ms; the request may still be applied, retry it.`),
+  })
   let handlers: TransportHandlers | undefined
   let socket: WebSocketLike | undefined
   let online = false
   let closed = false
   let attempt = 0
-  let nextRid = 1
   let heard = false // anything from the server since the last heartbeat tick
   let retryTimer: ReturnType<typeof setTimeout> | undefined
   let heartbeat: ReturnType<typeof setInterval> | undefined
-
-  const failInFlight = (error: TransportError) => {
-    for (const request of inFlight.values()) {
-      clearTimeout(request.timer)
-      request.reject(error)
-    }
-    inFlight.clear()
-  }
 
   const retryLater = () => {
     if (!closed) retryTimer = setTimeout(() => void dial(), backoffDelay(attempt++))
@@ -85,7 +74,7 @@ export function websocketTransport(options: WebSocketTransportOptions): Transpor
     socket = undefined
     online = false
     clearInterval(heartbeat)
-    failInFlight(error)
+    inFlight.rejectAll(error)
     handlers?.onStatus({ state: 'offline', error })
     retryLater()
   }
@@ -105,16 +94,14 @@ export function websocketTransport(options: WebSocketTransportOptions): Transpor
       if (Array.isArray(message.events) && message.events.length > 0) handlers?.onEvents(message.events, Number(message.head))
       return
     }
-    const request = typeof message.rid === 'number' ? inFlight.get(message.rid) : undefined
+    const request = inFlight.take(message.rid)
     if (!request) {
       if (message.type === 'error') onConnectionError(protocolError(message as ErrorMessage))
       return
     }
-    inFlight.delete(message.rid as number)
-    clearTimeout(request.timer)
     if (message.type === 'error') return request.reject(protocolError(message as ErrorMessage))
     try {
-      request.resolve(expectType(message, request.expect, 'request'))
+      request.resolve(expectType(message, request.data, 'request'))
     } catch (error) {
       request.reject(error as Error)
     }
@@ -180,21 +167,13 @@ export function websocketTransport(options: WebSocketTransportOptions): Transpor
     if (closed) return Promise.reject(new TransportError('websocketTransport is closed; create a new transport.', { retryable: false }))
     const s = socket
     if (!s || !online) return Promise.reject(new TransportError('websocketTransport is not connected yet; it reconnects by itself, retry after status online.'))
-    const rid = nextRid++
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        inFlight.delete(rid)
-        reject(new TransportError(`websocketTransport: no answer within ${requestTimeoutMs} ms.`))
-      }, requestTimeoutMs)
-      inFlight.set(rid, { expect, resolve: resolve as (answer: unknown) => void, reject, timer })
-      try {
-        s.send(JSON.stringify({ v: 1, rid, ...message }))
-      } catch (error) {
-        inFlight.delete(rid)
-        clearTimeout(timer)
-        reject(new TransportError(`websocketTransport: could not send: ${(error as Error).message}`, { cause: error }))
-      }
-    })
+    const { rid, answer } = inFlight.open<T>(expect)
+    try {
+      s.send(JSON.stringify({ v: 1, rid, ...message }))
+    } catch (error) {
+      inFlight.take(rid)?.reject(new TransportError(`websocketTransport: could not send: ${(error as Error).message}`, { cause: error }))
+    }
+    return answer
   }
 
   return {
@@ -211,7 +190,7 @@ export function websocketTransport(options: WebSocketTransportOptions): Transpor
       closed = true
       clearTimeout(retryTimer)
       clearInterval(heartbeat)
-      failInFlight(new TransportError('websocketTransport was closed; the request was not answered.', { retryable: false }))
+      inFlight.rejectAll(new TransportError('websocketTransport was closed; the request was not answered.', { retryable: false }))
       const s = socket
       socket = undefined
       online = false
