@@ -109,6 +109,9 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
     // the WebSocket client of B only listens: the event can only come by B's live stream, woken by NOTIFY
     await onA.store.commit(todoCreated({ id: 'from-a', text: 'pushed through A' })).confirmed
     await waitFor(onB.store.query(sql`SELECT count(*) AS n FROM todos WHERE id = 'from-a'`), (rows) => (rows as { n: number }[])[0]?.n === 1, 'the event pushed through A on the client of B')
+    // and a server stops cleanly on SIGTERM, closing its pool
+    b.proc.kill('SIGTERM')
+    expect((await within(b.exited, 'tidelog serve to stop'))[0]).toBe(0)
   })
 
   it('converges to one order with random commits and offline periods, and loses no pushed event when a server is killed', async () => {
