@@ -141,7 +141,7 @@ export class StorageLockedError extends TidelogError {
   constructor(where: string) {
     super(
       'storage_locked',
-      `Storage "${where}" is in use by another store (another tab or process). For multi-tab apps use broadcastChannelTransport({ channel, host: 'auto' }) so that one tab owns the storage, or pass { waitForLock: true } to wait for it.`,
+      `Storage "${where}" is in use by another store (another process, or another store in this one). Give each process its own storage (fileStorage({ dir })), or pass { waitForLock: true } to wait for it. (Browser tabs need neither: indexedDbStorage makes a second tab a client of the tab that holds it.)`,
     )
     this.name = 'StorageLockedError'
   }

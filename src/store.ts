@@ -285,8 +285,14 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     if (applied.events.length) minted.push(...applied.events.map((e) => e.id))
     left.settle(applied.events.length ? record({ t: 'commit', events: applied.events }) : journal.settled())
     if (local.length) {
-      log.commit(local.map((e) => ({ ...e, local: true as const })), false)
-      void record({ t: 'commit', events: local.map((e) => ({ ...e, local: true as const })) })
+      // this tab's UI state goes on top of the storage's; where it no longer applies, the storage's wins
+      const events = local.map((e) => ({ ...e, local: true as const }))
+      try {
+        log.commit(events, false)
+        void record({ t: 'commit', events })
+      } catch (error) {
+        warn(`this tab's local events do not apply to the storage it took over and were dropped: ${(error as Error).message}`)
+      }
     }
     publish(Object.keys(schema.tables))
     settle({ confirmed: new Map(), dropped: next.dropped })
