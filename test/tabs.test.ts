@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { createStore, localTransport, memoryStorage, sql, type Storage, type Store } from 'tidelog'
+import { createStore, defineEvent, defineSchema, localTransport, memoryStorage, sql, type PendingEvent, type Storage, type Store } from 'tidelog'
 import { memoryBackend } from '../src/backends/memory.js'
 import { broadcastTabLinks } from '../transports/tab-link.js'
 import { schema } from './helpers/convergence.js'
@@ -123,6 +123,76 @@ describe('several stores on one storage (tabs)', () => {
     await Promise.all([a, b, owner].map((s) => waitFor(s.sync.status, (st) => st.head === log.length, 'every tab to reach the head')))
     for (const s of [a, b, owner]) expect(s.events().map((e) => e.id)).toEqual(log.map((e) => e.id))
     await Promise.all([a.close(), b.close(), owner.close()])
+  })
+})
+
+describe('a store that is not the owner', () => {
+  const uiSchema = defineSchema({
+    tables: {
+      items: sql`CREATE TABLE items (id TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
+      ui: sql`CREATE TABLE ui (k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
+    },
+    events: {
+      set: defineEvent<{ id: string; value: number }>({ materialize: ({ id, value }) => sql`INSERT OR REPLACE INTO items (id, value) VALUES (${id}, ${value})` }),
+      uiSet: defineEvent<{ k: string; v: string }>({ local: true, materialize: ({ k, v }) => sql`INSERT OR REPLACE INTO ui (k, v) VALUES (${k}, ${v})` }),
+    },
+  })
+  const ui = (store: Store<typeof uiSchema>) => store.query<{ k: string; v: string }>(sql`SELECT k, v FROM ui`)
+
+  it("keeps its local events in its own memory, and writes them to the storage when it becomes the owner", async () => {
+    const storage = sharedStorage()
+    const open = () => createStore({ schema: uiSchema, storeId: 'ui', storage, dev: false, onWarning: () => {} })
+    const owner = await open()
+    const tab = await open()
+    await within(tab.commit(uiSchema.events.uiSet({ k: 'filter', v: 'done' })).persisted, 'a local commit')
+    expect(ui(tab).value).toEqual([{ k: 'filter', v: 'done' }])
+    await owner.commit(uiSchema.events.set({ id: 'a', value: 1 })).persisted
+    await until(tab as never, { a: 1 }, 'the tab to see the owner commit')
+    expect(ui(owner).value).toEqual([]) // UI state of one tab stays in that tab
+    await owner.close()
+    // the tab took over: its local row is still there, and in the storage for whoever opens it next
+    await waitFor(tab.sync.status, (s) => s.state === 'offline', 'the tab to own the storage (it has no transport)')
+    expect(ui(tab).value).toEqual([{ k: 'filter', v: 'done' }])
+    await tab.close()
+    const next = await open()
+    expect(ui(next).value).toEqual([{ k: 'filter', v: 'done' }])
+    expect(asMap(items(next as never).value)).toEqual({ a: 1 })
+    await next.close()
+  })
+
+  it('pause() stops its link to the owner; resume() catches up', async () => {
+    const { open } = setup(false)
+    const owner = await open()
+    const tab = await open()
+    tab.sync.pause()
+    await owner.commit(set('p', 1)).persisted
+    const mine = tab.commit(set('q', 2))
+    await owner.commit(set('r', 3)).persisted
+    expect(asMap(items(tab).value)).toEqual({ q: 2 })
+    expect(asMap(items(owner).value)).toEqual({ p: 1, r: 3 })
+    tab.sync.resume()
+    await within(mine.persisted, 'the acknowledgement after resume')
+    await Promise.all([owner, tab].map((s) => until(s, { p: 1, q: 2, r: 3 }, 'both to converge')))
+    await Promise.all([tab.close(), owner.close()])
+  })
+
+  it("an acknowledged event that the owner's onConflict drops rejects its receipt.confirmed with ConflictDroppedError", async () => {
+    const backend = memoryBackend()
+    const storage = sharedStorage()
+    // drop every pending `set` of value 13 when a rebase happens
+    const onConflict = ({ local }: { local: PendingEvent[] }) => local.filter((e) => !(e.name === 'set' && (e.args as { value: number }).value === 13))
+    const open = (s: Storage) => createStore({ schema, storeId: 'drop', storage: s, dev: false, onWarning: () => {}, onConflict, transport: localTransport(backend), sync: { minBackoffMs: 5, maxBackoffMs: 50 } })
+    const owner = await open(storage)
+    const tab = await open(storage)
+    const other = await open(memoryStorage())
+    owner.sync.pause()
+    const doomed = tab.commit(set('d', 13))
+    await within(doomed.persisted, "the owner's acknowledgement")
+    await within(other.commit(set('x', 1)).confirmed, 'the other client to confirm')
+    owner.sync.resume()
+    await expect(within(doomed.confirmed, 'the verdict')).rejects.toMatchObject({ name: 'ConflictDroppedError' })
+    await until(tab, { x: 1 }, 'the tab to follow the owner rebase')
+    await Promise.all([tab.close(), owner.close(), other.close()])
   })
 })
 
