@@ -41,7 +41,7 @@ async function fetchWasm(options: SqlJsOptions | undefined): Promise<Uint8Array>
   if (response.ok && bytes[0] === 0 && bytes[1] === 0x61 && bytes[2] === 0x73 && bytes[3] === 0x6d) return bytes
   const type = response.headers.get('content-type') || 'no content-type'
   const first = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ') || 'nothing'
-  const html = /html/i.test(type) || /^\s*</.test(new TextDecoder().decode(bytes.subarray(0, 32)))
+  const html = response.ok && (/html/i.test(type) || /^\s*</.test(new TextDecoder().decode(bytes.subarray(0, 32))))
   const received = `HTTP ${response.status} ${type}, ${bytes.length} bytes starting ${first}` + (html ? ' (got HTML, not the wasm: the server answered with a page, such as a dev server answering index.html for unknown paths)' : '')
   throw new WasmLoadError(url, received, WASM_FIX)
 }

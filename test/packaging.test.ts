@@ -6,6 +6,7 @@
 // - a wasm URL answered with a page fails with WasmLoadError naming the URL and what came back;
 // - the script bundle runs materializers once per commit unless dev: true;
 // - `npx tidelog serve` and `tidelog/server` work right after the install.
+import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -98,6 +99,43 @@ describe.skipIf(!hasChromium)('the packed package in bundled apps', () => {
       }
     }, 60_000)
   }
+
+  it("vite's dev server: the app's row renders, the wasm found through the pre-bundled dependency", async () => {
+    const dir = join(project, 'apps', 'bundle-vite-dev')
+    await run('mkdir', ['-p', dir])
+    for (const file of ['app.js', 'bundle.mjs']) await run('cp', [new URL(file, fixtures).pathname, dir])
+    const data = tempDir('tidelog-vite-dev-data-')
+    const sync = await serve(project, ['--port', '0', '--data', data])
+    const dev = spawn(process.execPath, ['bundle.mjs', 'vite-dev'], { cwd: dir, env: { ...process.env, TIDELOG_URL: sync.url }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const exited = new Promise((r) => dev.once('exit', r))
+    const context = await browser.newContext()
+    try {
+      let output = ''
+      const url = await new Promise<string>((resolveUrl, reject) => {
+        const onData = (chunk: Buffer) => {
+          output += chunk
+          const m = /listening (\S+)/.exec(output)
+          if (m) resolveUrl(m[1]!)
+        }
+        dev.stdout!.on('data', onData)
+        dev.stderr!.on('data', onData)
+        dev.once('exit', (code) => reject(new Error(`vite dev exited (${code}): ${output}`)))
+      })
+      const page = await context.newPage()
+      const errors: string[] = []
+      collectErrors(page, 'vite dev', errors)
+      await page.goto(url)
+      await page.waitForSelector('body[data-synced], body[data-error]', { state: 'attached', timeout: 20_000 })
+      expect(await page.getAttribute('body', 'data-error')).toBeNull()
+      expect(await page.$$eval('#rows li', (li) => li.map((l) => l.textContent))).toEqual(['bundled by vite-dev'])
+      expect(errors).toEqual([])
+    } finally {
+      await context.close()
+      dev.kill('SIGTERM')
+      await exited
+      await sync.stop()
+    }
+  }, 60_000)
 
   it('a wasm URL answered with index.html fails with WasmLoadError: the URL, what came back, the fix', async () => {
     const out = await bundle(project, 'bundle-no-wasm', 'esbuild', '--no-wasm')

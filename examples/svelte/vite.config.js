@@ -6,5 +6,9 @@ export default defineConfig({
   // file:../.. links the repository, whose node_modules has its own copy: one copy for the app and tidelog
   resolve: { dedupe: ['@preact/signals-core'] },
   // npm run dev: Vite serves the app and forwards /sync to `tidelog serve` (npm run serve, port 8787)
-  server: { proxy: { '/sync': { target: 'http://127.0.0.1:8787', ws: true } } },
+  server: {
+    proxy: { '/sync': { target: 'http://127.0.0.1:8787', ws: true } },
+    // the linked repository's dist/ (sql-wasm.wasm) is outside this folder; an app installed from npm needs no such line
+    fs: { allow: ['../..'] },
+  },
 })
