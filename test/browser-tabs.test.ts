@@ -44,16 +44,15 @@ describe.skipIf(!hasChromium)('indexedDbStorage in several tabs of one context, 
   })
 
   /** A fresh context (its own IndexedDB and locks) and an `open` that loads the app page in a new tab. */
-  async function app(errors: string[]) {
+  async function app(errors: string[], upstream = `server=${encodeURIComponent(`http://127.0.0.1:${port}`)}`) {
     const db = `tabs-${randomUUID()}`
-    const storeUrl = `http://127.0.0.1:${port}`
     const context: BrowserContext = await browser.newContext()
     let n = 0
     const open = async (): Promise<Page> => {
       const page = await context.newPage()
       // a tab whose server went away logs the WebSocket failure itself; only tidelog's own errors count
       collectErrors(page, `tab ${++n}`, errors)
-      await page.goto(`${pages.url}/tabs-server.html?db=${db}&server=${encodeURIComponent(storeUrl)}`)
+      await page.goto(`${pages.url}/tabs-server.html?db=${db}&${upstream}`)
       await page.evaluate(() => notes)
       return page
     }
@@ -139,6 +138,23 @@ describe.skipIf(!hasChromium)('indexedDbStorage in several tabs of one context, 
     expect(relevant(errors)).toEqual([])
     await context.close()
   }, 90_000)
+
+  it("with the server-less broadcastChannelTransport({ host: 'auto' }) too: tabs share, the owner hands off, nothing is lost", async () => {
+    const errors: string[] = []
+    const { context, open } = await app(errors, `channel=bc-${randomUUID()}`)
+    const a = await open()
+    const b = await open()
+    await add(a, 'a1')
+    await add(b, 'b1')
+    for (const p of [a, b]) await waitIds(p, ['a1', 'b1'])
+    const confirmed = (page: Page, id: string) => page.evaluate((i) => notesApi.add(i, 'x').confirmed, id)
+    await a.close()
+    expect(await confirmed(b, 'b2')).toBe(3) // ordered by the log the elected tab keeps
+    const c = await open()
+    expect(await waitIds(c, ['a1', 'b1', 'b2'])).toEqual(['a1', 'b1', 'b2'])
+    expect(relevant(errors)).toEqual([])
+    await context.close()
+  }, 60_000)
 
   it('three tabs opened at once all boot; 300 events committed across them while the owner hands off all reach the server', async () => {
     const errors: string[] = []
