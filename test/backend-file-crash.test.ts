@@ -109,6 +109,8 @@ async function logWithFiveRecords(): Promise<{ dir: string; file: string; ends: 
     ends.push((await stat(file)).size)
   }
   await backend.close()
+  // as after a crash: no checkpoint of the closed log (a torn tail is only ever past the last checkpoint)
+  await rm(file.replace(/\.events$/, '.index'))
   return { dir, file, ends }
 }
 
@@ -157,6 +159,7 @@ describe('fileBackend() torn tails', () => {
     await backend.close()
     const record = (full - before) / 3
     for (const cut of [before + record, before + 2 * record, before + 2 * record + 11]) {
+      await rm(file.replace(/\.events$/, '.index'))
       await truncate(file, cut) // the first records of the batch whole, the rest missing or torn
       const warnings: string[] = []
       backend = fileBackend({ dir, onWarning: (m) => warnings.push(m) })

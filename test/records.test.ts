@@ -105,7 +105,7 @@ describe('files written by earlier releases', () => {
     expect(await backend.pull('Todos', 0, 10)).toMatchObject({ head: 2, backendId: 'abcdefgh12345678', events: [{ id: 'a:1' }, { id: 'a:2' }] })
     expect(await backend.pull('todos', 0, 10)).toMatchObject({ head: 0 })
     await backend.close()
-    expect((await readdir(dir)).sort()).toEqual(['backend-id', 'store-^todos.events'])
+    expect((await readdir(dir)).sort()).toEqual(['backend-id', 'store-^todos.events', 'store-^todos.index'])
   })
 
   it('fileStorage loads a journal whose records carry the payload-only CRC of 0.1.0', async () => {

@@ -29,6 +29,7 @@ export function createLogCache(budget: number, onEvict: (log: Log) => Promise<vo
     used -= page.buf.length
   }
 
+  const closing = new Set<Promise<void>>()
   const evict = (storeId: string): Promise<void> => {
     const entry = logs.get(storeId)
     if (!entry) return Promise.resolve()
@@ -36,7 +37,10 @@ export function createLogCache(budget: number, onEvict: (log: Log) => Promise<vo
     used -= entry.bytes
     for (const key of [...(pagesOf.get(entry.log) ?? [])]) dropPage(key)
     pagesOf.delete(entry.log)
-    return onEvict(entry.log)
+    const closed = onEvict(entry.log)
+    closing.add(closed)
+    void closed.finally(() => closing.delete(closed))
+    return closed
   }
 
   const trim = () => {
@@ -123,6 +127,7 @@ export function createLogCache(budget: number, onEvict: (log: Log) => Promise<vo
     async closeAll(): Promise<void> {
       await Promise.allSettled([...opening.values()])
       await Promise.all([...logs.keys()].map(evict))
+      await Promise.all([...closing])
     },
   }
 }

@@ -57,9 +57,18 @@ export class StoreDamagedError extends ProtocolViolation {
 
 /** Growable list of byte offsets (numbers past 4 GiB included). */
 export class Offsets {
-  private values = new Float64Array(16)
+  private values: Float64Array
   /** How many are held; setting it lower forgets the last ones. */
-  length = 0
+  length: number
+  constructor(saved?: Float64Array) {
+    this.values = saved ? Float64Array.from(saved) : new Float64Array(16)
+    this.length = saved?.length ?? 0
+    if (this.values.length === 0) this.values = new Float64Array(16)
+  }
+  /** The offsets held, as one array (a view, for saving). */
+  saved(): Float64Array {
+    return this.values.subarray(0, this.length)
+  }
   push(value: number): void {
     if (this.length === this.values.length) {
       const grown = new Float64Array(this.values.length * 2)
@@ -138,13 +147,23 @@ export function decodeBlock(buf: Buffer, first: number, from: number, to: number
 
 const looksLikeStart = (buf: Buffer, at: number) => buf.subarray(at, at + PAYLOAD_START.length).equals(PAYLOAD_START)
 
+/** Where a scan may start instead of at byte 0: a checkpoint's head, size and indexes. */
+export interface ScanStart {
+  head: number
+  size: number
+  offsets: Offsets
+  ids: IdIndex
+}
+
 /**
- * Reads and checks a whole log, a piece at a time with an await between pieces.
- * Changes nothing: the caller trims a torn tail if it wants to.
+ * Reads and checks a log, a piece at a time with an await between pieces:
+ * the whole of it, or what follows a checkpoint (`start`). Changes nothing:
+ * the caller trims a torn tail if it wants to.
  */
-export async function scanLog(file: FileHandle, fileSize: number, path: string): Promise<ScannedLog | LogDamage> {
-  const offsets = new Offsets()
-  const ids = createIdIndex()
+export async function scanLog(file: FileHandle, fileSize: number, path: string, start?: ScanStart, options?: { indexIds?: boolean }): Promise<ScannedLog | LogDamage> {
+  const indexIds = options?.indexIds ?? true
+  const offsets = start?.offsets ?? new Offsets()
+  const ids = start?.ids ?? createIdIndex()
   let buf: Buffer = Buffer.alloc(0)
   let bufStart = 0
   /** Makes `buf` hold the file's bytes [from, to), as far as the file reaches. */
@@ -163,11 +182,11 @@ export async function scanLog(file: FileHandle, fileSize: number, path: string):
     return Array.isArray(events) ? events[0]?.id : undefined
   }
 
-  let at = 0
-  let seq = 0
+  let at = start?.size ?? 0
+  let seq = start?.head ?? 0
   // the end of the last whole batch: a crash can cut a batch short, and then all of it goes
-  let batchEnd = 0
-  let batchHead = 0
+  let batchEnd = at
+  let batchHead = seq
   let batch: { id: string; seq: number }[] = []
   const tornAt = (problem: string): ScannedLog => {
     offsets.length = Math.ceil(batchHead / BLOCK)
@@ -191,13 +210,13 @@ export async function scanLog(file: FileHandle, fileSize: number, path: string):
     const event = parseRecord(frame.payload, seq)
     if (typeof event === 'string') return { path, record: seq, offset: at, problem: event }
     if ((seq - 1) % BLOCK === 0) offsets.push(at)
-    for (const earlier of [...ids.candidates(event.id), ...batch.filter((r) => r.id === event.id).map((r) => r.seq)]) {
+    for (const earlier of indexIds ? [...ids.candidates(event.id), ...batch.filter((r) => r.id === event.id).map((r) => r.seq)] : []) {
       if ((await idAt(earlier)) === event.id) return { path, record: seq, offset: at, problem: `the record repeats event id ${event.id} of record ${earlier}` }
     }
     batch.push({ id: event.id, seq })
     at = bufStart + frame.end
     if (frame.last) {
-      for (const r of batch) ids.add(r.id, r.seq)
+      if (indexIds) for (const r of batch) ids.add(r.id, r.seq)
       batch = []
       batchEnd = at
       batchHead = seq

@@ -25,6 +25,7 @@ import { MAX_PULL_LIMIT, ProtocolViolation, isValidStoreId, type ConfirmedEvent,
 import { encodeFrames, FRAME_HEADER } from '../records.js'
 import type { SyncBackend } from '../transport.js'
 import { createLogCache } from './file-cache.js'
+import { checkpointPath, readCheckpoint, writeCheckpoint } from './file-checkpoint.js'
 import { BLOCK, decodeBlock, Offsets, readAt, scanLog, StoreDamagedError, type LogDamage } from './file-log.js'
 import { legacyLogNames, logFileName } from './file-names.js'
 import { createIdIndex, type IdIndex } from './id-index.js'
@@ -77,6 +78,7 @@ export interface Log {
   users: number // requests in progress: an evicted log must have none
   damaged: StoreDamagedError | undefined
   broken: StorageError | undefined // its file's tail is unknown: dropped from the cache, reopened on next use
+  saved: number // the head its checkpoint holds (-1: none)
 }
 
 /**
@@ -98,6 +100,10 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
     const file = log.file
     log.file = undefined
     await file?.close().catch(() => {})
+    // the next open reads only what is appended after this
+    if (file && !log.damaged && !log.broken && log.head !== log.saved) {
+      await writeCheckpoint(log.path, log).catch((error) => onWarning(`cannot save ${checkpointPath(log.path)} (${(error as Error).message}); the next open reads the whole log`))
+    }
   })
   const listeners = new Map<string, Set<(head: number) => void>>()
   const dirty = new Set<Log>()
@@ -201,29 +207,33 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
   async function openLog(storeId: string, path: string): Promise<Log> {
     const log: Log = {
       storeId, path, file: undefined, ino: undefined, head: 0, size: 0, offsets: undefined as never, ids: undefined as never,
-      staged: [], stagedIds: new Map(), writing: 0, waiters: [], turn: Promise.resolve(), epoch: 0, users: 0, damaged: undefined, broken: undefined,
+      staged: [], stagedIds: new Map(), writing: 0, waiters: [], turn: Promise.resolve(), epoch: 0, users: 0, damaged: undefined, broken: undefined, saved: -1,
     }
     let file: FileHandle
     try {
       file = await open(path, 'r+')
     } catch (error) {
       if (errorCode(error) !== 'ENOENT') throw storageError(`cannot open ${path}`, error)
-      const known = heads.get(storeId)
-      if (known) quarantine(log, { path, record: 1, offset: 0, problem: `the file is missing, but this server served ${known} events of it; it was deleted or moved while the server ran` })
+      const saved = await readCheckpoint(path, undefined, 0)
+      const known = Math.max(heads.get(storeId) ?? 0, saved?.head ?? 0)
+      if (known) quarantine(log, { path, record: 1, offset: 0, problem: `the file is missing, but it held ${known} events (its checkpoint or this server says so); it was deleted or moved` })
       return Object.assign(log, emptyIndexes())
     }
     try {
       const fileStat = await file.stat()
-      const scanned = await scanLog(file, fileStat.size, path)
+      const saved = await readCheckpoint(path, file, fileStat.size)
+      if (saved && 'stale' in saved) onWarning(`${checkpointPath(path)} is not used, ${saved.stale}; reading the whole log instead`)
+      const start = saved && !('stale' in saved) ? saved : undefined
+      const scanned = await scanLog(file, fileStat.size, path, start)
       if ('problem' in scanned) {
         await file.close()
         quarantine(log, scanned)
         return Object.assign(log, emptyIndexes())
       }
-      Object.assign(log, { file, ino: fileStat.ino, head: scanned.head, size: scanned.size, offsets: scanned.offsets, ids: scanned.ids })
-      const known = heads.get(storeId) ?? 0
+      Object.assign(log, { file, ino: fileStat.ino, head: scanned.head, size: scanned.size, offsets: scanned.offsets, ids: scanned.ids, saved: start?.head ?? -1 })
+      const known = Math.max(heads.get(storeId) ?? 0, saved?.head ?? 0)
       if (scanned.head < known) {
-        quarantine(log, { path, record: scanned.head + 1, offset: scanned.size, problem: `the file ends at record ${scanned.head}, but this server served ${known} events of it; it was cut or replaced while the server ran` })
+        quarantine(log, { path, record: scanned.head + 1, offset: scanned.size, problem: `the file ends at record ${scanned.head}, but it held ${known} events (its checkpoint or this server says so); it was cut or replaced` })
         return log
       }
       if (scanned.torn) {
@@ -231,11 +241,29 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
         await sync(file)
         onWarning(`${path}: trimmed a torn tail of ${scanned.torn.bytes} bytes after record ${scanned.head} (${scanned.torn.problem}): an append cut short by a crash, never acknowledged`)
       }
+      if (start) void scrub(log, file, start.size)
       return log
     } catch (error) {
       await file.close().catch(() => {})
       throw storageError(`cannot read ${path}`, error)
     }
+  }
+
+  /**
+   * After an open from a checkpoint, checks the records it covers in the
+   * background, as a full open would have: damage there quarantines the store
+   * (reads check each record's CRC meanwhile, so nothing damaged is served).
+   */
+  async function scrub(log: Log, file: FileHandle, end: number): Promise<void> {
+    let found: LogDamage | undefined
+    try {
+      const scanned = await scanLog(file, end, log.path, undefined, { indexIds: false })
+      if ('problem' in scanned) found = scanned
+      else if (scanned.torn || scanned.size !== end) found = { path: log.path, record: scanned.head + 1, offset: scanned.size, problem: `the records stop short of where its checkpoint says (${scanned.torn?.problem ?? 'no batch end'})` }
+    } catch {
+      return // closed meanwhile (evicted or quarantined): the next open checks again
+    }
+    if (found && log.file === file) quarantine(log, found)
   }
 
   /** Resolves once every seq up to `seq` is fsynced. */

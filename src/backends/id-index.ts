@@ -11,13 +11,24 @@ export interface IdIndex {
   /** Seqs of the ids that hash like `id`, oldest first; the one holding `id` is among them if any. */
   candidates(id: string): number[]
   readonly bytes: number
+  /** What it holds, to save it in a checkpoint and restore it with `createIdIndex(state)`. */
+  state(): IdIndexState
 }
 
-export function createIdIndex(): IdIndex {
-  const seed = (Math.random() * 0x100000000) >>> 0
-  let hashes = new Uint32Array(16)
-  let seqs = new Uint32Array(16) // 0: empty slot (seqs start at 1)
-  let count = 0
+/** An id index as saved: its seed, its slots, and how many are used. */
+export interface IdIndexState {
+  seed: number
+  hashes: Uint32Array
+  seqs: Uint32Array
+  count: number
+}
+
+/** A new, empty id index, or one restored from a saved state. */
+export function createIdIndex(from?: IdIndexState): IdIndex {
+  const seed = from?.seed ?? (Math.random() * 0x100000000) >>> 0
+  let hashes = from?.hashes ?? new Uint32Array(16)
+  let seqs = from?.seqs ?? new Uint32Array(16) // 0: empty slot (seqs start at 1)
+  let count = from?.count ?? 0
 
   const hashOf = (id: string): number => {
     // murmur3's 32-bit mix over UTF-16 code units
@@ -64,5 +75,6 @@ export function createIdIndex(): IdIndex {
     get bytes() {
       return hashes.byteLength + seqs.byteLength
     },
+    state: () => ({ seed, hashes, seqs, count }),
   }
 }
