@@ -18,6 +18,15 @@ const at = (p) => JSON.stringify(resolve(root, p))
 /** The P9 target, in bytes (12 KB, KB = 1024 bytes). */
 export const P9_LIMIT_BYTES = 12 * 1024
 
+/**
+ * What the P9 figure may be today (test/size.test.ts holds it to this): above the
+ * target, because the core alone (store, eventlog, undo log, sync engine, boot)
+ * is over 12 KB and indexedDbStorage carries the tab link (one tab owns the
+ * storage and serves the others with the server's session code). Lower it as
+ * bytes go; raising it is a decision, not a fix.
+ */
+export const P9_BUDGET_BYTES = 25.5 * 1024
+
 // What an app using tidelog imports: the store API (tree-shaking drops
 // localTransport and the error classes it does not throw itself).
 const parts = {
@@ -46,7 +55,7 @@ async function measure(code, cache) {
   const { output } = await bundle.generate({ format: 'es', plugins: [terser({ format: { comments: false } })] })
   await bundle.close()
   const min = Buffer.from(output[0].code)
-  return { min: min.length, gzip: gzipSync(min, { level: 9 }).length, cache: bundle.cache }
+  return { min: min.length, gzip: gzipSync(min, { level: 9 }).length, imports: output[0].imports, cache: bundle.cache }
 }
 
 /** Measures core, core + websocket, core + websocket + IndexedDB (the P9 figure), and the same with every export of `tidelog`. */
@@ -58,9 +67,10 @@ export async function measureP9() {
   return {
     core: { min: core.min, gzip: core.gzip },
     coreWebsocket: { min: withWs.min, gzip: withWs.gzip },
-    coreWebsocketIndexedDb: { min: all.min, gzip: all.gzip },
+    coreWebsocketIndexedDb: { min: all.min, gzip: all.gzip, imports: all.imports },
     everyCoreExportWebsocketIndexedDb: { min: everything.min, gzip: everything.gzip },
     limitGzip: P9_LIMIT_BYTES,
+    budgetGzip: P9_BUDGET_BYTES,
     pass: all.gzip <= P9_LIMIT_BYTES,
   }
 }
@@ -76,7 +86,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     console.log(`  core + websocket                   ${kb(result.coreWebsocket.gzip).padStart(9)}  (min ${kb(result.coreWebsocket.min)})`)
     console.log(`  core + websocket + IndexedDB (P9)  ${kb(result.coreWebsocketIndexedDb.gzip).padStart(9)}  (min ${kb(result.coreWebsocketIndexedDb.min)})`)
     console.log(`  every export of tidelog + websocket + IndexedDB  ${kb(result.everyCoreExportWebsocketIndexedDb.gzip)}  (min ${kb(result.everyCoreExportWebsocketIndexedDb.min)})`)
-    console.log(`P9 ${result.pass ? 'PASS' : 'FAIL'}: ${kb(result.coreWebsocketIndexedDb.gzip)} ≤ ${kb(result.limitGzip)}`)
+    console.log(`P9 ${result.pass ? 'PASS' : 'FAIL'}: ${kb(result.coreWebsocketIndexedDb.gzip)} ≤ ${kb(result.limitGzip)} (budget today ${kb(result.budgetGzip)})`)
   }
   if (!result.pass) process.exitCode = 1
 }
