@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import type { PendingEvent } from 'tidelog'
-import { fileBackend } from 'tidelog/server'
+import { checkFileBackend, fileBackend } from 'tidelog/server'
 import { encodeFrames } from '../src/records.js'
 import { pullAll } from './helpers/backend.js'
 import { within } from './helpers/wait.js'
@@ -90,6 +90,7 @@ describe('fileBackend() checkpoints', () => {
     const backend = fileBackend({ dir, onWarning: () => {}, onError: () => {} })
     await expect(backend.pull('s', 0, 10)).rejects.toMatchObject({ code: 'store_damaged', message: expect.stringContaining('it held 200 events') })
     await backend.close()
+    expect((await checkFileBackend(dir)).damaged).toEqual([expect.objectContaining({ storeId: 's', damage: expect.objectContaining({ problem: expect.stringContaining('its checkpoint says it held 200 events') }) })])
   })
 
   it('still finds damage before the checkpoint, in the background, and quarantines the store', async () => {

@@ -1,6 +1,7 @@
 import { open, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StorageError } from '../errors.js'
+import { readCheckpoint } from './file-checkpoint.js'
 import { scanLog } from './file-log.js'
 import { legacyLogNames, storeIdOfLogFile } from './file-names.js'
 
@@ -50,8 +51,13 @@ export async function checkFileBackend(dir: string): Promise<FileBackendCheck> {
     const path = join(dir, name)
     const file = await open(path, 'r')
     try {
-      const scanned = await scanLog(file, (await file.stat()).size, path)
+      const size = (await file.stat()).size
+      const scanned = await scanLog(file, size, path)
+      // the checkpoint's head is what the log held when it was last closed: less now means lost events
+      const saved = await readCheckpoint(path, file, size)
+      const known = saved?.head ?? 0
       if ('problem' in scanned) stores.push({ storeId, path, head: 0, damage: { record: scanned.record, offset: scanned.offset, problem: scanned.problem } })
+      else if (scanned.head < known) stores.push({ storeId, path, head: 0, damage: { record: scanned.head + 1, offset: scanned.size, problem: `the file ends at record ${scanned.head}, but its checkpoint says it held ${known} events; it was cut or replaced` } })
       else stores.push({ storeId, path, head: scanned.head, ...(scanned.torn ? { tornBytes: scanned.torn.bytes } : {}) })
     } finally {
       await file.close()
