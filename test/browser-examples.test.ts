@@ -2,7 +2,8 @@
 // none for the script tag) against the packed package, served by the installed
 // `tidelog serve --static`, in Chromium: two browser contexts sync, a reload keeps
 // the data (with the sync server unreachable, so that it comes from IndexedDB),
-// the server goes away and comes back, and nothing logs an error. The Node
+// the server goes away and comes back, a second tab of one browser shares its
+// storage and carries on when the first tab closes, and nothing logs an error. The Node
 // example (examples/node-cli) syncs with the vanilla app through the same server.
 // Screenshots go to test-results/screenshots/. First-render times (navigation
 // start to the first todo row, performance.now() in the page) are printed.
@@ -70,7 +71,7 @@ describe.skipIf(!hasChromium)('examples built from the packed package', () => {
   })
 
   for (const name of ['vue', 'svelte', 'vanilla', 'script-tag']) {
-    it(`${name}: syncs two browsers, keeps data across a reload and a server restart`, async () => {
+    it(`${name}: syncs two browsers and two tabs, keeps data across a reload and a server restart`, async () => {
       const root = await buildExample(project, name)
       const data = tempDir(`tidelog-${name}-data-`)
       let server: Served = await serve(project, ['--port', '0', '--static', root, '--data', data])
@@ -140,7 +141,22 @@ describe.skipIf(!hasChromium)('examples built from the packed package', () => {
         await b.page.click(`${row('Water the plants')} .delete`)
         await waitTexts(a.page, ['Buy oat milk', 'Written offline'])
         expect(await texts(b.page)).toEqual(['Buy oat milk', 'Written offline'])
+
+        // a second tab of A's browser, same code: it shares A's IndexedDB copy through the owner tab
+        const tab2 = await a.context.newPage()
+        collectErrors(tab2, `${name} A tab 2`, errors)
+        await tab2.goto(server.url)
+        await waitTexts(tab2, ['Buy oat milk', 'Written offline'])
+        await add(tab2, 'From a second tab')
+        await waitTexts(a.page, ['Buy oat milk', 'Written offline', 'From a second tab'])
+        await waitTexts(b.page, ['Buy oat milk', 'Written offline', 'From a second tab'])
         await a.page.screenshot({ path: join(screenshots, `${name}-a.png`) })
+        // the owner tab goes: the second one takes the storage over and keeps syncing
+        await a.page.close()
+        await add(tab2, 'After the first tab closed')
+        await waitTexts(b.page, ['Buy oat milk', 'Written offline', 'From a second tab', 'After the first tab closed'])
+        await synced(tab2)
+        await tab2.screenshot({ path: join(screenshots, `${name}-a-tab2.png`) })
         await b.page.screenshot({ path: join(screenshots, `${name}-b.png`) })
         expect(errors).toEqual([])
       } finally {
