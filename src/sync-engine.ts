@@ -16,6 +16,8 @@
  *  S6. Upstream may be a storage owner tab (PROTOCOL.md, Tabs): its pulls and
  *      live events carry its pending list, applied with the events as one
  *      rebase, and it answers pushes with `queued` (durable there, not ordered).
+ *  S7. A refused token (a TransportError with code `unauthorized`) shows as
+ *      state `error` on every transport until the transport is online again.
  */
 import { backoffDelay } from './backoff.js'
 import { BackendResetError, TransportError } from './errors.js'
@@ -60,6 +62,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
   let paused = false
   let online = false
   let blocked: Error | undefined // BackendResetError: wait for resetToBackend
+  let refused: Error | undefined // the transport's last word while offline was a refused token (S7)
   let dirty = true
   let wakeUp: (() => void) | undefined
   let onlineWaiter: (() => void) | undefined
@@ -159,7 +162,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         continue
       }
       if (!online) {
-        show('connecting')
+        show(refused ? 'error' : 'connecting', refused)
         await new Promise<void>((r) => (onlineWaiter = r))
         continue
       }
@@ -240,7 +243,9 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
               onlineWaiter = undefined
               w?.()
             }
-            if (!online && status.error && !paused) show('offline', status.error)
+            if (online) refused = undefined
+            else if (status.error) refused = (status.error as { code?: unknown }).code === 'unauthorized' ? status.error : undefined
+            if (!online && status.error && !paused) show(refused ? 'error' : 'offline', status.error)
             if (!online) poke()
           },
         }).catch((error) => show('error', error as Error))

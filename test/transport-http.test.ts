@@ -5,7 +5,7 @@ import { runTransportConformance } from 'tidelog/testing'
 import { serverTransportSetup } from './helpers/server.js'
 import { httpTransport } from 'tidelog/transports/http'
 
-runTransportConformance('httpTransport', () => serverTransportSetup((url) => httpTransport({ url })))
+runTransportConformance('httpTransport', ({ backend }) => serverTransportSetup(backend, (url, options) => httpTransport({ url, ...options })))
 
 describe('httpTransport()', () => {
   it('throws a TransportError for a malformed URL', () => {

@@ -1,12 +1,7 @@
 import { localTransport } from 'tidelog'
-import { memoryBackend } from 'tidelog/server'
 import { runTransportConformance } from 'tidelog/testing'
 
-runTransportConformance('localTransport', () => {
-  const backend = memoryBackend()
-  return {
-    backend,
-    transport: () => localTransport(backend),
-    teardown: () => backend.close(),
-  }
-}, { inProcess: true })
+runTransportConformance('localTransport', ({ backend }) => ({
+  transport: (options) => localTransport(backend, options),
+  teardown: async () => {},
+}), { inProcess: true })

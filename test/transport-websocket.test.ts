@@ -6,7 +6,7 @@ import { runTransportConformance } from 'tidelog/testing'
 import { serverTransportSetup } from './helpers/server.js'
 import { websocketTransport, type WebSocketConstructor } from 'tidelog/transports/websocket'
 
-runTransportConformance('websocketTransport', () => serverTransportSetup((url) => websocketTransport({ url, WebSocket })))
+runTransportConformance('websocketTransport', ({ backend }) => serverTransportSetup(backend, (url, options) => websocketTransport({ url, WebSocket, ...options })))
 
 describe('websocketTransport()', () => {
   it('accepts the ws package and the browser WebSocket as constructors (types)', () => {

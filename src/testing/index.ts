@@ -6,5 +6,14 @@ export {
   type BackendCaseContext,
   type MakeBackend,
 } from './backend-conformance.js'
-export { runTransportConformance, type TransportConformanceOptions } from './transport-conformance.js'
+export {
+  runTransportConformance,
+  transportConformanceCases,
+  type TransportConformanceOptions,
+  type TransportConformanceSetup,
+  type TransportConformanceCase,
+  type TransportKit,
+  type TransportKitOptions,
+  type MakeTransportSetup,
+} from './transport-conformance.js'
 export { runStorageConformance, type StorageConformanceOptions } from './storage-conformance.js'

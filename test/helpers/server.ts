@@ -1,27 +1,29 @@
 import { WebSocket } from 'ws'
-import type { Transport } from 'tidelog'
-import { createSyncServer, memoryBackend } from 'tidelog/server'
+import type { SyncBackend, Transport } from 'tidelog'
+import { createSyncServer } from 'tidelog/server'
+import type { TransportConformanceSetup, TransportKitOptions } from 'tidelog/testing'
+
+/** The token `serverTransportSetup`'s server refuses. */
+export const REFUSED_TOKEN = 'refused-token'
 
 /**
  * The `runTransportConformance` setup for a transport that talks to the sync
- * server: a memory backend behind a server on a random port, which the kit can
- * stop and start again on the same port.
+ * server: the kit's backend behind a server on a random port, which the kit
+ * can stop and start again on the same port; the server refuses
+ * `REFUSED_TOKEN`, which `refusedTransport` presents.
  */
-export async function serverTransportSetup(makeTransport: (url: string) => Transport) {
-  const backend = memoryBackend()
-  let server = await createSyncServer({ backend, port: 0 })
+export async function serverTransportSetup(backend: SyncBackend, makeTransport: (url: string, options: TransportKitOptions & { token?: string }) => Transport): Promise<TransportConformanceSetup> {
+  const authenticate = ({ token }: { token: string | undefined }) => token !== REFUSED_TOKEN
+  let server = await createSyncServer({ backend, port: 0, authenticate })
   const { port, url } = server
   return {
-    backend,
-    transport: () => makeTransport(url),
+    transport: (options) => makeTransport(url, options),
+    refusedTransport: (options) => makeTransport(url, { ...options, token: REFUSED_TOKEN }),
     stopServer: () => server.close(),
     startServer: async () => {
-      server = await createSyncServer({ backend, port })
+      server = await createSyncServer({ backend, port, authenticate })
     },
-    teardown: async () => {
-      await server.close()
-      await backend.close()
-    },
+    teardown: () => server.close(),
   }
 }
 
