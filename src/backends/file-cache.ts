@@ -1,4 +1,4 @@
-import type { Log } from './file.js'
+import type { Log } from './file-open.js'
 
 /** What one open log counts for besides its indexes: the Log object, its maps, a file handle. */
 const LOG_OVERHEAD = 1024

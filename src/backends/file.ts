@@ -17,18 +17,18 @@
  * 5. A damaged log (anything but a torn tail) is never changed: its store is
  *    quarantined and answers `store_damaged` until the file is restored.
  */
-import { mkdir, open, readdir, readFile, rename, stat, type FileHandle } from 'node:fs/promises'
+import { open, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StorageError } from '../errors.js'
-import { randomId } from '../ids.js'
 import { MAX_PULL_LIMIT, ProtocolViolation, isValidStoreId, type ConfirmedEvent, type PendingEvent, type PullResponse, type PushResponse } from '../protocol.js'
 import { encodeFrames, FRAME_HEADER } from '../records.js'
 import type { SyncBackend } from '../transport.js'
 import { createLogCache } from './file-cache.js'
-import { checkpointPath, readCheckpoint, writeCheckpoint } from './file-checkpoint.js'
-import { BLOCK, decodeBlock, Offsets, readAt, scanLog, StoreDamagedError, type LogDamage } from './file-log.js'
-import { legacyLogNames, logFileName } from './file-names.js'
-import { createIdIndex, type IdIndex } from './id-index.js'
+import { checkpointPath, writeCheckpoint } from './file-checkpoint.js'
+import { dataDir, errorCode, storageError } from './file-dir.js'
+import { BLOCK, decodeBlock, readAt, StoreDamagedError, type LogDamage } from './file-log.js'
+import { logFileName } from './file-names.js'
+import { openLog, type Log, type OpenContext } from './file-open.js'
 import { judgePush } from './judge-push.js'
 
 /** Options of `fileBackend`. */
@@ -57,30 +57,6 @@ export interface FileBackend extends SyncBackend {
   cached(): { logs: number; pages: number; bytes: number }
 }
 
-interface Waiter { seq: number; resolve: () => void; reject: (error: unknown) => void }
-
-/** One open log. Fields past `ids` describe staged records (invariant 1). */
-export interface Log {
-  storeId: string
-  path: string
-  file: FileHandle | undefined // created at the first append
-  ino: number | undefined
-  head: number
-  size: number
-  offsets: Offsets
-  ids: IdIndex
-  staged: { id: string; frame: Buffer }[] // seq head + 1 + i; frames of the first `writing` are being written
-  stagedIds: Map<string, number>
-  writing: number
-  waiters: Waiter[]
-  turn: Promise<unknown> // the push being judged (invariant 3)
-  epoch: number // bumped when staged records are thrown away
-  users: number // requests in progress: an evicted log must have none
-  damaged: StoreDamagedError | undefined
-  broken: StorageError | undefined // its file's tail is unknown: dropped from the cache, reopened on next use
-  saved: number // the head its checkpoint holds (-1: none)
-}
-
 /**
  * The embedded default backend for `createSyncServer`: durable (fsync before
  * `pushed`), crash-safe (torn tails are trimmed on open, damage quarantines the
@@ -107,7 +83,6 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
   })
   const listeners = new Map<string, Set<(head: number) => void>>()
   const dirty = new Set<Log>()
-  let backendId: Promise<string> | undefined
   let flushing: Promise<void> | undefined
   let closed = false
   let fsyncs = 0
@@ -118,61 +93,9 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
     await (dataOnly ? file.datasync() : file.sync())
     fsyncs++
   }
+  const { syncDir, backendId: init } = dataDir(dir, sync, onError)
 
-  // a new or renamed directory entry is durable only once the directory itself is fsynced
-  const syncDir = async () => {
-    const handle = await open(dir, 'r')
-    try {
-      await sync(handle)
-    } catch (error) {
-      if (!['EISDIR', 'EPERM', 'EINVAL'].includes(errorCode(error))) throw error // platforms that cannot fsync a directory
-    } finally {
-      await handle.close()
-    }
-  }
-
-  const init = (): Promise<string> =>
-    (backendId ??= openDir().catch((error) => {
-      backendId = undefined
-      throw storageError(`cannot open the data directory ${dir}`, error)
-    }))
-
-  async function openDir(): Promise<string> {
-    await mkdir(dir, { recursive: true })
-    // logs named before storeIds shared one encoding with fileStorage get their new names once
-    let renamed = false
-    for (const { name, storeId } of legacyLogNames(await readdir(dir))) {
-      const target = join(dir, logFileName(storeId))
-      if (await stat(target).then(() => true, () => false)) {
-        onError(new StorageError(`fileBackend: both ${join(dir, name)} and ${target} hold store "${storeId}"; ${target} is served. Merge or remove one.`), 'opening the data directory')
-        continue
-      }
-      await rename(join(dir, name), target)
-      renamed = true
-    }
-    if (renamed) await syncDir()
-    const path = join(dir, 'backend-id')
-    try {
-      const id = (await readFile(path, 'utf8')).trim()
-      if (/^[0-9a-z]{8,64}$/.test(id)) return id
-      throw new StorageError(`fileBackend: ${path} does not hold a backendId. Restore it from a backup; delete it only if the logs in ${dir} are to count as a new, reset log.`)
-    } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw error
-    }
-    // written atomically: a crash leaves either no backend-id or a complete one
-    const id = randomId(16)
-    const temp = `${path}.${randomId(6)}.tmp`
-    const file = await open(temp, 'w')
-    try {
-      await file.writeFile(`${id}\n`)
-      await sync(file)
-    } finally {
-      await file.close()
-    }
-    await rename(temp, path)
-    await syncDir()
-    return id
-  }
+  const opening: OpenContext = { knownHead: (storeId) => heads.get(storeId) ?? 0, quarantine: (log, damage) => quarantine(log, damage), onWarning, sync }
 
   const quarantine = (log: Log, damage: LogDamage): StoreDamagedError => {
     if (log.damaged) return log.damaged
@@ -201,69 +124,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
       // opened by a push meanwhile?
       return cache.acquire(storeId)
     }
-    return cache.open(storeId, () => openLog(storeId, path))
-  }
-
-  async function openLog(storeId: string, path: string): Promise<Log> {
-    const log: Log = {
-      storeId, path, file: undefined, ino: undefined, head: 0, size: 0, offsets: undefined as never, ids: undefined as never,
-      staged: [], stagedIds: new Map(), writing: 0, waiters: [], turn: Promise.resolve(), epoch: 0, users: 0, damaged: undefined, broken: undefined, saved: -1,
-    }
-    let file: FileHandle
-    try {
-      file = await open(path, 'r+')
-    } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw storageError(`cannot open ${path}`, error)
-      const saved = await readCheckpoint(path, undefined, 0)
-      const known = Math.max(heads.get(storeId) ?? 0, saved?.head ?? 0)
-      if (known) quarantine(log, { path, record: 1, offset: 0, problem: `the file is missing, but it held ${known} events (its checkpoint or this server says so); it was deleted or moved` })
-      return Object.assign(log, emptyIndexes())
-    }
-    try {
-      const fileStat = await file.stat()
-      const saved = await readCheckpoint(path, file, fileStat.size)
-      if (saved && 'stale' in saved) onWarning(`${checkpointPath(path)} is not used, ${saved.stale}; reading the whole log instead`)
-      const start = saved && !('stale' in saved) ? saved : undefined
-      const scanned = await scanLog(file, fileStat.size, path, start)
-      if ('problem' in scanned) {
-        await file.close()
-        quarantine(log, scanned)
-        return Object.assign(log, emptyIndexes())
-      }
-      Object.assign(log, { file, ino: fileStat.ino, head: scanned.head, size: scanned.size, offsets: scanned.offsets, ids: scanned.ids, saved: start?.head ?? -1 })
-      const known = Math.max(heads.get(storeId) ?? 0, saved?.head ?? 0)
-      if (scanned.head < known) {
-        quarantine(log, { path, record: scanned.head + 1, offset: scanned.size, problem: `the file ends at record ${scanned.head}, but it held ${known} events (its checkpoint or this server says so); it was cut or replaced` })
-        return log
-      }
-      if (scanned.torn) {
-        await file.truncate(scanned.size)
-        await sync(file)
-        onWarning(`${path}: trimmed a torn tail of ${scanned.torn.bytes} bytes after record ${scanned.head} (${scanned.torn.problem}): an append cut short by a crash, never acknowledged`)
-      }
-      if (start) void scrub(log, file, start.size)
-      return log
-    } catch (error) {
-      await file.close().catch(() => {})
-      throw storageError(`cannot read ${path}`, error)
-    }
-  }
-
-  /**
-   * After an open from a checkpoint, checks the records it covers in the
-   * background, as a full open would have: damage there quarantines the store
-   * (reads check each record's CRC meanwhile, so nothing damaged is served).
-   */
-  async function scrub(log: Log, file: FileHandle, end: number): Promise<void> {
-    let found: LogDamage | undefined
-    try {
-      const scanned = await scanLog(file, end, log.path, undefined, { indexIds: false })
-      if ('problem' in scanned) found = scanned
-      else if (scanned.torn || scanned.size !== end) found = { path: log.path, record: scanned.head + 1, offset: scanned.size, problem: `the records stop short of where its checkpoint says (${scanned.torn?.problem ?? 'no batch end'})` }
-    } catch {
-      return // closed meanwhile (evicted or quarantined): the next open checks again
-    }
-    if (found && log.file === file) quarantine(log, found)
+    return cache.open(storeId, () => openLog(storeId, path, opening))
   }
 
   /** Resolves once every seq up to `seq` is fsynced. */
@@ -473,17 +334,4 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
     stats: () => ({ fsyncs, events }),
     cached: () => cache.usage(),
   }
-}
-
-function emptyIndexes(): { offsets: Offsets; ids: IdIndex } {
-  return { offsets: new Offsets(), ids: createIdIndex() }
-}
-
-function errorCode(error: unknown): string {
-  return typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'string' ? (error as { code: string }).code : ''
-}
-
-function storageError(what: string, cause: unknown): StorageError {
-  if (cause instanceof StorageError) return cause
-  return new StorageError(`fileBackend: ${what}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
 }
