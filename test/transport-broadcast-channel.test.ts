@@ -9,16 +9,14 @@ import { converged, logOf, waitFor, within } from './helpers/wait.js'
 
 const freshChannel = () => `tidelog-bc-${Math.random().toString(36).slice(2, 10)}`
 
-runTransportConformance('broadcastChannelTransport', () => {
-  const backend = memoryBackend()
+runTransportConformance('broadcastChannelTransport', ({ backend }) => {
   const channel = freshChannel()
   let host = hostBroadcastChannel({ channel, backend })
   return {
-    backend,
-    transport: () => broadcastChannelTransport({ channel }),
+    transport: (options) => broadcastChannelTransport({ channel, ...options }),
     stopServer: () => host.close(),
     startServer: async () => { host = hostBroadcastChannel({ channel, backend }) },
-    teardown: async () => { await host.close(); await backend.close() },
+    teardown: () => host.close(),
   }
 })
 
