@@ -18,7 +18,7 @@ import { checkFileBackend, createSyncServer, fileBackend, type SyncBackend, type
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
 import { todoSchema, type TodoSchema } from './helpers/todo-schema.js'
-import { waitFor } from './helpers/wait.js'
+import { waitFor, within } from './helpers/wait.js'
 import { freePort } from './helpers/backend.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -97,6 +97,8 @@ describe('fileBackend() damage in the middle of a log', () => {
       clients.push(store)
       await waitFor(store.sync.status, (s) => s.state === 'synced' && s.head === 100, 'a client at head 100')
     }
+    // offline while the server is down and its log gets damaged
+    for (const store of clients) store.sync.pause()
     await server.close()
     await backend.close()
 
@@ -105,11 +107,17 @@ describe('fileBackend() damage in the middle of a log', () => {
     const damagedBytes = await readFile(path)
 
     const errors: unknown[] = []
-    const inner = fileBackend({ dir, onError: (error) => errors.push(error) })
+    let reported!: () => void
+    const quarantined = new Promise<void>((resolve) => (reported = resolve))
+    const inner = fileBackend({ dir, onError: (error) => { errors.push(error); reported() } })
     const counted = counting(inner)
     backend = inner
     server = await createSyncServer({ backend: counted, port, onError: (error) => errors.push(error) })
     cleanups.push(async () => { await server.close(); await inner.close() })
+    // the log reopens from its checkpoint, and the check of the records before it finds the damage
+    await counted.pull(storeId, 100, 10).catch(() => {})
+    await within(quarantined, 'the damage to be reported')
+    for (const store of clients) store.sync.resume()
 
     for (const store of clients) {
       const status = await waitFor(store.sync.status, (s) => s.state === 'error' && (s.error as { protocolCode?: string } | undefined)?.protocolCode === 'store_damaged', 'state error with store_damaged', 15_000)
