@@ -1,8 +1,8 @@
 /**
  * The tab link over a BroadcastChannel (PROTOCOL.md, Tabs): the tab that holds
  * a storage's lock answers the other tabs' `pull`/`push` from its own view, in
- * the message shapes of the BroadcastChannel mapping (see broadcast-channel.ts),
- * and the other tabs reach it with `broadcastChannelTransport`. A storage
+ * the message shapes of the BroadcastChannel mapping (see broadcast-channel-client.ts),
+ * and the other tabs reach it with the BroadcastChannel client. A storage
  * adapter hands these links to the core as `Storage.tabs`; the logic of both
  * ends lives in src/tabs.ts.
  *
@@ -16,11 +16,11 @@
 import { randomId } from '../src/ids.js'
 import { errorMessage, MAX_PULL_LIMIT, parseClientMessage, ProtocolViolation } from '../src/protocol.js'
 import type { TabLinks, TabOwner } from '../src/storage.js'
-import { broadcastChannelTransport } from './broadcast-channel.js'
+import { broadcastChannelClient } from './broadcast-channel-client.js'
 
 type Message = Record<string, any>
 
-/** Timing of the link's client end (see `broadcastChannelTransport`). */
+/** Timing of the link's client end (see broadcast-channel-client.ts). */
 export interface TabLinkOptions {
   requestTimeoutMs?: number
   heartbeatMs?: number
@@ -34,14 +34,14 @@ export interface TabLinkOptions {
 export function broadcastTabLinks(name: string, options: TabLinkOptions = {}): TabLinks {
   const channelOf = (storeId: string) => `tidelog-tabs:${name}:${storeId}`
   return {
-    connect: (storeId) => broadcastChannelTransport({ channel: channelOf(storeId), ...options }),
+    connect: (storeId) => broadcastChannelClient({ channel: channelOf(storeId), ...options }),
     serve: (storeId, owner) => serveTabs(channelOf(storeId), storeId, owner),
   }
 }
 
 function serveTabs(channel: string, storeId: string, owner: TabOwner): { close(): Promise<void> } {
   const hostId = randomId()
-  // owners follow each other in time, so a later one has a higher epoch (B1 of broadcast-channel.ts)
+  // owners follow each other in time, so a later one has a higher epoch (B1 of broadcast-channel-client.ts)
   const epoch = Date.now()
   const bc = new BroadcastChannel(channel)
   const tabs = new Map<string, { cursor: number; streaming: boolean }>()

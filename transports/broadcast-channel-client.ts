@@ -1,0 +1,185 @@
+/**
+ * PROTOCOL.md over a BroadcastChannel. One host answers `pull`/`push` for many
+ * clients on one named channel; every message carries `from` and `to` ids and
+ * the host stamps its own with a fencing `epoch`.
+ *
+ *   client -> host   { v, type: 'pull' | 'push', rid, ..., from, to: hostId }
+ *                    { v, type: 'ping', from, to: hostId | '*' }    host discovery and heartbeat
+ *                    { v, type: 'bye', from, to: hostId }           the client left
+ *   host -> client   { v, rid, ...answer, from, to, epoch }         pulled / pushed / rejected / error
+ *                    { v, type: 'events', storeId, events, head, from, to, epoch }
+ *                    { v, type: 'host', streaming?, from, to: clientId | '*', epoch }  ping answer or announcement
+ *                    { v, type: 'bye', from, to: '*', epoch }       the host left
+ *
+ * Invariants:
+ *  B1. A client takes answers only from its current host, and never from an
+ *      epoch older than the newest it has seen: a stale host cannot answer
+ *      once a newer one was heard.
+ *  B2. A host that hears a higher epoch stops answering.
+ *  B3. Live `events` go to each client from its own cursor, in seq order, without gaps,
+ *      and only after that client's pull answered `more: false`.
+ */
+import { TransportError } from '../src/errors.js'
+import { randomId } from '../src/ids.js'
+import type { PullResponse, PushResponse, QueuedResponse } from '../src/protocol.js'
+import type { Transport, TransportHandlers } from '../src/transport.js'
+
+type Message = Record<string, any>
+
+/** The client's options (those of `broadcastChannelTransport` without the host election). */
+export interface BroadcastChannelClientOptions {
+  /** BroadcastChannel name shared by the host and its clients. */
+  channel: string
+  /** How long a request waits for the host's answer before failing (retryably); default 5000 ms. */
+  requestTimeoutMs?: number
+  /** How often an online client checks that its host is still there; default 15 000 ms. */
+  heartbeatMs?: number
+}
+
+/** Started at connect, next to the client (the host election of `host: 'auto'`); returns how to stop it. */
+export type AlongsideClient = (onError: (error: Error) => void) => () => Promise<void>
+
+interface Request { message: Message; sent: boolean; resolve(m: Message): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> }
+
+/**
+ * The client half of the BroadcastChannel mapping, for `broadcastChannelTransport`
+ * and the tab link (tab-link.ts), which reach a host elsewhere on the channel.
+ */
+export function broadcastChannelClient(options: BroadcastChannelClientOptions, alongside?: AlongsideClient): Transport {
+  const { channel, requestTimeoutMs = 5000, heartbeatMs = 15_000 } = options
+  const clientId = randomId()
+  const requests = new Map<string, Request>()
+  let handlers: TransportHandlers | undefined
+  let bc: BroadcastChannel | undefined
+  let hostId: string | undefined
+  let maxEpoch = -Infinity
+  let state: 'connecting' | 'online' | 'offline' = 'connecting'
+  let streaming = false // our last pull answered more: false, so the host should be streaming to us
+  let awaitingPong = false
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let closed = false
+  let settleFirst: (() => void) | undefined
+  let resign: (() => Promise<void>) | undefined
+  let n = 0
+
+  const post = (msg: Message) => bc?.postMessage({ ...msg, from: clientId })
+  const setOnline = (value: boolean, error?: Error) => {
+    const next = value ? 'online' : 'offline'
+    if (state !== next && !closed) (state = next), handlers?.onStatus(value ? { state: 'online' } : { state: 'offline', error })
+    settleFirst?.()
+  }
+  const send = (req: Request) => { if (hostId) (req.sent = true), post({ ...req.message, to: hostId }) }
+
+  // Heartbeat while a host is known, discovery pings to '*' while none is.
+  const tick = () => {
+    clearTimeout(timer)
+    if (closed) return
+    if (awaitingPong) {
+      if (hostId) return lost(new TransportError(`broadcastChannelTransport: the host on channel "${channel}" stopped answering; waiting for a host`))
+      setOnline(false, new TransportError(`broadcastChannelTransport: no host answers on channel "${channel}"; start hostBroadcastChannel() or use host: 'auto'. Retrying.`))
+    }
+    awaitingPong = true
+    post({ v: 1, type: 'ping', to: hostId ?? '*' })
+    timer = setTimeout(tick, requestTimeoutMs)
+  }
+  const lost = (error: Error) => {
+    hostId = undefined
+    streaming = false
+    awaitingPong = false
+    setOnline(false, error)
+    tick()
+  }
+  const adopt = (from: string, epoch: number, announced: boolean) => {
+    if (from !== hostId && hostId !== undefined && epoch === maxEpoch && !announced) return // a second host's late ping answer
+    const switched = hostId !== undefined && from !== hostId
+    maxEpoch = epoch
+    if (from !== hostId) {
+      hostId = from
+      streaming = false
+      for (const req of requests.values()) send(req) // pulls and pushes are idempotent: the new host may answer them
+    }
+    // the new host keeps no cursor for us: offline then online makes the engine pull, which restarts the stream
+    if (switched) setOnline(false)
+    setOnline(true)
+    awaitingPong = false
+    clearTimeout(timer)
+    timer = setTimeout(tick, heartbeatMs)
+  }
+
+  const onMessage = (event: MessageEvent) => {
+    const m = event.data as Message
+    if (typeof m !== 'object' || m === null || typeof m.from !== 'string' || typeof m.epoch !== 'number') return
+    if ((m.to !== clientId && m.to !== '*') || m.epoch < maxEpoch) return // B1
+    if (m.type === 'host') {
+      adopt(m.from, m.epoch, m.to === '*')
+      if (m.streaming === false && streaming && m.from === hostId) setOnline(false), setOnline(true) // the host forgot us
+      return
+    }
+    if (m.from !== hostId) return
+    if (m.type === 'bye') return lost(new TransportError(`broadcastChannelTransport: the host on channel "${channel}" closed; waiting for a new host`))
+    if (m.type === 'events') return void (handlers && m.storeId === handlers.storeId && handlers.onEvents(m.events, m.head, m.pending))
+    const req = requests.get(m.rid)
+    if (!req) return
+    requests.delete(m.rid)
+    clearTimeout(req.timer)
+    if (m.type === 'error') req.reject(new TransportError(`broadcast-channel host answered ${m.code}: ${m.message}`, { retryable: m.retryable === true, protocolCode: m.code }))
+    else req.resolve(m)
+  }
+
+  const request = (message: Message, what: string): Promise<Message> => {
+    if (closed || !bc) return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false }))
+    const rid = `${clientId}:${++n}`
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        requests.delete(rid)
+        const error = new TransportError(`broadcastChannelTransport: no answer to ${what} from a host on channel "${channel}" within ${requestTimeoutMs} ms; retrying`)
+        reject(error)
+        if (req.sent && hostId) lost(error)
+      }, requestTimeoutMs)
+      const req: Request = { message: { ...message, v: 1, rid }, sent: false, resolve, reject, timer }
+      requests.set(rid, req)
+      send(req)
+    })
+  }
+
+  return {
+    async connect(h) {
+      if (closed) throw new TransportError('broadcastChannelTransport: closed transports cannot reconnect; create a new one', { retryable: false })
+      if (bc) throw new TransportError('broadcastChannelTransport: already connected', { retryable: false })
+      if (alongside) resign = alongside((error) => setOnline(false, error))
+      handlers = h
+      h.onStatus({ state: 'connecting' })
+      bc = new BroadcastChannel(channel)
+      bc.onmessage = onMessage
+      const first = new Promise<void>((r) => (settleFirst = r))
+      tick()
+      await first
+      settleFirst = undefined
+    },
+    async pull(request_): Promise<PullResponse> {
+      const m = await request({ type: 'pull', storeId: request_.storeId, since: request_.since, limit: request_.limit }, 'pull')
+      if (m.type !== 'pulled') throw new TransportError(`broadcast-channel host answered ${m.type} to a pull`, { retryable: false })
+      if (!m.more) streaming = true
+      // `pending` comes from a storage owner tab (PROTOCOL.md, Tabs)
+      return { type: 'pulled', events: m.events, head: m.head, backendId: m.backendId, more: m.more, ...(m.pending ? { pending: m.pending } : {}) }
+    },
+    async push(request_): Promise<PushResponse | QueuedResponse> {
+      const m = await request({ type: 'push', storeId: request_.storeId, parentSeq: request_.parentSeq, events: request_.events }, 'push')
+      if (m.type === 'pushed') return { type: 'pushed', firstSeq: m.firstSeq, head: m.head, backendId: m.backendId }
+      if (m.type === 'rejected') return { type: 'rejected', reason: 'behind', head: m.head }
+      if (m.type === 'queued') return { type: 'queued' }
+      throw new TransportError(`broadcast-channel host answered ${m.type} to a push`, { retryable: false })
+    },
+    async close() {
+      if (closed) return
+      if (hostId) post({ v: 1, type: 'bye', to: hostId })
+      setOnline(false)
+      closed = true
+      clearTimeout(timer)
+      for (const req of requests.values()) (clearTimeout(req.timer), req.reject(new TransportError('broadcastChannelTransport: the transport was closed', { retryable: false })))
+      requests.clear()
+      bc?.close()
+      await resign?.()
+    },
+  }
+}
