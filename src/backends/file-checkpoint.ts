@@ -9,7 +9,7 @@
  *     'TLI1' | u32 header length | header JSON | f64 offsets | u32 hashes | u32 seqs | u32 CRC-32 of all before
  */
 import type { FileHandle } from 'node:fs/promises'
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises'
 import { crc32 } from '../crc32.js'
 import { readFrame } from '../records.js'
 import { BLOCK, Offsets, parseRecord, readAt, type ScanStart } from './file-log.js'
@@ -33,8 +33,13 @@ export async function writeCheckpoint(logPath: string, log: ScanStart): Promise<
   crc.writeUInt32LE(parts.reduce((c, part) => crc32(part, c), 0))
   const path = checkpointPath(logPath)
   const temp = `${path}.${process.pid}.tmp`
-  await writeFile(temp, Buffer.concat([...parts, crc]))
-  await rename(temp, path)
+  try {
+    await writeFile(temp, Buffer.concat([...parts, crc]))
+    await rename(temp, path)
+  } catch (error) {
+    await unlink(temp).catch(() => {}) // a disk full leaves no half-written temp behind
+    throw error
+  }
 }
 
 /**
