@@ -4,6 +4,7 @@ import { errorMessage, type ClientMessage, type ServerMessage } from '../protoco
 import { isAllowed, loggableUrl, resolveOptions, STATUS_OF, tokenOf, type ResolvedOptions, type SyncServerOptions } from './server-options.js'
 import { answerRequest, errorAnswer, parseRequest, type SessionAnswer } from './session.js'
 import { serveStaticFile } from './static-files.js'
+import { createInspector } from './inspector.js'
 
 /** A request handler for the HTTP routes; `close()` answers held long-polls and refuses new requests. */
 export interface HttpHandler {
@@ -70,6 +71,7 @@ interface SocketGate {
  */
 export function createHttpHandler(options: SyncServerOptions): HttpHandler {
   const opts: ResolvedOptions = resolveOptions(options)
+  const inspect = createInspector(opts)
   const { limits } = opts
   let closing = false
   const wakers = new Set<() => void>()
@@ -219,6 +221,7 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
     const url = new URL(request.url ?? '/', 'http://localhost')
     const { pathname } = url
     const method = request.method ?? 'GET'
+    if (pathname === '/inspect' || pathname.startsWith('/inspect/')) return inspect(request, response, url)
     if (pathname === '/health') {
       if (method === 'GET' || method === 'HEAD') return send(response, 200, '{"ok":true}')
       response.setHeader('allow', 'GET, HEAD')
