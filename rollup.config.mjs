@@ -25,6 +25,7 @@ export const entries = {
   'server/index': 'src/server/index.ts',
   'testing/index': 'src/testing/index.ts',
   vue: 'src/vue.ts',
+  inspect: 'src/inspect.ts',
 }
 
 // Bare imports stay imports in ESM/CJS: the app's bundler or Node resolves

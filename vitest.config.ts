@@ -8,6 +8,7 @@ export const entryAliases = {
   'tidelog/server': here('./src/server/index.ts'),
   'tidelog/testing': here('./src/testing/index.ts'),
   'tidelog/vue': here('./src/vue.ts'),
+  'tidelog/inspect': here('./src/inspect.ts'),
   'tidelog/adapters/indexeddb': here('./adapters/indexeddb.ts'),
   'tidelog/adapters/filesystem': here('./adapters/filesystem.ts'),
   'tidelog/transports/websocket': here('./transports/websocket.ts'),
