@@ -320,6 +320,10 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
   }
 
   const notified = (client: Client) => client.batches.flat().map((e) => e.seq)
+  /** Fails with every problem seen in the notifications of `client`. */
+  const noViolations = (client: Client, context = 'the notifications') => {
+    if (client.violations.length > 0) throw new Error(`${name}: ${context} of "${client.storeId}" broke the protocol: ${client.violations.join('; ')}`)
+  }
 
   it('answers a pull of an empty log with head 0 and more: false', async (t) => {
     const a = await t.open()
@@ -381,7 +385,7 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     const last = makeEvents('bob', 1)
     await b.push(8, last)
     await a.waitFor('notification up to seq 9', () => a.known >= 9)
-    expect(a.violations).toEqual([])
+    noViolations(a)
     expect(notified(a)).toEqual([4, 5, 6, 7, 8, 9])
     expect(a.batches.flat().map((e) => e.id)).toEqual([...fromB, ...direct, ...last].map((e) => e.id))
   })
@@ -391,7 +395,7 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     expect((await a.pull(0)).more).toBe(false)
     for (let i = 0; i < 3; i++) await t.backend.push(t.storeId, { parentSeq: i * 400, events: makeEvents('bulk', 400) })
     await a.waitFor('notification up to seq 1200', () => a.known >= 1200)
-    expect(a.violations).toEqual([])
+    noViolations(a)
     expect(notified(a)).toEqual(Array.from({ length: 1200 }, (_, i) => i + 1))
   })
 
@@ -410,7 +414,7 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     // the pullability checks started at each notification; let them finish
     await new Promise((resolve) => setTimeout(resolve, 0))
     await t.backend.pull(t.storeId, 0, 1)
-    expect(a.violations, 'notifications of events the backend never stored (fan-out before the backend accepted the push?)').toEqual([])
+    noViolations(a, 'after a rejected and a refused push, the notifications')
     expect(a.batches.flat().map((e) => `${e.seq}=${e.id}`), `what "${t.storeId}" was notified after a rejected push of [${behind.map((e) => e.id).join(', ')}] and a refused one of [${dup!.id}, ${dup!.id}]`).toEqual([`3=${marker[0]!.id}`])
   })
 
@@ -435,8 +439,8 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     expect(a.batches.flat().map((e) => e.id), `notifications of the transport connected to "${s1}"`).toEqual(mine.map((e) => e.id))
     expect(b.batches.flat().map((e) => e.clientId), `notifications of the transport connected to "${s2}"`).toEqual(['two', 'two', 'two', 'two-direct'])
     expect((await a.pull(0)).events.map((e) => e.id), `pull({ storeId: "${s1}", since: 0 })`).toEqual(mine.map((e) => e.id))
-    expect(a.violations).toEqual([])
-    expect(b.violations).toEqual([])
+    noViolations(a)
+    noViolations(b)
   })
 
   it('surfaces protocol errors as a TransportError with protocolCode, and keeps working', async (t) => {
@@ -582,7 +586,7 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     expect(page.more).toBe(false)
     await t.backend.push(t.storeId, { parentSeq: 3, events: makeEvents('bob', 1) })
     await a.waitFor('notification of seq 4 after reconnecting', () => a.known >= 4)
-    expect(a.violations).toEqual([])
+    noViolations(a)
     expect(notified(a)).toEqual([1, 4])
   }, ['stopServer/startServer'])
 
