@@ -2,7 +2,9 @@ export { createStore } from './store.js'
 export { defineSchema, defineEvent } from './schema.js'
 export { sql } from './sql.js'
 export { memoryStorage } from './memory-storage.js'
-export { localTransport } from './local-transport.js'
+export { localTransport, type LocalTransportOptions } from './local-transport.js'
+export { createRequestTable, type RequestTable, type RequestTableOptions, type TakenRequest, type Rid } from './request-table.js'
+export { backoffDelay } from './backoff.js'
 export {
   TidelogError,
   ValidationError,
@@ -51,6 +53,7 @@ export type {
   PushRequest,
   PushResponse,
   QueuedResponse,
+  SyncState,
   ClientMessage,
   ServerMessage,
   ErrorCode,
