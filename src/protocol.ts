@@ -48,7 +48,12 @@ export interface PullResponse {
    * before its own unacknowledged events.
    */
   pending?: PendingEvent[]
+  /** Only from a storage owner tab, with `pending`: its own sync state towards the backend. */
+  ownerState?: SyncState
 }
+
+/** A client's sync state, as `store.sync.status.value.state` shows it. */
+export type SyncState = 'offline' | 'connecting' | 'syncing' | 'synced' | 'error'
 
 export type PushResponse =
   | { type: 'pushed'; firstSeq: number; head: number; backendId: string }

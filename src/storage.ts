@@ -92,6 +92,6 @@ export interface TabOwner {
    * pending list (ids already held are skipped); resolves once they are durable.
    */
   push(parentSeq: number, events: PendingEvent[]): Promise<void>
-  /** Calls `onChange` after every change of the head or the pending list; returns an unsubscribe. */
+  /** Calls `onChange` after every change of the head, the pending list or the owner's sync state; returns an unsubscribe. */
   subscribe(onChange: () => void): () => void
 }

@@ -1,6 +1,6 @@
 import type { ReadonlySignal } from '@preact/signals-core'
 import type { SqlJsOptions } from './database.js'
-import type { ConfirmedEvent, PendingEvent } from './protocol.js'
+import type { ConfirmedEvent, PendingEvent, SyncState } from './protocol.js'
 import type { EventDefinition, EventValue, Schema } from './schema.js'
 import type { SqlFragment } from './sql.js'
 import type { Storage } from './storage.js'
@@ -29,7 +29,7 @@ export interface CommitReceipt {
 }
 
 export interface SyncStatus {
-  state: 'offline' | 'connecting' | 'syncing' | 'synced' | 'error'
+  state: SyncState
   /** Pending (unconfirmed, synced) events. */
   pending: number
   /** Confirmed head: the highest global seq this client holds. */

@@ -91,6 +91,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     if (!('error' in patch) && next.state !== 'error' && next.state !== 'offline') delete next.error
     if (next.state === cur.state && next.pending === cur.pending && next.head === cur.head && next.error === cur.error) return
     status.value = next
+    if (next.state !== cur.state) tabOwner.changed()
     if (next.pending === 0) for (const w of flushWaiters) { flushWaiters.delete(w); w.resolve() }
   }
 
@@ -240,6 +241,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   const tabOwner = createTabOwner({
     log: () => log,
     backendId: () => backendId,
+    state: () => status.peek().state,
     add(events) {
       if (!journal || !events.length) return journal ? journal.settled() : Promise.reject(new TidelogError('not_owner', 'this tab no longer owns the storage'))
       const applied = appendPending(events, 'event from another tab')

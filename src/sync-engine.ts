@@ -21,8 +21,11 @@
  */
 import { backoffDelay } from './backoff.js'
 import { BackendResetError, TransportError } from './errors.js'
-import { MAX_PULL_LIMIT, type ConfirmedEvent, type PendingEvent, type PullResponse } from './protocol.js'
+import { MAX_PULL_LIMIT, type ConfirmedEvent, type PendingEvent, type PullResponse, type SyncState } from './protocol.js'
 import type { Transport, TransportStatus } from './transport.js'
+
+/** A storage owner tab's view after its confirmed head (S6). */
+export interface OwnerView { pending: PendingEvent[]; head: number; state?: SyncState }
 
 /** What the engine needs from the store. */
 export interface SyncHost {
@@ -36,12 +39,12 @@ export interface SyncHost {
    * `upstream`, the owner tab's pending list after its head goes before this
    * store's own pending events (S6).
    */
-  applyUpstream(events: ConfirmedEvent[], backendId: string, upstream?: { pending: PendingEvent[]; head: number }): void
+  applyUpstream(events: ConfirmedEvent[], backendId: string, upstream?: OwnerView): void
   /** An owner tab answered `queued`: these events are durable in its storage (S6). */
   acknowledge?(ids: string[]): void
   /** A push of `ids` was accepted at firstSeq. */
   confirm(firstSeq: number, ids: string[], backendId: string): void
-  setState(state: 'offline' | 'connecting' | 'syncing' | 'synced' | 'error', error?: Error): void
+  setState(state: SyncState, error?: Error): void
   /**
    * True when pending events may be pushed before the pulled events are
    * rebased locally (no merge hook that could still drop or rewrite them).
@@ -81,7 +84,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     backendId = id
   }
 
-  type Upstream = { pending: PendingEvent[]; head: number } | undefined
+  type Upstream = OwnerView | undefined
   const apply = (events: ConfirmedEvent[], id: string, upstream?: Upstream) => {
     const head = host.head()
     const fresh = events.filter((e) => e.seq > head)
@@ -94,7 +97,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     host.applyUpstream(fresh, id, upstream)
     return true
   }
-  const upstreamOf = (page: PullResponse): Upstream => (page.pending && !page.more ? { pending: page.pending, head: page.head } : undefined)
+  const upstreamOf = (page: PullResponse): Upstream => (page.pending && !page.more ? { pending: page.pending, head: page.head, state: page.ownerState } : undefined)
 
   /**
    * Pulls to the backend head. Pages are applied as they come while nothing is
@@ -223,9 +226,9 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
       loop = (async () => {
         await transport.connect({
           storeId: host.storeId,
-          onEvents(events, head, pending) {
+          onEvents(events, head, pending, ownerState) {
             if (closed || paused || blocked || backendId === undefined) return
-            const upstream = pending ? { pending, head } : undefined
+            const upstream = pending ? { pending, head, state: ownerState } : undefined
             if (host.pendingCount() === 0 && !drainTimer) {
               if (!apply(events, backendId, upstream)) poke()
               return

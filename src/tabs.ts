@@ -21,7 +21,7 @@
  *      ids it already holds (and still acknowledges them once durable).
  */
 import type { EventLog, LogChange } from './eventlog.js'
-import { MAX_PULL_LIMIT, toPending, type PendingEvent, type PullResponse } from './protocol.js'
+import { MAX_PULL_LIMIT, toPending, type PendingEvent, type PullResponse, type SyncState } from './protocol.js'
 import type { Storage, StorageHandle, TabOwner } from './storage.js'
 import type { SyncHost } from './sync-engine.js'
 
@@ -51,6 +51,8 @@ export function heldIds(log: EventLog, ids: readonly string[], since: number): S
 export interface TabOwnerContext {
   log(): EventLog
   backendId(): string | undefined
+  /** The owner's own sync state, which client tabs show when their link is in sync. */
+  state(): SyncState
   /** Appends other tabs' events as pending; resolves once they are durable. */
   add(events: PendingEvent[]): Promise<void>
 }
@@ -65,7 +67,7 @@ export function createTabOwner(ctx: TabOwnerContext): TabOwner & { changed(): vo
       const last = events.length ? events[events.length - 1]!.seq : since
       const more = last < log.head
       const page: PullResponse = { type: 'pulled', events, head: log.head, backendId: ctx.backendId() ?? '', more }
-      if (!more) page.pending = log.readPending()
+      if (!more) (page.pending = log.readPending()), (page.ownerState = ctx.state())
       return page
     },
     push(parentSeq: number, events: PendingEvent[]): Promise<void> {
@@ -104,6 +106,10 @@ export function createTabClient(ctx: TabClientContext) {
   let list: PendingEvent[] = [] // the owner's pending list as last heard (T1)
   let listHead = 0 // the confirmed head that list follows
   let active = true
+  let link: { state: SyncState; error?: Error } = { state: 'connecting' }
+  let ownerState: SyncState | undefined
+  // in sync with the owner, the tab shows the owner's state towards the backend
+  const show = () => ctx.setState(link.state === 'synced' && ownerState ? ownerState : link.state, link.error)
   let onFirstView: (() => void) | undefined
   const firstView = new Promise<void>((resolve) => (onFirstView = resolve))
 
@@ -131,6 +137,7 @@ export function createTabClient(ctx: TabClientContext) {
       if (!active) return
       const log = ctx.log()
       if (upstream) (list = upstream.pending), (listHead = upstream.head)
+      if (upstream?.state && upstream.state !== ownerState) (ownerState = upstream.state), show()
       const back = new Set(events.map((e) => e.id))
       // a list made at an older head may name events confirmed since (an owner that is behind this tab)
       const since = listHead < log.head ? new Set(log.db.column<string>({ sql: 'SELECT id FROM __tl_events WHERE seq > ?', params: [listHead] })) : new Set<string>()
@@ -159,7 +166,10 @@ export function createTabClient(ctx: TabClientContext) {
       for (const id of ids) ack(id)
     },
     pushBeforeRebase: () => false,
-    setState: (state, error) => ctx.setState(state, error),
+    setState(state, error) {
+      link = { state, error }
+      show()
+    },
   }
 
   return {

@@ -1,4 +1,4 @@
-import type { ConfirmedEvent, PendingEvent, PullRequest, PullResponse, PushRequest, PushResponse, QueuedResponse } from './protocol.js'
+import type { ConfirmedEvent, PendingEvent, PullRequest, PullResponse, PushRequest, PushResponse, QueuedResponse, SyncState } from './protocol.js'
 
 /** What a transport tells the sync engine about its connection. */
 export interface TransportStatus {
@@ -12,9 +12,10 @@ export interface TransportHandlers {
   storeId: string
   /**
    * Live notification: events past the last page this connection was sent, in seq order.
-   * From a storage owner tab, `pending` is its pending list after them (PROTOCOL.md, Tabs).
+   * From a storage owner tab, `pending` is its pending list after them and `ownerState` its own
+   * sync state (PROTOCOL.md, Tabs).
    */
-  onEvents(events: ConfirmedEvent[], head: number, pending?: PendingEvent[]): void
+  onEvents(events: ConfirmedEvent[], head: number, pending?: PendingEvent[], ownerState?: SyncState): void
   /** Connection changes; after `online` the engine pulls from its confirmed head, which restarts the live stream. */
   onStatus(status: TransportStatus): void
 }

@@ -151,13 +151,28 @@ describe('a store that is not the owner', () => {
     expect(ui(owner).value).toEqual([]) // UI state of one tab stays in that tab
     await owner.close()
     // the tab took over: its local row is still there, and in the storage for whoever opens it next
-    await waitFor(tab.sync.status, (s) => s.state === 'offline', 'the tab to own the storage (it has no transport)')
+    // with no other tab left, only this one can acknowledge, by taking the storage over
+    await within(tab.commit(uiSchema.events.set({ id: 'b', value: 2 })).persisted, 'the tab to own the storage')
     expect(ui(tab).value).toEqual([{ k: 'filter', v: 'done' }])
     await tab.close()
     const next = await open()
     expect(ui(next).value).toEqual([{ k: 'filter', v: 'done' }])
-    expect(asMap(items(next as never).value)).toEqual({ a: 1 })
+    expect(asMap(items(next as never).value)).toEqual({ a: 1, b: 2 })
     await next.close()
+  })
+
+  it("shows the owner's sync state while its link is in sync: offline when the owner cannot reach the server", async () => {
+    const { open } = setup()
+    const owner = await open()
+    const tab = await open()
+    await waitFor(tab.sync.status, (s) => s.state === 'synced', 'the tab to show synced')
+    owner.sync.pause()
+    await waitFor(tab.sync.status, (s) => s.state === 'offline', "the tab to show the owner's offline")
+    tab.commit(set('t', 1))
+    await waitFor(tab.sync.status, (s) => s.state === 'offline' && s.pending === 1, 'the commit pending, still offline')
+    owner.sync.resume()
+    await waitFor(tab.sync.status, (s) => s.state === 'synced' && s.pending === 0 && s.head === 1, 'synced again, the commit confirmed')
+    await Promise.all([tab.close(), owner.close()])
   })
 
   it('pause() stops its link to the owner; resume() catches up', async () => {

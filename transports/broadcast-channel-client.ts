@@ -117,7 +117,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
     }
     if (m.from !== hostId) return
     if (m.type === 'bye') return lost(new TransportError(`broadcastChannelTransport: the host on channel "${channel}" closed; waiting for a new host`))
-    if (m.type === 'events') return void (handlers && m.storeId === handlers.storeId && handlers.onEvents(m.events, m.head, m.pending))
+    if (m.type === 'events') return void (handlers && m.storeId === handlers.storeId && handlers.onEvents(m.events, m.head, m.pending, m.ownerState))
     const req = requests.get(m.rid)
     if (!req) return
     requests.delete(m.rid)
@@ -161,7 +161,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
       if (m.type !== 'pulled') throw new TransportError(`broadcast-channel host answered ${m.type} to a pull`, { retryable: false })
       if (!m.more) streaming = true
       // `pending` comes from a storage owner tab (PROTOCOL.md, Tabs)
-      return { type: 'pulled', events: m.events, head: m.head, backendId: m.backendId, more: m.more, ...(m.pending ? { pending: m.pending } : {}) }
+      return { type: 'pulled', events: m.events, head: m.head, backendId: m.backendId, more: m.more, ...(m.pending ? { pending: m.pending, ownerState: m.ownerState } : {}) }
     },
     async push(request_): Promise<PushResponse | QueuedResponse> {
       const m = await request({ type: 'push', storeId: request_.storeId, parentSeq: request_.parentSeq, events: request_.events }, 'push')
