@@ -19,6 +19,7 @@ import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
 import { todoSchema, type TodoSchema } from './helpers/todo-schema.js'
 import { waitFor, within } from './helpers/wait.js'
+import { encodeFrames } from '../src/records.js'
 import { freePort } from './helpers/backend.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -149,6 +150,29 @@ describe('fileBackend() damage in the middle of a log', () => {
     expect(answer.status).toBe(503)
     expect(await answer.json()).toMatchObject({ type: 'error', code: 'store_damaged', retryable: false })
   })
+})
+
+describe('fileBackend() records that pass their checksum but are wrong', () => {
+  const event = (seq: number, id = `a:${seq}`) => JSON.stringify({ seq, id, name: 'e', args: {}, clientId: 'a', sessionId: 's', createdAt: 0 })
+  const cases: { name: string; records: string[]; record: number; problem: RegExp }[] = [
+    { name: 'a record that is not JSON', records: [event(1), '{"seq":2,', event(3)], record: 2, problem: /not JSON/ },
+    { name: 'a record that is not an event', records: [event(1), JSON.stringify({ seq: 2, id: 'a:2' }), event(3)], record: 2, problem: /not an event/ },
+    { name: 'a wrong seq', records: [event(1), event(3), event(3)], record: 2, problem: /holds seq 3 where 2 was expected/ },
+    { name: 'an event id seen twice', records: [event(1), event(2), event(3, 'a:1')], record: 3, problem: /repeats event id a:1 of record 1/ },
+  ]
+  for (const { name, records, record, problem } of cases) {
+    it(`quarantines the store on ${name}, even as the last record`, async () => {
+      const dir = await freshDir()
+      await fileBackend({ dir }).close()
+      const path = join(dir, 'store-s.events')
+      await writeFile(path, encodeFrames(records))
+      const backend = fileBackend({ dir, onError: () => {} })
+      await expect(backend.pull('s', 0, 10)).rejects.toMatchObject({ code: 'store_damaged', record, problem: expect.stringMatching(problem) })
+      await backend.close()
+      expect(await readFile(path)).toEqual(encodeFrames(records))
+      expect((await checkFileBackend(dir)).damaged).toEqual([expect.objectContaining({ storeId: 's', damage: expect.objectContaining({ record }) })])
+    })
+  }
 })
 
 describe('fileBackend() zero-length and deleted logs', () => {
