@@ -46,7 +46,7 @@ export const TOOLS = [
 const version = (name: string): string => JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version
 
 const testDir = fileURLToPath(new URL('.', import.meta.url))
-const packTests = readdirSync(testDir).filter((f) => /^(packaging|browser-example).*\.test\.ts$/.test(f)).map((f) => `test/${f}`)
+const packTests = readdirSync(testDir).filter((f) => /^(packaging|browser-example|browser-inspector).*\.test\.ts$/.test(f)).map((f) => `test/${f}`)
 
 function selected(project: TestProject): boolean {
   const filters = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern

@@ -6,12 +6,14 @@
 // shows them with `mountInspector` from `tidelog/inspect`.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { INSPECTOR_CSS, renderEventRows } from '../inspect-view.js'
-import { errorMessage, isValidStoreId, MAX_PULL_LIMIT } from '../protocol.js'
+import { errorMessage, isValidStoreId, MAX_PULL_LIMIT, type ConfirmedEvent } from '../protocol.js'
 import { isAllowed, tokenOf, type ResolvedOptions } from './server-options.js'
 
 /** Events per page by default, and at most (`limit`). */
 export const INSPECT_PAGE_EVENTS = 100
 export const INSPECT_MAX_PAGE_EVENTS = Math.min(500, MAX_PULL_LIMIT)
+/** Events one request reads at most while looking for a name. */
+export const INSPECT_MAX_SCAN = 10_000
 
 const HEADERS = {
   'cache-control': 'no-store',
@@ -58,7 +60,8 @@ const draw = () => {
 async function load() {
   const q = new URLSearchParams({ storeId: $('storeId').value, after: $('after').value || '0' })
   if ($('name').value) q.set('name', $('name').value)
-  history.replaceState(null, '', '?' + new URLSearchParams({ storeId: q.get('storeId'), after: q.get('after'), ...(q.get('name') ? { name: q.get('name') } : {}) }))
+  if (params.get('limit')) q.set('limit', params.get('limit'))
+  history.replaceState(null, '', '?' + q)
   sessionStorage.setItem('tidelog-inspect-token', $('token').value)
   const headers = $('token').value ? { authorization: 'Bearer ' + $('token').value } : {}
   const response = await fetch('inspect/events?' + q, { headers })
@@ -108,10 +111,26 @@ export function createInspector(opts: ResolvedOptions): (request: IncomingMessag
       if (!(await isAllowed(opts, storeId, tokenOf(request, url), request))) {
         return json(response, 401, errorMessage('unauthorized', `Not allowed to read storeId "${storeId}": send a valid token as Authorization: Bearer <token> (the inspector's token field).`))
       }
-      const pulled = await opts.backend.pull(storeId, after, limit)
-      const events = name ? pulled.events.filter((e) => e.name === name) : pulled.events
-      const last = pulled.events.length ? pulled.events[pulled.events.length - 1]!.seq : after
-      json(response, 200, { storeId, head: pulled.head, events, next: pulled.more ? last : null })
+      // with a name filter, read on until a page is full or INSPECT_MAX_SCAN events were read
+      const events: ConfirmedEvent[] = []
+      let last = after
+      let head = 0
+      let more = true
+      while (more && events.length < limit && last - after < INSPECT_MAX_SCAN) {
+        const pulled = await opts.backend.pull(storeId, last, name ? MAX_PULL_LIMIT : limit - events.length)
+        head = pulled.head
+        more = pulled.more
+        for (const event of pulled.events) {
+          if (events.length === limit) {
+            more = true
+            break
+          }
+          last = event.seq
+          if (!name || event.name === name) events.push(event)
+        }
+        if (!pulled.events.length) break
+      }
+      json(response, 200, { storeId, head, events, next: more && last < head ? last : null })
     } catch (error) {
       opts.onError?.(error, 'inspect')
       json(response, 500, errorMessage('internal', 'The inspector could not read the log; the server logged why.'))
