@@ -93,6 +93,15 @@ describe('fileBackend() checkpoints', () => {
     expect((await checkFileBackend(dir)).damaged).toEqual([expect.objectContaining({ storeId: 's', damage: expect.objectContaining({ problem: expect.stringContaining('its checkpoint says it held 200 events') }) })])
   })
 
+  it('quarantines a log deleted while the server was down, instead of serving head 0 to clients that hold its events', async () => {
+    const { dir, log } = await closedLog()
+    await rm(log)
+    const backend = fileBackend({ dir, onError: () => {} })
+    await expect(backend.pull('s', 200, 10)).rejects.toMatchObject({ code: 'store_damaged', message: expect.stringContaining('missing, but it held 200 events') })
+    await expect(backend.push('s', { parentSeq: 0, events: events('n', 1, 1) })).rejects.toMatchObject({ code: 'store_damaged' })
+    await backend.close()
+  })
+
   it('still finds damage before the checkpoint, in the background, and quarantines the store', async () => {
     const { dir, log } = await closedLog()
     const file = await open(log, 'r+')
