@@ -120,7 +120,9 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
     const cached = cache.acquire(storeId)
     if (cached) return cached
     const path = join(dir, logFileName(storeId))
-    if (!create && !heads.has(storeId) && !(await stat(path).then(() => true, (error) => errorCode(error) !== 'ENOENT'))) {
+    const exists = (file: string) => stat(file).then(() => true, (error) => errorCode(error) !== 'ENOENT')
+    // a checkpoint without its log: the log was deleted, and openLog says so
+    if (!create && !heads.has(storeId) && !(await exists(path)) && !(await exists(checkpointPath(path)))) {
       // opened by a push meanwhile?
       return cache.acquire(storeId)
     }
