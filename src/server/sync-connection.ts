@@ -14,6 +14,25 @@ export interface SyncConnection {
 const OPEN = 1
 
 /**
+ * `ws` refuses a frame whose header declares more than its `maxPayload`
+ * before reading the payload, and closes with 1009. This makes that refusal
+ * the same as for any oversized message, a `too_large` error and close 4413,
+ * by rewriting the status code on ws's receiver error before ws closes with
+ * it. The hooks (`_receiver`, the 'status-code' symbol) are internals of ws
+ * 8, so they are detected: without them the close stays 1009 (PROTOCOL.md).
+ */
+function refuseOversizedFramesWith4413(socket: WebSocket, tell: () => void): void {
+  const receiver = (socket as unknown as { _receiver?: { prependListener?(event: string, fn: (error: Error & { code?: string }) => void): void } })._receiver
+  receiver?.prependListener?.('error', (error) => {
+    if (error.code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return
+    const statusCode = Object.getOwnPropertySymbols(error).find((key) => key.description === 'status-code')
+    if (statusCode === undefined) return
+    ;(error as unknown as Record<symbol, number>)[statusCode] = 4413
+    tell()
+  })
+}
+
+/**
  * The WebSocket wire of a server session (session.ts): moves frames, and
  * turns the session's backpressure into socket flow control.
  *
@@ -82,6 +101,9 @@ export function serveConnection(socket: WebSocket, storeId: string, opts: Resolv
     session.receive(bytes.toString('utf8'))
   })
   socket.on('pong', () => (heard = true))
+  refuseOversizedFramesWith4413(socket, () => {
+    if (socket.readyState === OPEN) socket.send(JSON.stringify(errorMessage('too_large', `The message is larger than ${opts.limits.maxMessageBytes} bytes; send smaller pushes.`)))
+  })
   // ws reports protocol violations (bad frames, oversized payloads) here, then closes on its own
   socket.on('error', () => {})
   const closed = new Promise<void>((resolve) =>

@@ -15,7 +15,7 @@ export interface WebSocketAttachment {
 /** Sockets serving a WebSocket peer; a connection limit never closes them to make room. */
 export const webSocketSockets = new WeakSet<object>()
 
-// ws sets this as its own limit; frames above it are refused by ws (close 1009) before being buffered
+// ws sets this as its own limit; a frame whose header declares more is refused before its payload is buffered (and answered too_large + 4413, see sync-connection.ts)
 const SLACK_BYTES = 64 * 1024
 
 function refuse(socket: Duplex, status: number, body: ServerMessage) {
