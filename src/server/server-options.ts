@@ -49,7 +49,7 @@ export interface SyncServerOptions {
   port?: number
   /** Interface to listen on. Default '127.0.0.1'. */
   host?: string
-  /** Decides access per storeId on every route, before anything is read or written; false answers 401 / closes 4401. */
+  /** Decides access per storeId on every route, before anything is read or written; false answers 401 (HTTP routes and the WebSocket upgrade). */
   authenticate?: (context: AuthenticateContext) => boolean | Promise<boolean>
   limits?: ServerLimits
   /** Serve the files of this directory on GET requests that are not protocol routes (e.g. a demo page). */
