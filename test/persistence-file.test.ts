@@ -427,7 +427,7 @@ describe('the storage lock and the client identity', () => {
     a.store.commit(set({ id: 'first', value: 1 }))
     const error = await open(dir).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(StorageLockedError)
-    expect((error as Error).message).toMatch(/broadcastChannelTransport/)
+    expect((error as Error).message).toMatch(/its own storage/)
     expect((error as Error).message).toMatch(/waitForLock/)
 
     let second: Opened | undefined

@@ -6,7 +6,7 @@
  */
 import 'fake-indexeddb/auto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { localTransport, StorageLockedError, type Store } from 'tidelog'
+import { localTransport, type Store } from 'tidelog'
 import { indexedDbStorage } from 'tidelog/adapters/indexeddb'
 import { memoryBackend } from 'tidelog/server'
 import { model, mulberry32, randomEvent, schema, schemaWithIndex, stateOf, uiOf, storeOpener, withoutSnapshots } from './fixtures/persistence-schema.js'
@@ -101,12 +101,14 @@ describe('indexedDbStorage persistence through the store', () => {
     expect(everything(c.store)).toEqual(before)
   })
 
-  it('refuses a second store on the same database and storeId while the first is open', async () => {
+  it('makes a second store on the same database and storeId a client of the first (tabs); waitForLock: true waits for the lock instead', async () => {
     const name = freshName()
     const a = await open(name)
-    const error = await open(name).catch((e: unknown) => e)
-    expect(error).toBeInstanceOf(StorageLockedError)
-    expect((error as Error).message).toMatch(/waitForLock/)
+    await a.store.commit(set({ id: 'x', value: 1 })).persisted
+    const tab = await open(name)
+    expect(stateOf(tab.store)).toEqual(stateOf(a.store))
+    expect(tab.store.clientId).not.toBe(a.store.clientId)
+    await close(tab.store)
     const waiting = open(name, { waitForLock: true })
     await close(a.store)
     const b = await within(waiting, 'the waiting store to get the lock')

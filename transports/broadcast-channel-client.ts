@@ -47,6 +47,8 @@ interface Request { message: Message; sent: boolean; resolve(m: Message): void; 
  */
 export function broadcastChannelClient(options: BroadcastChannelClientOptions, alongside?: AlongsideClient): Transport {
   const { channel, requestTimeoutMs = 5000, heartbeatMs = 15_000 } = options
+  // a host on a BroadcastChannel answers a ping within milliseconds; waiting longer only delays `offline`
+  const pongTimeoutMs = Math.min(requestTimeoutMs, 1000)
   const clientId = randomId()
   const requests = new Map<string, Request>()
   let handlers: TransportHandlers | undefined
@@ -80,12 +82,22 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
     }
     awaitingPong = true
     post({ v: 1, type: 'ping', to: hostId ?? '*' })
-    timer = setTimeout(tick, requestTimeoutMs)
+    timer = setTimeout(tick, pongTimeoutMs)
+  }
+  /** Requests sent to a host that is gone get no answer: reject them now (retryably) rather than at their timeout. */
+  const abandon = (error: Error) => {
+    for (const [rid, req] of requests) {
+      if (!req.sent) continue
+      requests.delete(rid)
+      clearTimeout(req.timer)
+      req.reject(error)
+    }
   }
   const lost = (error: Error) => {
     hostId = undefined
     streaming = false
     awaitingPong = false
+    abandon(error)
     setOnline(false, error)
     tick()
   }
@@ -94,9 +106,10 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
     const switched = hostId !== undefined && from !== hostId
     maxEpoch = epoch
     if (from !== hostId) {
+      if (hostId !== undefined) abandon(new TransportError(`broadcastChannelTransport: another host took over channel "${channel}"; retrying`))
       hostId = from
       streaming = false
-      for (const req of requests.values()) send(req) // pulls and pushes are idempotent: the new host may answer them
+      for (const req of requests.values()) send(req) // those made before any host was known
     }
     // the new host keeps no cursor for us: offline then online makes the engine pull, which restarts the stream
     if (switched) setOnline(false)
@@ -128,6 +141,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
 
   const request = (message: Message, what: string): Promise<Message> => {
     if (closed || !bc) return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false }))
+    if (state === 'offline' && !hostId) return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, no host answers on channel "${channel}"; retrying`))
     const rid = `${clientId}:${++n}`
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
