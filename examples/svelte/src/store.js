@@ -12,4 +12,6 @@ export const openStore = () =>
     storeId: 'todos',
     storage: indexedDbStorage({ name: 'tidelog-example-todos' }),
     transport: websocketTransport({ url: location.origin }),
+    // development checks (materializers run twice) in `vite` only, not in the production build
+    dev: import.meta.env.DEV,
   })
