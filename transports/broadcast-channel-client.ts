@@ -21,6 +21,7 @@
  */
 import { TransportError } from '../src/errors.js'
 import { randomId } from '../src/ids.js'
+import { createRequestTable } from '../src/request-table.js'
 import type { PullResponse, PushResponse, QueuedResponse } from '../src/protocol.js'
 import type { Transport, TransportHandlers } from '../src/transport.js'
 
@@ -39,7 +40,8 @@ export interface BroadcastChannelClientOptions {
 /** Started at connect, next to the client (the host election of `host: 'auto'`); returns how to stop it. */
 export type AlongsideClient = (onError: (error: Error) => void) => () => Promise<void>
 
-interface Request { message: Message; sent: boolean; resolve(m: Message): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> }
+/** What the request table keeps of a request: the message, to send it again to a host found later, and whether a host got it. */
+interface Request { message: Message; what: string; sent: boolean }
 
 /**
  * The client half of the BroadcastChannel mapping, for `broadcastChannelTransport`
@@ -50,7 +52,15 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
   // a host on a BroadcastChannel answers a ping within milliseconds; waiting longer only delays `offline`
   const pongTimeoutMs = Math.min(requestTimeoutMs, 1000)
   const clientId = randomId()
-  const requests = new Map<string, Request>()
+  const requests = createRequestTable<Request>({
+    timeoutMs: requestTimeoutMs,
+    rid: (n) => `${clientId}:${n}`,
+    timeoutError: (req) => new TransportError(`broadcastChannelTransport: no answer to ${req.what} from a host on channel "${channel}" within ${requestTimeoutMs} ms; retrying`),
+    // a host that does not answer a request it got is gone
+    onTimeout: (error, req) => {
+      if (req.sent && hostId) lost(error)
+    },
+  })
   let handlers: TransportHandlers | undefined
   let bc: BroadcastChannel | undefined
   let hostId: string | undefined
@@ -62,7 +72,6 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
   let closed = false
   let settleFirst: (() => void) | undefined
   let resign: (() => Promise<void>) | undefined
-  let n = 0
 
   const post = (msg: Message) => bc?.postMessage({ ...msg, from: clientId })
   const setOnline = (value: boolean, error?: Error) => {
@@ -86,12 +95,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
   }
   /** Requests sent to a host that is gone get no answer: reject them now (retryably) rather than at their timeout. */
   const abandon = (error: Error) => {
-    for (const [rid, req] of requests) {
-      if (!req.sent) continue
-      requests.delete(rid)
-      clearTimeout(req.timer)
-      req.reject(error)
-    }
+    for (const { rid, data } of requests.pending()) if (data.sent) requests.take(rid)?.reject(error)
   }
   const lost = (error: Error) => {
     hostId = undefined
@@ -109,7 +113,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
       if (hostId !== undefined) abandon(new TransportError(`broadcastChannelTransport: another host took over channel "${channel}"; retrying`))
       hostId = from
       streaming = false
-      for (const req of requests.values()) send(req) // those made before any host was known
+      for (const { data } of requests.pending()) send(data) // those made before any host was known
     }
     // the new host keeps no cursor for us: offline then online makes the engine pull, which restarts the stream
     if (switched) setOnline(false)
@@ -131,10 +135,8 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
     if (m.from !== hostId) return
     if (m.type === 'bye') return lost(new TransportError(`broadcastChannelTransport: the host on channel "${channel}" closed; waiting for a new host`))
     if (m.type === 'events') return void (handlers && m.storeId === handlers.storeId && handlers.onEvents(m.events, m.head, m.pending, m.ownerState))
-    const req = requests.get(m.rid)
+    const req = requests.take(m.rid)
     if (!req) return
-    requests.delete(m.rid)
-    clearTimeout(req.timer)
     if (m.type === 'error') req.reject(new TransportError(`broadcast-channel host answered ${m.code}: ${m.message}`, { retryable: m.retryable === true, protocolCode: m.code }))
     else req.resolve(m)
   }
@@ -142,18 +144,11 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
   const request = (message: Message, what: string): Promise<Message> => {
     if (closed || !bc) return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false }))
     if (state === 'offline' && !hostId) return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, no host answers on channel "${channel}"; retrying`))
-    const rid = `${clientId}:${++n}`
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        requests.delete(rid)
-        const error = new TransportError(`broadcastChannelTransport: no answer to ${what} from a host on channel "${channel}" within ${requestTimeoutMs} ms; retrying`)
-        reject(error)
-        if (req.sent && hostId) lost(error)
-      }, requestTimeoutMs)
-      const req: Request = { message: { ...message, v: 1, rid }, sent: false, resolve, reject, timer }
-      requests.set(rid, req)
-      send(req)
-    })
+    const req: Request = { message, what, sent: false }
+    const { rid, answer } = requests.open<Message>(req)
+    req.message = { ...message, v: 1, rid }
+    send(req)
+    return answer
   }
 
   return {
@@ -190,8 +185,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
       setOnline(false)
       closed = true
       clearTimeout(timer)
-      for (const req of requests.values()) (clearTimeout(req.timer), req.reject(new TransportError('broadcastChannelTransport: the transport was closed', { retryable: false })))
-      requests.clear()
+      requests.rejectAll(new TransportError('broadcastChannelTransport: the transport was closed', { retryable: false }))
       bc?.close()
       await resign?.()
     },
