@@ -285,7 +285,10 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     const held = heldIds(log, left.events.map((e) => e.id), 0)
     const applied = appendPending(left.events.filter((e) => !held.has(e.id)), 'pending event')
     if (applied.events.length) minted.push(...applied.events.map((e) => e.id))
-    left.settle(applied.events.length ? record({ t: 'commit', events: applied.events }) : journal.settled())
+    const kept = new Set(applied.events.map((e) => e.id))
+    const lost = new Map<string, Error>()
+    for (const e of left.events) if (!held.has(e.id) && !kept.has(e.id)) lost.set(e.id, new ConflictDroppedError(e.id, 'the takeover of the storage: it does not apply to the state this tab booted'))
+    left.settle(applied.events.length ? record({ t: 'commit', events: applied.events }) : journal.settled(), lost)
     if (local.length) {
       // this tab's UI state goes on top of the storage's; where it no longer applies, the storage's wins
       const events = local.map((e) => ({ ...e, local: true as const }))

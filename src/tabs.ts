@@ -185,17 +185,20 @@ export function createTabClient(ctx: TabClientContext) {
       return promise
     },
     /** This tab takes over the storage: stops applying the link and hands over what is unacknowledged (T4). */
-    retire(): { events: PendingEvent[]; settle(done: Promise<void>): void } {
+    retire(): { events: PendingEvent[]; settle(done: Promise<void>, dropped: ReadonlyMap<string, Error>): void } {
       active = false
       onFirstView?.()
       const left = [...own.values()]
       own.clear()
       return {
         events: left.map((o) => o.event),
-        settle: (done) => done.then(
-          () => { for (const o of left) if (--o.commit.left === 0) o.commit.resolve() },
-          (error: Error) => { for (const o of left) o.commit.reject(error) },
-        ),
+        settle: (done, dropped) => {
+          for (const o of left) if (dropped.has(o.event.id)) o.commit.reject(dropped.get(o.event.id)!)
+          done.then(
+            () => { for (const o of left) if (--o.commit.left === 0) o.commit.resolve() },
+            (error: Error) => { for (const o of left) o.commit.reject(error) },
+          )
+        },
       }
     },
     /** The store closed: what was never acknowledged will not be. */
