@@ -113,12 +113,16 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
     : Promise.resolve(undefined)
   let usable: Promise<boolean> | undefined
   let fallback: Storage | undefined
+  const links = typeof BroadcastChannel === 'undefined' ? undefined : broadcastTabLinks(options.name)
 
   return {
     name: `indexeddb:${options.name}`,
     persisted,
-    // a second tab finds the lock held and becomes a client of the tab that holds it (PROTOCOL.md, Tabs)
-    tabs: typeof BroadcastChannel === 'undefined' ? undefined : broadcastTabLinks(options.name),
+    // a second tab finds the lock held and becomes a client of the tab that holds it (PROTOCOL.md, Tabs);
+    // on the memory fallback every tab is on its own
+    get tabs() {
+      return fallback ? undefined : links
+    },
     async open(storeId: string, openOptions?: StorageOpenOptions): Promise<StorageHandle> {
       if (!isValidStoreId(storeId)) throw new StorageError(`Invalid storeId ${JSON.stringify(storeId)}: use 1-128 characters of A-Z a-z 0-9 . _ ~ -`)
       usable ??= (async () => {
