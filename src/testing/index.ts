@@ -16,4 +16,4 @@ export {
   type TransportKitOptions,
   type MakeTransportSetup,
 } from './transport-conformance.js'
-export { runStorageConformance, type StorageConformanceOptions } from './storage-conformance.js'
+export { runStorageConformance, type StorageConformanceOptions, type MakeStorage } from './storage-conformance.js'

@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { JournalRecord, Storage, StorageHandle, StorageOpenOptions } from '../storage.js'
 
+/** Makes a storage over a fresh place (new temp folder, unique database name); the kit calls it once per test. */
+export type MakeStorage = () => Storage | Promise<Storage>
+
 /** How `runStorageConformance` reaches the adapter's persisted data; every field is optional. */
 export interface StorageConformanceOptions {
   /**
@@ -67,7 +70,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  */
 export function runStorageConformance(
   name: string,
-  makeStorage: () => Storage | Promise<Storage>,
+  makeStorage: MakeStorage,
   options: StorageConformanceOptions = {},
 ): void {
   describe(`${name} (storage conformance)`, () => {
