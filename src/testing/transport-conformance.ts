@@ -96,6 +96,9 @@ interface Hold {
   release(): void
 }
 
+/** The kit gave up waiting: its message names what did not happen. */
+class KitTimeout extends Error {}
+
 let counter = 0
 const runId = Math.random().toString(36).slice(2, 8)
 
@@ -178,7 +181,7 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
   /** Rejects with `message` when `promise` does not settle within waitMs. */
   const within = <T>(promise: Promise<T>, message: string): Promise<T> => {
     let timer: ReturnType<typeof setTimeout> | undefined
-    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${name}: ${message}`)), waitMs)))
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new KitTimeout(`${name}: ${message}`)), waitMs)))
     return Promise.race([promise, late]).finally(() => clearTimeout(timer))
   }
 
@@ -188,7 +191,7 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     try {
       outcome = { answer: await within(promise, `${request} neither answered nor rejected within ${waitMs} ms; ${why}`) }
     } catch (error) {
-      if (error instanceof Error && error.message.startsWith(`${name}: ${request} neither`)) throw error
+      if (error instanceof KitTimeout) throw error
       return error
     }
     throw new Error(`${name}: ${request} resolved ${JSON.stringify(outcome.answer)}, but it must reject with a TransportError: ${why}`)
