@@ -176,7 +176,6 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
   // long enough that only a dropped connection, not the timeout, can reject a request in the drop case
   const requestTimeoutMs = 3 * waitMs
   const cases: TransportConformanceCase[] = []
-  const needsServer = 'no stopServer/startServer in the setup: the cases of a server going away need them'
 
   /** Rejects with `message` when `promise` does not settle within waitMs. */
   const within = <T>(promise: Promise<T>, message: string): Promise<T> => {
@@ -222,7 +221,8 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     if (missing.length > 0) {
       await ctx.teardown()
       await inner.close()
-      return { skipped: `the setup has no ${missing.join(' and no ')}: ${missing.includes('refusedTransport') ? 'pass refusedTransport (credentials the server refuses) to check how a refusal is reported' : needsServer}` }
+      const why = missing.includes('refusedTransport') ? 'pass refusedTransport (credentials the server refuses) to check how a refusal is reported' : 'pass both to check what the transport does when the server goes away'
+      return { skipped: `the setup has no ${missing.join(' and no ')}: ${why}` }
     }
     const made: Transport[] = []
     const storeId = `conformance-${runId}-${++counter}`
