@@ -105,13 +105,15 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
     while (gate.active < limits.maxInFlight && gate.waiting.length > 0) {
       if (socket.writableLength > opts.maxBufferedBytes) {
         // the peer is not reading its answers: wait for it, drop it if it never does
-        gate.stalled ??= setTimeout(() => socket.destroy(), opts.stalledTimeoutMs)
-        socket.once('drain', () => {
-          clearTimeout(gate.stalled)
-          gate.stalled = undefined
-          runNext(socket, gate)
-        })
-        return
+        if (!gate.stalled) {
+          gate.stalled = setTimeout(() => socket.destroy(), opts.stalledTimeoutMs)
+          socket.once('drain', () => {
+            clearTimeout(gate.stalled)
+            gate.stalled = undefined
+            runNext(socket, gate)
+          })
+        }
+        break
       }
       gate.active++
       gate.waiting.shift()!()
@@ -123,7 +125,11 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
     }
   }
 
-  /** Runs `work` once the connection may have another request in flight. */
+  /**
+   * Runs `work` once the connection may have another request in flight. A
+   * request counts until its answer left for the socket: pipelined answers
+   * wait in memory behind the ones before them, so "answered" is not enough.
+   */
   const admitted = async (request: IncomingMessage, response: ServerResponse, work: () => Promise<void>) => {
     const socket = request.socket
     const gate = gateOf(socket)
@@ -134,12 +140,15 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
       gate.waiting.push(resolve)
       runNext(socket, gate)
     })
-    try {
-      await work()
-    } finally {
+    let released = false
+    const release = () => {
+      if (released) return
+      released = true
       gate.active--
       runNext(socket, gate)
     }
+    response.once('finish', release).once('close', release)
+    await work()
   }
 
   const allowed = async (response: ServerResponse, request: IncomingMessage, url: URL, storeId: string, rid?: string | number) => {

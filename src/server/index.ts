@@ -23,6 +23,15 @@ export {
   type ServerLimits,
   type AuthenticateContext,
 } from './sync-server.js'
+export {
+  createServerSession,
+  answerRequest,
+  parseRequest,
+  type ServerSession,
+  type ServerSessionOptions,
+  type SessionWire,
+  type SessionAnswer,
+} from './session.js'
 export type { SyncBackend } from '../transport.js'
 // for backend authors (PROTOCOL.md, Backend contract)
 export { MAX_PULL_LIMIT, ProtocolViolation, type ErrorCode } from '../protocol.js'

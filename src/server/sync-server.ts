@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { createHttpHandler } from './http-handler.js'
-import { resolveOptions, type SyncServerOptions } from './server-options.js'
+import { resolveOptions, type ResolvedLimits, type SyncServerOptions } from './server-options.js'
 import { attachWebSocket, webSocketSockets } from './websocket-handler.js'
 
 export { createHttpHandler, type HttpHandler } from './http-handler.js'
@@ -20,37 +20,56 @@ export interface SyncServer {
 interface ConnectionState {
   requests: number
   idleSince: number
+  /** Closes the connection if no request arrives in time (slowloris: sockets that connect and say nothing). */
+  deadline: ReturnType<typeof setTimeout> | undefined
 }
 
 /**
- * Keeps at most `max` connections open: at the limit, a new connection closes
- * the one idle the longest (no request in flight, not a WebSocket), or is
- * refused when none is idle. Idle connections are what a flood of silent
- * sockets is made of, so they give way to peers that talk.
+ * Keeps at most `maxConnections` connections open: at the limit, a new
+ * connection closes the one idle the longest (no request in flight, not a
+ * WebSocket), or is refused when none is idle. A connection that sends no
+ * complete request headers within `headersTimeoutMs` of connecting, or of
+ * its last answer, is closed. Idle sockets are what a flood of silent
+ * connections is made of, so they give way to peers that talk.
  */
-function limitConnections(server: Server, max: number) {
+function guardConnections(server: Server, limits: ResolvedLimits) {
   const open = new Map<Socket, ConnectionState>()
+  const expect = (socket: Socket, state: ConnectionState) => {
+    clearTimeout(state.deadline)
+    state.deadline = setTimeout(() => {
+      if (state.requests === 0 && !webSocketSockets.has(socket)) socket.destroy()
+    }, limits.headersTimeoutMs + limits.keepAliveTimeoutMs)
+    state.deadline.unref()
+  }
   server.on('connection', (socket: Socket) => {
-    if (open.size >= max) {
+    if (open.size >= limits.maxConnections) {
       let oldest: [Socket, ConnectionState] | undefined
       for (const entry of open) {
-        const [, state] = entry
-        if (state.requests === 0 && !webSocketSockets.has(entry[0]) && (!oldest || state.idleSince < oldest[1].idleSince)) oldest = entry
+        const [idle, state] = entry
+        if (state.requests === 0 && !webSocketSockets.has(idle) && (!oldest || state.idleSince < oldest[1].idleSince)) oldest = entry
       }
       if (!oldest) return socket.destroy()
       open.delete(oldest[0])
+      clearTimeout(oldest[1].deadline)
       oldest[0].destroy()
     }
-    open.set(socket, { requests: 0, idleSince: Date.now() })
-    socket.once('close', () => open.delete(socket))
+    const state: ConnectionState = { requests: 0, idleSince: Date.now(), deadline: undefined }
+    open.set(socket, state)
+    expect(socket, state)
+    socket.once('close', () => {
+      clearTimeout(state.deadline)
+      open.delete(socket)
+    })
   })
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     const state = open.get(request.socket)
     if (!state) return
     state.requests++
+    clearTimeout(state.deadline)
     response.once('close', () => {
       state.requests--
       state.idleSince = Date.now()
+      if (state.requests === 0) expect(request.socket, state)
     })
   })
 }
@@ -71,10 +90,10 @@ export async function createSyncServer(options: SyncServerOptions): Promise<Sync
   const host = options.host ?? '127.0.0.1'
   const handler = createHttpHandler(options)
   const server = createServer(
-    { headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) },
+    { headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs), requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) },
     (request, response) => handler(request, response),
   )
-  limitConnections(server, limits.maxConnections)
+  guardConnections(server, limits)
   const websockets = attachWebSocket(server, options)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
