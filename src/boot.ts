@@ -82,7 +82,11 @@ export function bootLog(
     position = r.pos
     const c = replayRecord({ SQL, schema, hooks }, log, r, clientId)
     log = c.log
-    if (r.t === 'init') clientId ??= r.clientId
+    if (r.t === 'init' && r.clientId !== clientId) {
+      // a later init record is a new identity taken after damage (below); its counter starts over
+      clientId = r.clientId
+      counter = 0
+    }
     if (c.backendId !== undefined) backendId = c.backendId || undefined
     if (c.counter > counter) counter = c.counter
     for (const [id, e] of c.dropped) dropped.set(id, e)
@@ -93,9 +97,14 @@ export function bootLog(
     if (total > 1000) snapshotSoon = true
   }
   let initRecord: BootedLog['initRecord']
-  if (!clientId) {
+  // storage that lost records may have lost events already pushed, so the counter cannot be
+  // trusted: go on under a fresh clientId, so that no event id is ever handed out twice
+  if (!clientId || loaded.dropped.length > 0) {
+    const was = clientId
     clientId = randomId(10)
+    counter = 0
     initRecord = { t: 'init', clientId }
+    if (was) hooks.onWarning(`local storage lost records, so this client continues as ${clientId} (was ${was}): events it made before the damage may be gone, but no event id is used twice.`)
   }
   return { log, clientId, counter, backendId, position, snapshotSoon, initRecord, dropped }
 }
@@ -121,7 +130,6 @@ function rebuildInPlace(log: EventLog, onProgress: (p: BootProgress) => void, dr
   }
 }
 
-/** The n of an event id `${clientId}:${n}` (NaN for ids of another shape). */
 
 /** Applies one journal record exactly as the store did when it wrote it. */
 function replayRecord(env: { SQL: SqlJsStatic; schema: Schema<any>; hooks: EventLogHooks }, log: EventLog, r: JournalRecord, clientId: string | undefined) {

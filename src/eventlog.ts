@@ -18,6 +18,9 @@
  *  I4. An event id is in at most one of confirmed and pending.
  *  I5. Local events write only tables no synced event writes, so rebases never
  *      need to touch them (checked on every commit).
+ *  I6. A pending event counts as come back only when the upstream event with
+ *      its id is the same event (session and creation time): an id reused by
+ *      a client that lost its storage is dropped, never confirmed as another's.
  */
 import type { SqlJsStatic } from 'sql.js'
 import { openDb, type Db } from './database.js'
@@ -220,6 +223,9 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     head = events[events.length - 1]!.seq
   }
 
+  /** The same event, not just the same id: a retried or rebased event keeps its session and creation time. */
+  const sameEvent = (p: PendingEvent, e: PendingEvent) => p.sessionId === e.sessionId && p.createdAt === e.createdAt && p.name === e.name
+
   const readRows = (table: string, where = '', params: unknown[] = []) =>
     db.all<EventRow>({ sql: `SELECT ${table === '__tl_events' ? 'seq, ' : ''}${COLS} FROM ${table} ${where}`, params }).map(rowToEvent)
 
@@ -329,9 +335,9 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       }
       if (recordedPending && extendTail(events, recordedPending, change)) return change
       const front = pendingCount >= events.length && !recordedPending
-        ? db.column<string>({ sql: 'SELECT id FROM __tl_pending ORDER BY pos LIMIT ?', params: [events.length] })
+        ? db.all<EventRow>({ sql: `SELECT ${COLS} FROM __tl_pending ORDER BY pos LIMIT ?`, params: [events.length] }).map(rowToEvent)
         : []
-      if (events.length > 0 && front.length === events.length && front.every((id, i) => id === events[i]!.id)) {
+      if (events.length > 0 && front.length === events.length && front.every((p, i) => p.id === events[i]!.id && sameEvent(p, events[i]!))) {
         // Our own oldest pending events came back in order: confirm them, state is already right.
         tx(() => {
           for (const e of events) insertConfirmed(e)
@@ -348,9 +354,14 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         const before = readRows('__tl_pending', 'ORDER BY pos')
         rollbackPending()
         if (events.length) applyConfirmed(events, change.written)
-        const back = new Set(events.map((e) => e.id))
-        const mine = new Set(before.map((p) => p.id))
-        for (const e of events) if (mine.has(e.id)) change.confirmed.set(e.id, e.seq)
+        const back = new Map(events.map((e) => [e.id, e]))
+        for (const p of before) {
+          const e = back.get(p.id)
+          if (!e) continue
+          if (sameEvent(p, e)) change.confirmed.set(e.id, e.seq)
+          // I6
+          else change.dropped.set(p.id, new Error(`dropped by an id collision: the backend holds another event ${p.id} (made by this client before its local storage was damaged or lost); commit it again`))
+        }
         const survivors = before.filter((p) => !back.has(p.id))
         let next = recordedPending ?? (resolve && survivors.length ? resolve(survivors, [...events]) : survivors)
         const nextIds = new Set(next.map((p) => p.id))
