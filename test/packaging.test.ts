@@ -50,6 +50,29 @@ describe('the packed package in Node', () => {
     expect(stdout.trim()).toBe('function')
   })
 
+  it('tidelog serve without its dist/ says to reinstall, and to run npm run build only in a checkout', async () => {
+    const { project } = packedProject()
+    const installed = join(project, 'node_modules/tidelog')
+    for (const checkout of [false, true]) {
+      const dir = tempDir('tidelog-no-dist-')
+      await run('mkdir', ['-p', join(dir, 'bin'), join(dir, 'src/server')])
+      await run('cp', [join(installed, 'bin/tidelog.js'), join(dir, 'bin/')])
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'tidelog', type: 'module' }))
+      if (checkout) writeFileSync(join(dir, 'src/server/index.ts'), '')
+      const failed = await run(process.execPath, [join(dir, 'bin/tidelog.js'), 'serve', '--port', '0'], { cwd: dir }).then(
+        () => undefined,
+        (error: { code: number; stderr: string }) => error,
+      )
+      expect(failed?.code).toBe(1)
+      expect(failed!.stderr).toContain('cannot load the server')
+      if (checkout) expect(failed!.stderr).toContain('run "npm run build" first')
+      else {
+        expect(failed!.stderr).toContain('reinstall it (npm install tidelog)')
+        expect(failed!.stderr).not.toContain('npm run build')
+      }
+    }
+  })
+
   it('websocketTransport needs no WebSocket option under Node 20, where there is no global one', async () => {
     const { project } = packedProject()
     const script = `
