@@ -6,6 +6,9 @@
  * Assertions wait on rows (query signals), never on time.
  */
 import { randomUUID } from 'node:crypto'
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSyncServer, memoryBackend, type SyncServer } from 'tidelog/server'
@@ -154,6 +157,38 @@ describe.skipIf(!hasChromium)('indexedDbStorage in several tabs of one context, 
     expect(await waitIds(c, ['a1', 'b1', 'b2'])).toEqual(['a1', 'b1', 'b2'])
     expect(relevant(errors)).toEqual([])
     await context.close()
+  }, 60_000)
+
+  it('with httpTransport (long-poll) the same: tabs share, the server gets every tab commit across an owner handoff', async () => {
+    // fetch needs the page on the server's origin (the server sends no CORS headers): it serves a copy of the fixtures
+    const root = await mkdtemp(join(tmpdir(), 'tidelog-tabs-http-'))
+    await mkdir(join(root, 'lib'))
+    for (const f of ['tidelog.iife.js', 'sql-wasm.wasm']) await copyFile(join(distDir, f), join(root, 'lib', f))
+    for (const f of ['notes.js', 'tabs-server.html']) await copyFile(join(fixturesDir, f), join(root, f))
+    const httpServer = await createSyncServer({ backend, port: 0, host: '127.0.0.1', staticDir: root })
+    const errors: string[] = []
+    const context = await browser.newContext()
+    const db = `tabs-${randomUUID()}`
+    const open = async (label: string) => {
+      const page = await context.newPage()
+      collectErrors(page, label, errors)
+      await page.goto(`${httpServer.url}/tabs-server.html?db=${db}&http=${encodeURIComponent(httpServer.url)}`)
+      await page.evaluate(() => notes)
+      return page
+    }
+    const tag = randomUUID().slice(0, 6)
+    const [a, b] = [await open('tab a'), await open('tab b')]
+    await add(a, `${tag}-a`)
+    await add(b, `${tag}-b`)
+    for (const p of [a, b]) await waitIds(p, [`${tag}-a`, `${tag}-b`])
+    await untilServerHas([`${tag}-a`, `${tag}-b`])
+    await a.close()
+    await add(b, `${tag}-b2`)
+    await untilServerHas([`${tag}-b2`])
+    expect(relevant(errors)).toEqual([])
+    await context.close()
+    await httpServer.close()
+    await rm(root, { recursive: true, force: true })
   }, 60_000)
 
   it('three tabs opened at once all boot; 300 events committed across them while the owner hands off all reach the server', async () => {
