@@ -211,6 +211,41 @@ describe('a store that is not the owner', () => {
   })
 })
 
+describe('the owner side of the tab link', () => {
+  it('forgets a tab that went silent without a bye (reloaded or killed): it sends it nothing more', async () => {
+    const name = `ttl-${randomUUID()}`
+    const heartbeatMs = 40 // a tab silent for 4 heartbeats is forgotten
+    const storage: Storage = { ...memoryStorage(), tabs: broadcastTabLinks(name, { heartbeatMs, requestTimeoutMs: 500 }) }
+    const owner = await createStore({ schema, storeId: 'ttl', storage, dev: false, onWarning: () => {} })
+    // a tab made of a bare channel: it pulls once and then never pings, as a page that was killed
+    const ghost = new BroadcastChannel(`tidelog-tabs:${name}:ttl`)
+    const heard: Record<string, any>[] = []
+    let notify = () => {}
+    ghost.onmessage = (e: MessageEvent) => (heard.push(e.data), notify())
+    const next = (pred: (m: Record<string, any>) => boolean, what: string) =>
+      within(new Promise<Record<string, any>>((resolve) => {
+        const check = () => { const m = heard.find(pred); if (m) resolve(m) }
+        notify = check
+        check()
+      }), what)
+    ghost.postMessage({ v: 1, type: 'ping', from: 'ghost', to: '*' })
+    const hostId = (await next((m) => m.type === 'host' && m.to === 'ghost', 'the owner to answer the ping')).from as string
+    ghost.postMessage({ v: 1, type: 'pull', rid: 1, storeId: 'ttl', since: 0, from: 'ghost', to: hostId })
+    await next((m) => m.rid === 1, 'the pull answer')
+    owner.commit(set('a', 1))
+    await next((m) => m.type === 'events' && m.to === 'ghost' && m.pending?.length === 1, 'a live view while the ghost is fresh')
+    await new Promise((r) => setTimeout(r, 5 * heartbeatMs))
+    // a live tab joins; the view it gets after the next commit would follow the ghost's, were it still served
+    const tab = await createStore({ schema, storeId: 'ttl', storage, dev: false, onWarning: () => {} })
+    heard.length = 0
+    owner.commit(set('b', 2))
+    await next((m) => m.type === 'events' && m.to !== 'ghost' && m.pending?.length === 2, 'the live tab to get the view')
+    expect(heard.filter((m) => m.to === 'ghost')).toEqual([])
+    ghost.close()
+    await Promise.all([tab.close(), owner.close()])
+  })
+})
+
 describe('eventlog.applyUpstream() with a given pending list (T1)', () => {
   it('reorders and drops pending events with no upstream events, state following the list', async () => {
     const { loadSqlJs } = await import('../src/database.js')

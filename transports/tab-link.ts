@@ -23,6 +23,7 @@ type Message = Record<string, any>
 /** Timing of the link's client end (see broadcast-channel-client.ts). */
 export interface TabLinkOptions {
   requestTimeoutMs?: number
+  /** How often a tab checks that the owner is there; the owner forgets a tab silent for four of these. Default 15 000 ms. */
   heartbeatMs?: number
 }
 
@@ -35,31 +36,35 @@ export function broadcastTabLinks(name: string, options: TabLinkOptions = {}): T
   const channelOf = (storeId: string) => `tidelog-tabs:${name}:${storeId}`
   return {
     connect: (storeId) => broadcastChannelClient({ channel: channelOf(storeId), ...options }),
-    serve: (storeId, owner) => serveTabs(channelOf(storeId), storeId, owner),
+    serve: (storeId, owner) => serveTabs(channelOf(storeId), storeId, owner, 4 * (options.heartbeatMs ?? 15_000)),
   }
 }
 
-function serveTabs(channel: string, storeId: string, owner: TabOwner): { close(): Promise<void> } {
+function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: number): { close(): Promise<void> } {
   const hostId = randomId()
   // owners follow each other in time, so a later one has a higher epoch (B1 of broadcast-channel-client.ts)
   const epoch = Date.now()
   const bc = new BroadcastChannel(channel)
-  const tabs = new Map<string, { cursor: number; streaming: boolean }>()
+  // a tab that is reloaded or killed says no bye: it is forgotten once silent for ttlMs
+  const tabs = new Map<string, { cursor: number; streaming: boolean; seen: number }>()
   let live = true
   let scheduled = false
 
   const send = (to: string, msg: Message) => { if (live) bc.postMessage({ ...msg, from: hostId, to, epoch }) }
   const tabOf = (id: string) => {
     let t = tabs.get(id)
-    if (!t) tabs.set(id, (t = { cursor: 0, streaming: false }))
+    if (!t) tabs.set(id, (t = { cursor: 0, streaming: false, seen: 0 }))
+    t.seen = Date.now()
     return t
   }
 
   // L1
   const flush = () => {
     scheduled = false
+    const now = Date.now()
     for (const [id, t] of tabs) {
-      if (!t.streaming) continue
+      if (now - t.seen > ttlMs) tabs.delete(id)
+      if (!t.streaming || !tabs.has(id)) continue
       for (;;) {
         const page = owner.pull(t.cursor, MAX_PULL_LIMIT)
         send(id, { v: 1, type: 'events', storeId, events: page.events, head: page.head, ...(page.pending ? { pending: page.pending, ownerState: page.ownerState } : {}) })
@@ -102,7 +107,11 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner): { close()
     const m = event.data as Message
     if (!live || typeof m !== 'object' || m === null || typeof m.from !== 'string' || m.from === hostId) return
     if (m.to !== hostId && !(m.to === '*' && m.type === 'ping')) return
-    if (m.type === 'ping') send(m.from, { v: 1, type: 'host', streaming: tabs.get(m.from)?.streaming ?? false })
+    if (m.type === 'ping') {
+      const t = tabs.get(m.from)
+      if (t) t.seen = Date.now()
+      send(m.from, { v: 1, type: 'host', streaming: t?.streaming ?? false })
+    }
     else if (m.type === 'bye') tabs.delete(m.from)
     else void answer(m, m.from)
   }
