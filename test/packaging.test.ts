@@ -187,6 +187,21 @@ describe.skipIf(!hasChromium)('the packed package in bundled apps', () => {
       server.closeAllConnections()
       await new Promise((r) => server.close(r))
     }
+    // a server without the file: the status and what it sent, no HTML hint
+    const data = tempDir('tidelog-no-wasm-data-')
+    const sync = await serve(project, ['--port', '0', '--static', out, '--data', data])
+    const second = await browser.newContext()
+    try {
+      const page = await second.newPage()
+      await page.goto(sync.url)
+      await page.waitForSelector('body[data-error]', { state: 'attached' })
+      const error = (await page.getAttribute('body', 'data-error'))!
+      expect(error).toContain(`WasmLoadError: Cannot load sql.js's wasm from ${sync.url}/sql-wasm.wasm: HTTP 404 application/json`)
+      expect(error).not.toContain('got HTML')
+    } finally {
+      await second.close()
+      await sync.stop()
+    }
   })
 
   it('the script bundle runs each materializer once per commit by default, twice with dev: true', async () => {
