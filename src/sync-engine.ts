@@ -13,6 +13,9 @@
  *  S3. Incoming events are applied only at head + 1; a gap triggers a pull (rule 3).
  *  S4. Failures back off exponentially with full jitter, 250 ms to 30 s (rule 4).
  *  S5. A changed backendId stops sync with BackendResetError (backend rule 4).
+ *  S6. A backend whose head is behind the confirmed head under the same
+ *      backendId lost acknowledged events: sync shows `error` and retries
+ *      slowly, never pushing onto the shorter log.
  *  S6. Upstream may be a storage owner tab (PROTOCOL.md, Tabs): its pulls and
  *      live events carry its pending list, applied with the events as one
  *      rebase, and it answers pushes with `queued` (durable there, not ordered).
@@ -78,6 +81,12 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
   const nextWake = () =>
     dirty ? ((dirty = false), Promise.resolve()) : new Promise<void>((r) => (wakeUp = () => { wakeUp = undefined; dirty = false; r() }))
 
+  const behind = (head: number) =>
+    new TransportError(
+      `The sync backend's log of "${host.storeId}" ends at seq ${head}, before this client's confirmed head ${host.head()}, under the same backendId: it lost events it had acknowledged. Its operator must restore the log (\`tidelog check\` names damaged stores); this client keeps its events and retries every ${Math.round((options.maxBackoffMs ?? 30_000) / 1000)} s.`,
+      { retryable: false, protocolCode: 'backend_behind' },
+    )
+
   const checkBackend = (id: string) => {
     const known = host.backendId()
     if (known !== undefined && known !== id) throw new BackendResetError(known, id)
@@ -111,6 +120,8 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     do {
       page = await transport.pull({ storeId: host.storeId, since, limit: MAX_PULL_LIMIT })
       checkBackend(page.backendId)
+      // S6 (a storage owner tab's pages carry its pending list and may lag a moment; a backend's never do)
+      if (page.head < host.head() && page.pending === undefined) throw behind(page.head)
       const fresh = page.events.filter((e) => e.seq > host.head())
       if (held.length === 0 && host.pendingCount() === 0) {
         if (!apply(fresh, page.backendId, upstreamOf(page))) throw new TransportError('pull answered a page that does not start at head + 1', { retryable: true })
@@ -210,9 +221,10 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         }
         const err = error instanceof Error ? error : new Error(String(error))
         show(online ? 'error' : 'offline', err)
-        // S4: sleep, but come back at once when the transport reconnects
+        // S4: sleep, but come back at once when the transport reconnects; what the server refused for good waits the longest
+        const refused = err instanceof TransportError && !err.retryable
         await new Promise<void>((r) => {
-          const t = setTimeout(r, backoffDelay(attempt++, options.minBackoffMs, options.maxBackoffMs))
+          const t = setTimeout(r, refused ? (options.maxBackoffMs ?? 30_000) : backoffDelay(attempt++, options.minBackoffMs, options.maxBackoffMs))
           onlineWaiter = () => { clearTimeout(t); r() }
         })
       }
