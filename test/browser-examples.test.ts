@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
-import { copyExample, packedProject, run, serve, tempDir, type Served } from './fixtures/packaging/packed.js'
+import { copyExample, packedProject, run, serve, tempDir, userEnv, type Served } from './fixtures/packaging/packed.js'
 
 const screenshots = fileURLToPath(new URL('../test-results/screenshots/', import.meta.url))
 
@@ -46,10 +46,10 @@ const row = (text: string) => `#todos li:has(.text:text-is("${text}"))`
 async function buildExample(project: string, name: string): Promise<string> {
   const dir = copyExample(project, name)
   if (name === 'script-tag') {
-    await run(process.execPath, ['copy-tidelog.mjs'], { cwd: dir }) // the example's own step of `npm start`
+    await run(process.execPath, ['copy-tidelog.mjs'], { cwd: dir, env: userEnv() }) // the example's own step of `npm start`
     return join(dir, 'public')
   }
-  await run(process.execPath, [join(project, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'error'], { cwd: dir, timeout: 120_000 })
+  await run(process.execPath, [join(project, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'error'], { cwd: dir, env: userEnv(), timeout: 120_000 })
   return join(dir, 'dist')
 }
 
@@ -129,7 +129,7 @@ describe.skipIf(!hasChromium)('examples built from the packed package', () => {
         if (name === 'vanilla') {
           // a Node process (examples/node-cli, file storage) joins through the same server
           const cli = copyExample(project, 'node-cli')
-          const env = { ...process.env, TIDELOG_URL: server.url, TODOS_DATA: join(data, 'cli') }
+          const env = userEnv({ TIDELOG_URL: server.url, TODOS_DATA: join(data, 'cli') })
           await run(process.execPath, ['todos.mjs', 'add', 'From', 'the', 'terminal'], { cwd: cli, env, timeout: 20_000 })
           await waitTexts(a.page, ['Buy oat milk', 'Water the plants', 'Written offline', 'From the terminal'])
           await b.page.click(`${row('From the terminal')} .delete`)

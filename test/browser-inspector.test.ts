@@ -8,7 +8,7 @@ import type { Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
-import { packedProject, run, serve, tempDir } from './fixtures/packaging/packed.js'
+import { packedProject, run, serve, tempDir, userEnv } from './fixtures/packaging/packed.js'
 
 const cells = (page: import('playwright-core').Page, selector: string) =>
   page.$$eval(selector, (rows) => rows.map((r) => Array.from(r.querySelectorAll('td'), (td) => td.textContent)))
@@ -91,7 +91,7 @@ describe.skipIf(!hasChromium)('inspector', () => {
     const dir = join(project, 'apps', 'inspect-app')
     await run('mkdir', ['-p', dir])
     for (const file of ['inspect-app.js', 'bundle.mjs']) await run('cp', [new URL(`./fixtures/packaging/${file}`, import.meta.url).pathname, dir])
-    await run(process.execPath, ['bundle.mjs', 'esbuild', '--entry=inspect-app.js'], { cwd: dir, timeout: 60_000 })
+    await run(process.execPath, ['bundle.mjs', 'esbuild', '--entry=inspect-app.js'], { cwd: dir, env: userEnv(), timeout: 60_000 })
     const data = tempDir('tidelog-inspect-data-')
     const server = await serve(project, ['--port', '0', '--static', join(dir, 'out'), '--data', data])
     const context = await browser.newContext()

@@ -15,7 +15,7 @@ import type { Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
 import { serveStatic } from './fixtures/browser/static-server.js'
-import { packedProject, run, serve, tempDir } from './fixtures/packaging/packed.js'
+import { packedProject, run, serve, tempDir, userEnv } from './fixtures/packaging/packed.js'
 
 const fixtures = new URL('./fixtures/packaging/', import.meta.url)
 
@@ -28,7 +28,7 @@ async function bundle(project: string, name: string, bundler: string, ...flags: 
   const dir = join(project, 'apps', name)
   await run('mkdir', ['-p', dir])
   for (const file of ['app.js', 'bundle.mjs']) await run('cp', [new URL(file, fixtures).pathname, dir])
-  await run(process.execPath, ['bundle.mjs', bundler, ...flags], { cwd: dir, timeout: 120_000 })
+  await run(process.execPath, ['bundle.mjs', bundler, ...flags], { cwd: dir, env: userEnv(), timeout: 120_000 })
   return join(dir, 'out')
 }
 
@@ -129,7 +129,7 @@ describe.skipIf(!hasChromium)('the packed package in bundled apps', () => {
     for (const file of ['app.js', 'bundle.mjs']) await run('cp', [new URL(file, fixtures).pathname, dir])
     const data = tempDir('tidelog-vite-dev-data-')
     const sync = await serve(project, ['--port', '0', '--data', data])
-    const dev = spawn(process.execPath, ['bundle.mjs', 'vite-dev'], { cwd: dir, env: { ...process.env, TIDELOG_URL: sync.url }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const dev = spawn(process.execPath, ['bundle.mjs', 'vite-dev'], { cwd: dir, env: userEnv({ TIDELOG_URL: sync.url }), stdio: ['ignore', 'pipe', 'pipe'] })
     const exited = new Promise((r) => dev.once('exit', r))
     const context = await browser.newContext()
     try {
