@@ -24,6 +24,18 @@ Options:
   --schema <name> PostgreSQL schema of the tables (default tidelog)
   -h, --help      show this help
 
+Limits (what one client may cost the server; the defaults suit a public deployment):
+  --max-message-bytes <n>   largest HTTP body or WebSocket frame (1000000)
+  --max-events-per-push <n> most events in one push (500)
+  --max-event-bytes <n>     largest event, its JSON (256000)
+  --max-depth <n>           deepest nesting of an event's args (64)
+  --max-page-bytes <n>      bytes of events per page; one larger event goes alone (1000000)
+  --max-in-flight <n>       requests one connection may have in flight (8)
+  --max-connections <n>     open connections; idle ones make room (10000; keep below ulimit -n)
+  --headers-timeout-ms <n>  time to send a request's headers (10000)
+  --request-timeout-ms <n>  time to send a whole request, body included (30000)
+  --keep-alive-timeout-ms <n> idle keep-alive connections are closed after (5000)
+
 tidelog migrate creates or upgrades the PostgreSQL tables and exits; serve
 does the same on first use, so it is needed only to migrate ahead of a deploy.
 
@@ -33,6 +45,20 @@ is damaged; it changes nothing.
 
 Stop it with Ctrl-C (SIGINT) or SIGTERM; it closes connections and the data
 directory before exiting.`
+
+// --flag -> limits key of createSyncServer
+const LIMIT_FLAGS = {
+  'max-message-bytes': 'maxMessageBytes',
+  'max-events-per-push': 'maxEventsPerPush',
+  'max-event-bytes': 'maxEventBytes',
+  'max-depth': 'maxDepth',
+  'max-page-bytes': 'maxPageBytes',
+  'max-in-flight': 'maxInFlight',
+  'max-connections': 'maxConnections',
+  'headers-timeout-ms': 'headersTimeoutMs',
+  'request-timeout-ms': 'requestTimeoutMs',
+  'keep-alive-timeout-ms': 'keepAliveTimeoutMs',
+}
 
 const log = (line) => console.log(`tidelog: ${line}`)
 const fail = (line) => {
@@ -52,6 +78,7 @@ try {
       postgres: { type: 'string' },
       schema: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
+      ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: 'string' }])),
     },
   })
 } catch (error) {
@@ -66,6 +93,12 @@ if (!['serve', 'migrate', 'check'].includes(positionals[0]) || positionals.lengt
 if (positionals[0] === 'migrate' && !values.postgres) fail(`tidelog migrate needs --postgres <url>.\n\n${HELP}`)
 if (values.schema !== undefined && !values.postgres) fail('--schema applies to --postgres only.')
 if (!/^\d+$/.test(values.port) || Number(values.port) > 65535) fail(`--port must be a number from 0 to 65535, got "${values.port}".`)
+const limits = {}
+for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
+  if (values[flag] === undefined) continue
+  if (!/^[1-9]\d*$/.test(values[flag])) fail(`--${flag} must be a positive whole number, got "${values[flag]}".`)
+  limits[key] = Number(values[flag])
+}
 
 // imported only now, so that --help works even without a build
 let server
@@ -122,6 +155,7 @@ try {
     port: Number(values.port),
     host: values.host,
     staticDir: values.static,
+    limits,
     onError: (error, context) => console.error(`tidelog: error in ${context}: ${error?.message ?? error}`),
   })
 } catch (error) {

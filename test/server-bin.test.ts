@@ -37,7 +37,7 @@ describe('bin tidelog', () => {
   })
 
   it('refuses unknown commands, unknown options and bad ports with exit code 1', async () => {
-    for (const args of [['launch'], ['serve', '--bogus'], ['serve', '--port', 'abc'], []]) {
+    for (const args of [['launch'], ['serve', '--bogus'], ['serve', '--port', 'abc'], ['serve', '--max-depth', '0'], ['serve', '--max-event-bytes', '1e6'], []]) {
       const { code, err, out } = await run(args).done
       expect(code, args.join(' ')).toBe(1)
       expect(err + out, args.join(' ')).toMatch(/tidelog/)
@@ -54,6 +54,19 @@ describe('bin tidelog', () => {
     const { code, out } = await server.done
     expect(code).toBe(0)
     expect(out).toMatch(/stopped \(SIGTERM\)/)
+    await rm(data, { recursive: true, force: true })
+  })
+
+  it.skipIf(!existsSync(join(root, 'dist', 'server', 'index.js')))('applies the limit flags (needs the build)', async () => {
+    const data = await mkdtemp(join(tmpdir(), 'tidelog-bin-'))
+    const server = run(['serve', '--port', '0', '--data', data, '--max-message-bytes', '2000', '--max-depth', '3'])
+    const url = /serving (http:\/\/\S+)/.exec(await server.lines(/serving http:/))![1]
+    const push = (args: unknown) => fetch(`${url}/push`, { method: 'POST', body: JSON.stringify({ v: 1, type: 'push', storeId: 's', parentSeq: 0, events: [{ id: 'a:1', name: 'n', args, clientId: 'a', sessionId: 's', createdAt: 1 }] }) })
+    expect((await push({ text: 'x'.repeat(3000) })).status).toBe(413)
+    expect((await push([[[[1]]]])).status).toBe(400)
+    expect((await push([[[1]]])).status).toBe(200)
+    server.child.kill('SIGTERM')
+    expect((await server.done).code).toBe(0)
     await rm(data, { recursive: true, force: true })
   })
 })
