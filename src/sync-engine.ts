@@ -222,9 +222,9 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         const err = error instanceof Error ? error : new Error(String(error))
         show(online ? 'error' : 'offline', err)
         // S4: sleep, but come back at once when the transport reconnects; what the server refused for good waits the longest
-        const refused = err instanceof TransportError && !err.retryable
+        const final = err instanceof TransportError && !err.retryable
         await new Promise<void>((r) => {
-          const t = setTimeout(r, refused ? (options.maxBackoffMs ?? 30_000) : backoffDelay(attempt++, options.minBackoffMs, options.maxBackoffMs))
+          const t = setTimeout(r, final ? (options.maxBackoffMs ?? 30_000) : backoffDelay(attempt++, options.minBackoffMs, options.maxBackoffMs))
           onlineWaiter = () => { clearTimeout(t); r() }
         })
       }
