@@ -8,7 +8,8 @@ const HELP = `Usage: tidelog serve [options]
        tidelog check [--data <dir>]
 
 Runs a tidelog sync server: WebSocket /sync, POST /pull, POST /push,
-long-poll GET /pull and GET /health, with events stored in a data directory,
+long-poll GET /pull, GET /health and a read-only log inspector at GET /inspect
+(asks authenticate like a pull), with events stored in a data directory,
 or in PostgreSQL with --postgres (then any number of servers can share one
 database behind a load balancer).
 
