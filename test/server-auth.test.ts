@@ -98,6 +98,16 @@ describe('server: authenticate', () => {
     expect(writes).toBe(0)
   })
 
+  it('tells a browser (an upgrade with Origin) why: an unauthorized error, then close 4401, without touching the backend', async () => {
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/sync?storeId=guarded&token=nope`, { headers: { origin: 'http://app.example' } })
+    const messages: unknown[] = []
+    socket.on('message', (data) => messages.push(JSON.parse(String(data))))
+    const code = await new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)))
+    expect(code).toBe(4401)
+    expect(messages).toEqual([expect.objectContaining({ type: 'error', code: 'unauthorized', retryable: false })])
+    expect({ reads, writes }).toEqual({ reads: 0, writes: 0 })
+  })
+
   it('with ?storeId= on a POST, refuses a bad token before reading the body', async () => {
     const base = `http://127.0.0.1:${port}`
     // the body never ends: only a refusal that does not wait for it can answer

@@ -61,7 +61,16 @@ export function attachWebSocket(server: Server, options: SyncServerOptions): Web
       return refuse(socket, 500, errorAnswer(error, 'authenticate', undefined, opts.onError))
     }
     if (!allowed) {
-      return refuse(socket, 401, errorMessage('unauthorized', `Not allowed to sync storeId "${storeId}": send a valid token (Authorization: Bearer <token>, or ?token= from browsers).`))
+      const refusal = errorMessage('unauthorized', `Not allowed to sync storeId "${storeId}": send a valid token (Authorization: Bearer <token>, or ?token= from browsers).`)
+      // a browser's WebSocket never sees the status of a refused upgrade (only close 1006), so a
+      // browser (it always sends Origin) is let in just to be told: the error, then close 4401
+      if (request.headers.origin === undefined || closing || socket.destroyed) return refuse(socket, 401, refusal)
+      socket.off('error', onError)
+      return wss.handleUpgrade(request, socket, head, (ws) => {
+        ws.on('error', () => {})
+        ws.send(JSON.stringify(refusal), () => ws.close(4401, 'unauthorized'))
+        setTimeout(() => ws.terminate(), 1000).unref()
+      })
     }
     if (closing || socket.destroyed) return socket.destroy()
     socket.off('error', onError)
