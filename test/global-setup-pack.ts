@@ -8,7 +8,7 @@
 // otherwise: every tool is pinned to the version this repository's lockfile holds).
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -57,12 +57,39 @@ function selected(project: TestProject): boolean {
 const npm = (args: string[], cwd: string) =>
   run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, timeout: 300_000, maxBuffer: 16 << 20, env: { ...process.env, npm_config_update_notifier: 'false' } })
 
+/** Runs `fn` holding a lock directory, so that two test runs never npm-install into one project at once. */
+async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 300_000
+  for (;;) {
+    try {
+      mkdirSync(path)
+      break
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'EEXIST') throw error
+      const age = Date.now() - (statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? Date.now())
+      if (age > 600_000) rmSync(path, { recursive: true, force: true }) // left by a run that was killed
+      else if (Date.now() > deadline) throw new Error(`another test run has held ${path} for 5 minutes; remove it if none is running`)
+      else await new Promise((r) => setTimeout(r, 250))
+    }
+  }
+  try {
+    return await fn()
+  } finally {
+    rmSync(path, { recursive: true, force: true })
+  }
+}
+
 /** Packs and installs; returns the tarball and the project directory. */
 export async function packAndInstall(log: (line: string) => void = () => {}): Promise<{ tarball: string; project: string }> {
   await ensureBuilt({ log })
   const tools = Object.fromEntries(TOOLS.map((name) => [name, version(name)]))
   const key = createHash('sha256').update(JSON.stringify(tools)).digest('hex').slice(0, 12)
   const project = join(tmpdir(), `tidelog-packed-${key}`)
+  mkdirSync(project, { recursive: true })
+  return withLock(`${project}.lock`, () => install(project, tools))
+}
+
+async function install(project: string, tools: Record<string, string>): Promise<{ tarball: string; project: string }> {
   const packDir = join(project, 'pack')
   rmSync(packDir, { recursive: true, force: true })
   mkdirSync(packDir, { recursive: true })
