@@ -360,6 +360,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         throw error
       }
       const headAtCommit = log.head
+      if (tabClient) minted = [] // a client tab's commits become durable in the owner's journal, not here
       const persisted = quiet(tabClient ? tabClient.track(events.filter((e) => !e.local)) : record({ t: 'commit', events }))
       publish(written)
       if (tabClient) engine?.poke()
