@@ -1,5 +1,6 @@
-import { get, promisifyRequest, setMany, type UseStore } from 'idb-keyval'
+import { get, promisifyRequest, setMany } from 'idb-keyval'
 import { crc32 } from '../src/crc32.js'
+import { strictStore } from '../src/idb-strict-store.js'
 import { StorageError, StorageLockedError } from '../src/errors.js'
 import { memoryStorage } from '../src/memory-storage.js'
 import { isValidStoreId } from '../src/protocol.js'
@@ -34,40 +35,6 @@ const key = (storeId: string, kind: 'j' | 's', pos: number) => `${storeId}/${kin
 // '/' cannot occur in a storeId, so no storeId's range overlaps another's
 const range = (storeId: string, kind: 'j' | 's', from = 0, to?: number) =>
   IDBKeyRange.bound(key(storeId, kind, from), to === undefined ? `${storeId}/${kind}/\uffff` : key(storeId, kind, to))
-
-/**
- * idb-keyval's `createStore`, except that write transactions ask for strict
- * durability: browsers default to relaxed, which may resolve before the data
- * reaches the disk, and `append` promises the opposite.
- */
-function strictStore(dbName: string): UseStore {
-  let dbp: Promise<IDBDatabase> | undefined
-  const openDb = (version?: number): Promise<IDBDatabase> => {
-    const request = version === undefined ? indexedDB.open(dbName) : indexedDB.open(dbName, version)
-    request.onupgradeneeded = () => {
-      if (!request.result.objectStoreNames.contains(OBJECT_STORE)) request.result.createObjectStore(OBJECT_STORE)
-    }
-    request.onblocked = () => console.warn(`tidelog: waiting for other connections to IndexedDB "${dbName}" to close, to add the "${OBJECT_STORE}" object store.`)
-    return promisifyRequest(request).then((db) => {
-      if (db.objectStoreNames.contains(OBJECT_STORE)) return db
-      // the database exists but something else made it: add our object store in a new version
-      db.close()
-      return openDb(db.version + 1)
-    })
-  }
-  const getDb = () => {
-    if (dbp) return dbp
-    dbp = openDb()
-    dbp.then((db) => {
-      db.onclose = () => (dbp = undefined)
-      // let another tab upgrade or delete the database instead of blocking it
-      db.onversionchange = () => { db.close(); dbp = undefined }
-    }, () => (dbp = undefined))
-    return dbp
-  }
-  return (txMode, callback) =>
-    getDb().then((db) => callback(db.transaction(OBJECT_STORE, txMode, txMode === 'readwrite' ? { durability: 'strict' } : {}).objectStore(OBJECT_STORE)))
-}
 
 // Locks held in this JS realm when Web Locks are missing (Node, old browsers): name -> waiters, present while held
 const localLocks = new Map<string, (() => void)[]>()
@@ -106,7 +73,7 @@ function lockAcrossTabs(locks: LockManager, name: string, wait: boolean): Promis
  * @example createStore({ schema, storeId: 'todos', storage: indexedDbStorage({ name: 'my-app', persist: true }) })
  */
 export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbStorage {
-  const useStore = strictStore(options.name)
+  const useStore = strictStore(options.name, OBJECT_STORE).use
   const nav = typeof navigator === 'undefined' ? undefined : navigator
   const persisted = options.persist && nav?.storage?.persist
     ? nav.storage.persist().catch(() => undefined)

@@ -1,5 +1,6 @@
-import { promisifyRequest, type UseStore } from 'idb-keyval'
+import { promisifyRequest } from 'idb-keyval'
 import { StorageError } from '../errors.js'
+import { strictStore } from '../idb-strict-store.js'
 import { randomId } from '../ids.js'
 import { MAX_PULL_LIMIT, type ConfirmedEvent, type PullResponse, type PushResponse } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
@@ -31,27 +32,6 @@ export interface IndexedDbBackend extends SyncBackend {
   claimEpoch(): Promise<number>
 }
 
-/** Like idb-keyval's `createStore`, but every transaction asks for strict durability (on disk before `complete`). */
-function strictStore(dbName: string): { use: UseStore; close(): void } {
-  let dbp: Promise<IDBDatabase> | undefined
-  const open = () => {
-    if (dbp) return dbp
-    const request = indexedDB.open(dbName)
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE)
-    const opened = (dbp = promisifyRequest(request))
-    opened.then((db) => {
-      db.onclose = () => { if (dbp === opened) dbp = undefined }
-      // let a deleteDatabase or upgrade elsewhere proceed instead of blocking on us
-      db.onversionchange = () => { db.close(); if (dbp === opened) dbp = undefined }
-    }, () => { if (dbp === opened) dbp = undefined })
-    return opened
-  }
-  return {
-    use: (mode, callback) => open().then((db) => callback(db.transaction(STORE, mode, { durability: 'strict' }).objectStore(STORE))),
-    close: () => { void dbp?.then((db) => db.close(), () => {}); dbp = undefined },
-  }
-}
-
 const read = <T>(store: IDBObjectStore, key: string) => promisifyRequest(store.get(key) as IDBRequest<T | undefined>)
 
 /**
@@ -61,7 +41,7 @@ const read = <T>(store: IDBObjectStore, key: string) => promisifyRequest(store.g
  * @example const backend = indexedDbBackend({ name: 'tidelog-host:todos' })
  */
 export function indexedDbBackend(options: IndexedDbBackendOptions): IndexedDbBackend {
-  const db = strictStore(options.name)
+  const db = strictStore(options.name, STORE)
   const listeners = new Map<string, Set<(head: number) => void>>()
   let fence: number | undefined
   let backendIdP: Promise<string> | undefined
