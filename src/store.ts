@@ -253,6 +253,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     },
   })
   let tabServer: { close(): Promise<void> } | undefined
+  let paused = false // carried over when a client tab takes over the storage
   let tabClient: TabClient | undefined
   const serveTabs = () => { if (storage.tabs && !closed) tabServer = storage.tabs.serve(storeId, tabOwner) }
 
@@ -308,6 +309,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       else if (!log.db.column({ sql: 'SELECT 1 FROM __tl_pending WHERE id = ?', params: [id] }).length) settle({ confirmed: new Map(), dropped: new Map([[id, new Error('dropped by the tab that owned the storage before this one')]]) })
     }
     engine = options.transport ? createSyncEngine(options.transport, host, options.sync) : undefined
+    if (paused) engine?.pause()
     engine?.start()
     if (!engine) updateStatus({ state: 'offline' })
     serveTabs()
@@ -404,8 +406,8 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         if (!engine) return Promise.reject(new TidelogError('no_transport', 'sync.flush() cannot confirm events: this store has no transport. Pass createStore({ transport }) to sync.'))
         return new Promise<void>((resolve, reject) => flushWaiters.add({ resolve, reject }))
       },
-      pause() { engine?.pause() },
-      resume() { engine?.resume() },
+      pause() { paused = true; engine?.pause() },
+      resume() { paused = false; engine?.resume() },
       async resetToBackend({ repush }) {
         assertOpen('reset to the backend')
         const droppedByReset = new Map<string, Error>()

@@ -89,7 +89,8 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
 
   const checkBackend = (id: string) => {
     const known = host.backendId()
-    if (known !== undefined && known !== id) throw new BackendResetError(known, id)
+    // '' is an owner tab that has not heard from the backend yet (PROTOCOL.md, Tabs): no verdict
+    if (known !== undefined && id !== '' && known !== id) throw new BackendResetError(known, id)
     backendId = id
   }
 

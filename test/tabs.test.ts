@@ -88,6 +88,36 @@ describe('several stores on one storage (tabs)', () => {
     await again.close()
   })
 
+  it('a new owner that has not heard from the server yet (backendId unknown) is no backend reset for the other tabs', async () => {
+    const backend = memoryBackend()
+    const inner = memoryStorage()
+    // a storage that never keeps what came from upstream, as if the owner died before writing it
+    const storage: Storage = {
+      name: 'forgetful',
+      tabs: broadcastTabLinks(`f-${randomUUID()}`, { requestTimeoutMs: 500, heartbeatMs: 200 }),
+      async open(storeId, options) {
+        const h = await inner.open(storeId, options)
+        return { ...h, append: (records) => h.append(records.filter((r) => r.t !== 'upstream' && r.t !== 'confirm')), saveSnapshot: async () => {} }
+      },
+    }
+    const open = () => createStore({ schema, storeId: 'fresh', storage, dev: false, onWarning: () => {}, transport: localTransport(backend), sync: { minBackoffMs: 5, maxBackoffMs: 50 } })
+    const a = await open()
+    await a.commit(set('a', 1)).confirmed
+    const b = await open()
+    const c = await open()
+    await Promise.all([b, c].map((s) => waitFor(s.sync.status, (st) => st.head === 1, 'the tabs to hold the confirmed event')))
+    b.sync.pause() // b, first in line for the lock, takes over but stays away from the server: its backendId stays unknown
+    await a.close()
+    const late = c.commit(set('c', 2))
+    await within(late.persisted, "the new owner's acknowledgement")
+    expect(c.sync.status.value.error?.name).not.toBe('BackendResetError')
+    b.sync.resume()
+    await within(late.confirmed, 'the commit after the handoff to be confirmed')
+    for (const s of [b, c]) expect(s.sync.status.value.error?.name).not.toBe('BackendResetError')
+    await Promise.all([b, c].map((s) => until(s, { a: 1, c: 2 }, 'both tabs to converge')))
+    await Promise.all([b.close(), c.close()])
+  })
+
   it('three stores opened at once all boot, one of them owning the storage', async () => {
     const { open } = setup()
     const tabs = await within(Promise.all([open(), open(), open()]), 'three stores to open at once')
