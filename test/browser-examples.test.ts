@@ -7,7 +7,9 @@
 // example (examples/node-cli) syncs with the vanilla app through the same server.
 // Screenshots go to test-results/screenshots/. First-render times (navigation
 // start to the first todo row, performance.now() in the page) are printed.
+import { spawn } from 'node:child_process'
 import { mkdirSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
@@ -55,6 +57,15 @@ async function buildExample(project: string, name: string): Promise<string> {
 
 const timings: string[] = []
 
+/** A port nobody listens on right now, for a child that takes a fixed --port. */
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number }
+      probe.close(() => resolve(port))
+    })
+  })
+
 describe.skipIf(!hasChromium)('examples built from the packed package', () => {
   let browser: Browser
   let project: string
@@ -68,6 +79,50 @@ describe.skipIf(!hasChromium)('examples built from the packed package', () => {
     await browser?.close()
     if (timings.length) console.log(`first render, navigation start → first todo row:\n${timings.join('\n')}`)
   })
+
+  it('npm run dev: each Vite example in Vite\'s dev server, /sync forwarded to tidelog serve', async () => {
+    const data = tempDir('tidelog-dev-data-')
+    const sync = await serve(project, ['--port', '0', '--data', data])
+    const context = await browser.newContext()
+    const errors: string[] = []
+    try {
+      for (const name of ['vue', 'svelte', 'vanilla']) {
+        const dir = copyExample(project, name)
+        const port = await freePort()
+        const dev = spawn(process.execPath, [join(project, 'node_modules/vite/bin/vite.js'), '--port', String(port), '--strictPort', '--host', '127.0.0.1'], {
+          cwd: dir,
+          env: userEnv({ TIDELOG_URL: sync.url }),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
+        const exited = new Promise((r) => dev.once('exit', r))
+        try {
+          let output = ''
+          await new Promise<void>((ready, fail) => {
+            const onData = (chunk: Buffer) => ((output += chunk), output.includes(`:${port}`) && ready())
+            dev.stdout!.on('data', onData)
+            dev.stderr!.on('data', onData)
+            dev.once('exit', (code) => fail(new Error(`vite (${name}) exited (${code}): ${output}`)))
+          })
+          const page = await context.newPage()
+          collectErrors(page, `${name} dev`, errors)
+          await page.goto(`http://127.0.0.1:${port}/`)
+          await synced(page)
+          await add(page, `dev ${name}`)
+          await page.waitForSelector(`${row(`dev ${name}`)}`)
+          await page.waitForFunction(() => document.querySelector('#sync-pending')?.textContent === '0 pending')
+          await page.close()
+        } finally {
+          dev.kill('SIGTERM')
+          await exited
+        }
+      }
+      expect(errors).toEqual([])
+    } finally {
+      await context.close()
+      await sync.stop()
+      rmSync(data, { recursive: true, force: true })
+    }
+  }, 90_000)
 
   for (const name of ['vue', 'svelte', 'vanilla', 'script-tag']) {
     it(`${name}: syncs two browsers and two tabs, keeps data across a reload and a server restart`, async () => {
