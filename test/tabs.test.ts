@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { createStore, defineEvent, defineSchema, localTransport, memoryStorage, sql, type PendingEvent, type Storage, type Store } from 'tidelog'
 import { memoryBackend } from '../src/backends/memory.js'
-import { broadcastTabLinks } from '../transports/tab-link.js'
+import { broadcastTabLinks } from 'tidelog/transports/broadcast-channel'
 import { schema } from './helpers/convergence.js'
 import { backendLog, waitFor, within } from './helpers/wait.js'
 

@@ -10,6 +10,7 @@ import { broadcastChannelClient, type BroadcastChannelClientOptions } from './br
 import { campaignForHost, type LockManagerLike } from './tab-election.js'
 
 export { hostBroadcastChannel }
+export { broadcastTabLinks, type TabLinkOptions } from './tab-link.js'
 export type { HostBroadcastChannelOptions, BroadcastChannelHost } from './broadcast-channel-host.js'
 export type { LockManagerLike }
 

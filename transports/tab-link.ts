@@ -28,9 +28,10 @@ export interface TabLinkOptions {
 }
 
 /**
- * The tab links of one storage, on channels named after it and the storeId;
- * `indexedDbStorage` uses them by itself.
- * @example const storage = { ...memoryStorage(), tabs: broadcastTabLinks('my-app') }
+ * The tab links of one storage, on channels named after it and the storeId:
+ * `indexedDbStorage` uses them by itself; a storage of your own whose lock
+ * spans tabs (Web Locks) offers them as its `tabs`.
+ * @example const storage: Storage = { ...myWebLockedStorage, tabs: broadcastTabLinks('my-app') }
  */
 export function broadcastTabLinks(name: string, options: TabLinkOptions = {}): TabLinks {
   const channelOf = (storeId: string) => `tidelog-tabs:${name}:${storeId}`
