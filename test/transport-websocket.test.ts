@@ -16,13 +16,13 @@ describe('websocketTransport()', () => {
     expect(fromBrowser === undefined || typeof fromBrowser === 'function').toBe(true)
   })
 
-  it("throws a TransportError telling Node users to pass { WebSocket } from 'ws' when there is none", () => {
+  it("throws a TransportError telling to pass { WebSocket } (e.g. from 'ws') when the runtime has none", () => {
     const global = globalThis as { WebSocket?: unknown }
     const saved = global.WebSocket
     delete global.WebSocket
     try {
       expect(() => websocketTransport({ url: 'http://127.0.0.1:1' })).toThrow(TransportError)
-      expect(() => websocketTransport({ url: 'http://127.0.0.1:1' })).toThrow(/pass one from 'ws'/)
+      expect(() => websocketTransport({ url: 'http://127.0.0.1:1' })).toThrow(/Pass a WebSocket constructor, e\.g\. from 'ws'/)
     } finally {
       if (saved !== undefined) global.WebSocket = saved
     }
