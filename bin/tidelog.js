@@ -31,7 +31,7 @@ Limits (what one client may cost the server; the defaults suit a public deployme
   --max-event-bytes <n>     largest event, its JSON (256000)
   --max-depth <n>           deepest nesting of an event's args (64)
   --max-page-bytes <n>      bytes of events per page; one larger event goes alone (1000000)
-  --max-in-flight <n>       requests one connection may have in flight (8)
+  --max-in-flight <n>       requests one connection may have in flight (4)
   --max-connections <n>     open connections; idle ones make room (10000; keep below ulimit -n)
   --headers-timeout-ms <n>  time to send a request's headers (10000)
   --request-timeout-ms <n>  time to send a whole request, body included (30000)

@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { request as httpRequest } from 'node:http'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -12,6 +11,7 @@ import { createSyncServer, fileBackend, memoryBackend, type SyncServer } from 't
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
 import { todoSchema } from './helpers/todo-schema.js'
+import { healthMs, pullFlood, watchHealth } from './fixtures/pull-flood.js'
 import { waitFor, within } from './helpers/wait.js'
 
 // R6: hostile clients. Each case here crashed or exhausted the server before
@@ -72,39 +72,6 @@ async function peer(url: string, storeId: string) {
 async function post(url: string, path: string, body: unknown) {
   const response = await fetch(url + path, { method: 'POST', body: wire(body as object), headers: { 'content-type': 'application/json' } })
   return { status: response.status, body: (await response.json()) as ServerMessage & Record<string, unknown> }
-}
-
-/** How long GET /health takes on a fresh connection; Infinity past `timeoutMs`. */
-function healthMs(url: string, timeoutMs = 2000): Promise<number> {
-  const started = performance.now()
-  return new Promise((resolve) => {
-    const request = httpRequest(`${url}/health`, { agent: false, timeout: timeoutMs }, (response) => {
-      response.resume()
-      response.on('end', () => resolve(response.statusCode === 200 ? performance.now() - started : Infinity))
-    })
-    request.on('timeout', () => (request.destroy(), resolve(Infinity)))
-    request.on('error', () => resolve(Infinity))
-    request.end()
-  })
-}
-
-/** Probes /health every 100 ms until stopped; resolves with the slowest answer. */
-function watchHealth(url: string) {
-  let stop = false
-  let worst = 0
-  let probes = 0
-  const done = (async () => {
-    while (!stop) {
-      worst = Math.max(worst, await healthMs(url))
-      probes++
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  })()
-  return async () => {
-    stop = true
-    await done
-    return { worst, probes }
-  }
 }
 
 describe('sync server under hostile input (in process)', () => {
@@ -235,23 +202,8 @@ describe('sync server under hostile load (child process)', () => {
     await start(3000, 1000) // 3 MB of log: every page is a full 1 MB
     const before = await rss()
     const health = watchHealth(url)
-    // 5 WebSocket peers send 1,000 pulls each, then stop reading
-    const sockets: WebSocket[] = []
-    for (let i = 0; i < 5; i++) {
-      const ws = new WebSocket(`${url.replace('http', 'ws')}/sync?storeId=big`)
-      await new Promise((resolve) => ws.once('open', resolve))
-      ;(ws as unknown as { _socket: Socket })._socket.pause()
-      const frame = JSON.stringify({ v: 1, type: 'pull', storeId: 'big', since: 0 })
-      for (let k = 0; k < 1000; k++) ws.send(frame)
-      sockets.push(ws)
-    }
-    // 2,000 pipelined HTTP pulls on one connection that never reads
-    const body = JSON.stringify({ v: 1, type: 'pull', storeId: 'big', since: 0 })
-    const raw = tcpConnect(Number(new URL(url).port), '127.0.0.1')
-    raw.on('error', () => {})
-    await new Promise((resolve) => raw.once('connect', resolve))
-    raw.pause()
-    raw.write(`POST /pull HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`.repeat(2000))
+    // 5 WebSocket peers send 1,000 pulls each and stop reading; 2,000 pipelined HTTP pulls on a connection that never reads
+    const drop = await pullFlood(url)
     await new Promise((resolve) => setTimeout(resolve, 3000))
     const during = await rss()
     const { worst, probes } = await health()
@@ -260,8 +212,7 @@ describe('sync server under hostile load (child process)', () => {
     expect(worst).toBeLessThan(1000)
     console.log(`pull flood: server RSS ${Math.round(before / MB)} MB before, ${Math.round(during / MB)} MB during; slowest /health ${Math.round(worst)} ms over ${probes} probes`)
     expect(during - before).toBeLessThan(300 * MB)
-    for (const ws of sockets) ws.terminate()
-    raw.destroy()
+    drop()
   }, 30_000)
 
   it('keeps /health answering under a flood of silent connections, closing the idle ones', async () => {

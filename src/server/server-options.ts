@@ -18,7 +18,7 @@ export interface ServerLimits {
   maxDepth?: number
   /** Bytes of events in one page (pull answer or live notification); a single larger stored event is still served alone. Default 1_000_000. */
   maxPageBytes?: number
-  /** Requests one connection may have in flight; past it the server stops reading from it, and answers `rate_limited` to what it already read. Default 8. */
+  /** Requests one connection may have in flight; past it the server stops reading from it, and answers `rate_limited` to what it already read. Default 4. */
   maxInFlight?: number
   /** Open connections at most; at the limit the longest-idle one is closed to make room, or the new one refused. Keep it below the fd limit (`ulimit -n`). Default 10_000. */
   maxConnections?: number
@@ -121,7 +121,7 @@ export function resolveLimits(limits: ServerLimits = {}): ResolvedLimits {
     maxEventBytes: integer('maxEventBytes', 256_000),
     maxDepth: integer('maxDepth', 64),
     maxPageBytes: integer('maxPageBytes', 1_000_000),
-    maxInFlight: integer('maxInFlight', 8),
+    maxInFlight: integer('maxInFlight', 4),
     maxConnections: integer('maxConnections', 10_000),
     headersTimeoutMs: integer('headersTimeoutMs', 10_000),
     requestTimeoutMs: integer('requestTimeoutMs', 30_000),

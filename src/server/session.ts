@@ -127,13 +127,16 @@ function encodeEvents(storeId: string, events: readonly ConfirmedEvent[], maxByt
       if (parts.length > 0) break // serve what fits; the next page reports the bad one
       throw new UnservableEvent(storeId, event.seq, error)
     }
-    const size = utf8Length(json) + 1
+    const size = byteLength(json) + 1
     if (parts.length > 0 && bytes + size > maxBytes) break
     parts.push(json)
     bytes += size
   }
   return { json: parts.join(','), count: parts.length }
 }
+
+// Buffer where there is one (Node): native and several times faster than counting in JS
+const byteLength: (text: string) => number = typeof Buffer === 'function' ? (text) => Buffer.byteLength(text) : utf8Length
 
 const ridField = (rid: string | number | undefined) => (rid === undefined ? '' : `"rid":${JSON.stringify(rid)},`)
 

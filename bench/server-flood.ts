@@ -1,0 +1,49 @@
+/**
+ * S2: sync server memory and /health under a pull flood from peers that
+ * never read (test/fixtures/pull-flood.ts: 5 WebSocket peers × 1,000 pulls,
+ * 2,000 pipelined HTTP pulls), against a child server whose store holds 3 MB,
+ * so that every answer is a full 1 MB page. Unbounded, that is 7,000 pages
+ * (7 GB); the figure is the server's RSS growth, target R6 (< 300 MB).
+ */
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { pullFlood, watchHealth } from '../test/fixtures/pull-flood.js'
+import type { ResultLine, Row } from './harness.js'
+
+const MB = 1024 * 1024
+const fixture = fileURLToPath(new URL('../test/fixtures/hostile-server.ts', import.meta.url))
+
+export const S2: Row = {
+  id: 'S2',
+  what: 'server RSS growth under a pull flood from peers that never read',
+  async run(): Promise<ResultLine[]> {
+    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', fixture, '3000', '1000'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = ''
+        child.stdout!.on('data', (chunk) => {
+          out += chunk
+          const match = /ready (\S+)/.exec(out)
+          if (match) resolve(match[1]!)
+        })
+        child.once('exit', (code) => reject(new Error(`the flood server exited with ${code}`)))
+      })
+      const rss = () => new Promise<number>((resolve) => (child.once('message', (m: { rss: number }) => resolve(m.rss)), child.send({ rss: true })))
+      const before = await rss()
+      const health = watchHealth(url)
+      const drop = await pullFlood(url)
+      await new Promise((resolve) => setTimeout(resolve, 3000))
+      const during = await rss()
+      const { worst, probes } = await health()
+      drop()
+      const growth = (during - before) / MB
+      return [{
+        id: 'S2', what: 'server RSS growth, 5,000 unread WebSocket pulls + 2,000 pipelined HTTP pulls of 1 MB pages',
+        baseline: null, tidelog: growth, unit: 'MB', ratio: null, target: '< 300 MB, /health < 1 s', pass: growth < 300 && worst < 1000,
+        notes: [`S2: RSS ${(before / MB).toFixed(0)} MB before, ${(during / MB).toFixed(0)} MB during the flood; slowest of ${probes} /health probes ${worst.toFixed(0)} ms; the server exited: ${child.exitCode !== null}`],
+      }]
+    } finally {
+      child.kill('SIGKILL')
+    }
+  },
+}
