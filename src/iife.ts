@@ -35,6 +35,7 @@ export {
   isTidelogError,
 } from './errors.js'
 export { batch, computed, effect, signal }
+export { mountInspector } from './inspect.js'
 export { indexedDbStorage, websocketTransport, httpTransport, broadcastChannelTransport, hostBroadcastChannel }
 
 // Read while the script runs: document.currentScript is null once loading is over.

@@ -204,7 +204,7 @@ describe.skipIf(!hasChromium)('the packed package in bundled apps', () => {
     }
   })
 
-  it('the script bundle runs each materializer once per commit by default, twice with dev: true', async () => {
+  it('the script bundle runs each materializer once per commit by default, twice with dev: true, and mounts the inspector', async () => {
     const dist = resolve(project, 'node_modules/tidelog/dist')
     const pages = tempDir('tidelog-iife-page-')
     const html = `<!doctype html><html><head><link rel="icon" href="data:,"></head><body><script src="/dist/tidelog.iife.js"></script><script>
@@ -214,6 +214,7 @@ describe.skipIf(!hasChromium)('the packed package in bundled apps', () => {
         tables: { t: sql\`CREATE TABLE t (n INTEGER)\` },
         events: { added: defineEvent({ materialize: ({ n }) => (window.calls++, sql\`INSERT INTO t VALUES (\${n})\`) }) },
       })
+      window.schemaForPanel = schema
       window.countCalls = async (options) => {
         const store = await createStore({ schema, ...options })
         window.calls = 0
@@ -233,6 +234,13 @@ describe.skipIf(!hasChromium)('the packed package in bundled apps', () => {
       await page.goto(`${server.url}/index.html`)
       expect(await page.evaluate(() => (window as any).countCalls({}))).toEqual({ calls: 1, rows: 1 })
       expect(await page.evaluate(() => (window as any).countCalls({ dev: true }))).toEqual({ calls: 2, rows: 1 })
+      // the bundle carries the inspector panel too
+      await page.evaluate(async () => {
+        const { createStore, memoryStorage, mountInspector } = (window as any).Tidelog
+        const store = await createStore({ schema: (window as any).schemaForPanel, storage: memoryStorage() })
+        mountInspector(document.body, store)
+      })
+      await page.waitForSelector('.tl-inspector .tl-sync:text-is("offline")')
       expect(errors).toEqual([])
     } finally {
       await context.close()
