@@ -422,6 +422,8 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         queries.reset()
         backendId = undefined
         void record({ t: 'reset', pending })
+        // a client tab pushes what it keeps to the owner again
+        if (tabClient) void quiet(tabClient.track(pending.filter((e) => !result.dropped.has(e.id))))
         settle({ confirmed: new Map(), dropped: result.dropped })
         publish(allTables)
         engine?.unblock()
@@ -449,6 +451,9 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
 
   settle({ confirmed: new Map(), dropped: booted.dropped })
   if (snapshotAt < 0) scheduleSnapshot()
+  // the undo log's triggers are made once the store is idle (or by the first commit), not before the first query
+  const prepare = setTimeout(() => { if (!closed) log.prepareCapture() }, 0)
+  ;(prepare as { unref?: () => void }).unref?.()
   if (!handle) {
     tabClient = createTabClient({
       storeId,

@@ -10,6 +10,7 @@ import { createStore, defineEvent, defineSchema, localTransport, memoryStorage, 
 import { memoryBackend } from '../src/backends/memory.js'
 import { broadcastTabLinks } from 'tidelog/transports/broadcast-channel'
 import { schema } from './helpers/convergence.js'
+import { swappableBackend } from './helpers/transports.js'
 import { backendLog, waitFor, within } from './helpers/wait.js'
 
 const sharedStorage = (): Storage => ({ ...memoryStorage(), tabs: broadcastTabLinks(`t-${randomUUID()}`, { requestTimeoutMs: 500, heartbeatMs: 200 }) })
@@ -116,6 +117,30 @@ describe('several stores on one storage (tabs)', () => {
     for (const s of [b, c]) expect(s.sync.status.value.error?.name).not.toBe('BackendResetError')
     await Promise.all([b, c].map((s) => until(s, { a: 1, c: 2 }, 'both tabs to converge')))
     await Promise.all([b.close(), c.close()])
+  })
+
+  it('a backend reset: the owner and a tab each report it; after each resets with repush, both own events are on the new log', async () => {
+    const first = memoryBackend()
+    const backend = swappableBackend(first)
+    const storage = sharedStorage()
+    const open = () => createStore({ schema, storeId: 'reset', storage, dev: false, onWarning: () => {}, transport: localTransport(backend), sync: { minBackoffMs: 5, maxBackoffMs: 50 } })
+    const owner = await open()
+    const tab = await open()
+    await within(tab.commit(set('t', 1)).confirmed, 'the tab commit to be confirmed')
+    await within(owner.commit(set('o', 1)).confirmed, 'the owner commit to be confirmed')
+    backend.current = memoryBackend() // the server's log was wiped: a new backendId
+    owner.commit(set('o2', 2))
+    await waitFor(owner.sync.status, (s) => s.error?.name === 'BackendResetError', 'the owner to report the reset')
+    await owner.sync.resetToBackend({ repush: true })
+    await waitFor(tab.sync.status, (s) => s.error?.name === 'BackendResetError', 'the tab to report it too')
+    await tab.sync.resetToBackend({ repush: true })
+    await within(Promise.all([owner.sync.flush(), tab.sync.flush()]), 'both to flush')
+    const log = await backendLog(backend.current, 'reset')
+    expect(log.map((e) => (e.args as { id: string }).id).sort()).toEqual(['o', 'o2', 't'])
+    await Promise.all([owner, tab].map((s) => waitFor(s.sync.status, (st) => st.head === 3 && st.pending === 0, 'both at the new head')))
+    expect(tab.events().map((e) => e.id)).toEqual(log.map((e) => e.id))
+    expect(owner.events().map((e) => e.id)).toEqual(log.map((e) => e.id))
+    await Promise.all([tab.close(), owner.close()])
   })
 
   it('three stores opened at once all boot, one of them owning the storage', async () => {
