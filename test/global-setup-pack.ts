@@ -4,7 +4,7 @@
 // provide/inject; other test runs skip all of it.
 //
 // The project is kept in the OS temp directory between runs, keyed by the tools'
-// versions, so that a rerun only reinstalls the tarball (from the npm cache
+// versions and the checkout, so that a rerun only reinstalls the tarball (from the npm cache
 // otherwise: every tool is pinned to the version this repository's lockfile holds).
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -83,7 +83,8 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
 export async function packAndInstall(log: (line: string) => void = () => {}): Promise<{ tarball: string; project: string }> {
   await ensureBuilt({ log })
   const tools = Object.fromEntries(TOOLS.map((name) => [name, version(name)]))
-  const key = createHash('sha256').update(JSON.stringify(tools)).digest('hex').slice(0, 12)
+  // keyed by the checkout too: test runs of two checkouts at once must not install over each other's tarball
+  const key = createHash('sha256').update(JSON.stringify({ tools, root })).digest('hex').slice(0, 12)
   const project = join(tmpdir(), `tidelog-packed-${key}`)
   mkdirSync(project, { recursive: true })
   return withLock(`${project}.lock`, () => install(project, tools))
