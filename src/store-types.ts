@@ -72,7 +72,7 @@ export interface StoreOptions<S extends Schema<any>> {
   onWarning?: (message: string) => void
   /** Wait for another store to release the storage instead of failing with `StorageLockedError`. */
   waitForLock?: boolean
-  /** Development checks (materializer determinism). Default: on unless NODE_ENV is 'production'. */
+  /** Development checks (materializer determinism). Default: on unless NODE_ENV is 'production', in Node and in bundled apps (bundlers replace `process.env.NODE_ENV`); off where there is no process at all (a page without a bundler). */
   dev?: boolean
   /** Sync tuning: backoff bounds after failures (full jitter; default 250 ms to 30 s) and events per push (default 500). */
   sync?: { minBackoffMs?: number; maxBackoffMs?: number; batchSize?: number }

@@ -29,6 +29,19 @@ const quiet = <T>(p: Promise<T>): Promise<T> => {
  * when a transport is given.
  * @example const store = await createStore({ schema, storeId: 'todos' })
  */
+/**
+ * Development checks by default where NODE_ENV says so: in Node, and in apps whose bundler
+ * replaces the literal `process.env.NODE_ENV` (so it must stay spelled that way). Where there
+ * is no process at all (a page without a bundler) this is production.
+ */
+function developmentMode(): boolean {
+  try {
+    return process.env.NODE_ENV !== 'production'
+  } catch {
+    return false
+  }
+}
+
 export async function createStore<S extends Schema<any>>(options: StoreOptions<S>): Promise<Store<S>> {
   const { schema } = options
   if (!schema || typeof schema.hash !== 'string') throw new TidelogError('invalid_options', 'createStore({ schema }) needs a schema made by defineSchema()')
@@ -36,7 +49,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   const storage = options.storage ?? memoryStorage()
   const warn = options.onWarning ?? ((m: string) => console.warn(`tidelog: ${m}`))
   const onProgress = options.onProgress ?? (() => {})
-  const dev = options.dev ?? (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.NODE_ENV !== 'production'
+  const dev = options.dev ?? developmentMode()
   const snapshotEvery = options.snapshotEvery ?? 1000
   const sessionId = randomId(8)
 
