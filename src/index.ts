@@ -58,5 +58,5 @@ export type {
   ServerMessage,
   ErrorCode,
 } from './protocol.js'
-export type { Transport, TransportHandlers, TransportStatus, SyncBackend } from './transport.js'
+export type { Transport, TransportHandlers, TransportStatus, OwnerNotice, SyncBackend } from './transport.js'
 export type { Storage, StorageHandle, StorageOpenOptions, JournalRecord, Snapshot, LoadedLog, TabLinks, TabOwner } from './storage.js'

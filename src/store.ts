@@ -380,7 +380,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       publish(written)
       if (tabClient) engine?.poke()
       const synced = events.filter((e) => !e.local)
-      const stored: StoredEvent[] = events.map(({ local: _l, ...e }) => ({ ...e, seq: null }))
+      const stored: StoredEvent[] = events.map((e) => Object.assign(toPending(e), { seq: null }))
       let confirmed: Promise<number | null> | undefined
       return {
         event: stored[0]!,
@@ -472,7 +472,8 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       storeId,
       log: () => log,
       backendId: () => backendId,
-      setBackendId: (id) => (backendId = id || undefined),
+      // '' (an owner that has not heard from the backend) leaves what this tab knows: a later real id is judged against it
+      setBackendId: (id) => { if (id) backendId = id },
       applied(change) {
         publish(change.written)
         settle(change)

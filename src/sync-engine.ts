@@ -239,9 +239,18 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
       loop = (async () => {
         await transport.connect({
           storeId: host.storeId,
-          onEvents(events, head, pending, ownerState) {
+          onEvents(events, head, owner) {
             if (closed || paused || blocked || backendId === undefined) return
-            const upstream = pending ? { pending, head, state: ownerState } : undefined
+            if (owner?.backendId !== undefined) {
+              // an owner tab's log can be reset under a live link (S5, S6)
+              try {
+                checkBackend(owner.backendId)
+              } catch (error) {
+                blocked = error as Error
+                return poke()
+              }
+            }
+            const upstream = owner ? { pending: owner.pending, head, state: owner.state } : undefined
             if (host.pendingCount() === 0 && !drainTimer) {
               if (!apply(events, backendId, upstream)) poke()
               return

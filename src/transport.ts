@@ -6,16 +6,23 @@ export interface TransportStatus {
   error?: Error
 }
 
+/** What a storage owner tab's live notification carries besides the events: its pending list, sync state and backendId. */
+export interface OwnerNotice {
+  pending: PendingEvent[]
+  state?: SyncState
+  /** '' while the owner has not heard from the backend. */
+  backendId?: string
+}
+
 /** Callbacks the sync engine hands to `Transport.connect`. */
 export interface TransportHandlers {
   /** The log this store syncs; transports that open a connection per store (WebSocket) put it in the URL. */
   storeId: string
   /**
    * Live notification: events past the last page this connection was sent, in seq order.
-   * From a storage owner tab, `pending` is its pending list after them and `ownerState` its own
-   * sync state (PROTOCOL.md, Tabs).
+   * From a storage owner tab, `owner` is the rest of its view (PROTOCOL.md, Tabs).
    */
-  onEvents(events: ConfirmedEvent[], head: number, pending?: PendingEvent[], ownerState?: SyncState): void
+  onEvents(events: ConfirmedEvent[], head: number, owner?: OwnerNotice): void
   /** Connection changes; after `online` the engine pulls from its confirmed head, which restarts the live stream. */
   onStatus(status: TransportStatus): void
 }

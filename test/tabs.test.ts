@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { createStore, defineEvent, defineSchema, localTransport, memoryStorage, sql, type PendingEvent, type Storage, type Store } from 'tidelog'
+import { createStore, defineEvent, defineSchema, localTransport, memoryStorage, sql, type PendingEvent, type Storage, type Store, type Transport, type TransportHandlers } from 'tidelog'
 import { memoryBackend } from '../src/backends/memory.js'
 import { broadcastTabLinks } from 'tidelog/transports/broadcast-channel'
 import { schema } from './helpers/convergence.js'
@@ -117,6 +117,36 @@ describe('several stores on one storage (tabs)', () => {
     for (const s of [b, c]) expect(s.sync.status.value.error?.name).not.toBe('BackendResetError')
     await Promise.all([b, c].map((s) => until(s, { a: 1, c: 2 }, 'both tabs to converge')))
     await Promise.all([b.close(), c.close()])
+  })
+
+  async function wiped() {
+    const backend = swappableBackend(memoryBackend())
+    const storage = sharedStorage()
+    const open = () => createStore({ schema, storeId: 'reset', storage, dev: false, onWarning: () => {}, transport: localTransport(backend), sync: { minBackoffMs: 5, maxBackoffMs: 50 } })
+    const owner = await open()
+    const tab = await open()
+    await within(tab.commit(set('t', 1)).confirmed, 'the tab commit to be confirmed')
+    await within(owner.commit(set('o', 1)).confirmed, 'the owner commit to be confirmed')
+    backend.current = memoryBackend() // the server's log was wiped: a new backendId
+    owner.commit(set('o2', 2))
+    await waitFor(owner.sync.status, (s) => s.error?.name === 'BackendResetError', 'the owner to report the reset')
+    return { backend, owner, tab }
+  }
+
+  it('a backend reset, the tab resetting first: if it followed the old log meanwhile, it reports the reset again once the owner has reset, and a second reset brings it onto the new log', async () => {
+    const { backend, owner, tab } = await wiped()
+    await tab.sync.resetToBackend({ repush: true })
+    // the tab pulls from the owner, which still serves the old log until it resets too
+    await waitFor(tab.sync.status, (s) => s.head === 2, 'the tab to follow the old log')
+    await owner.sync.resetToBackend({ repush: true })
+    await waitFor(tab.sync.status, (s) => s.error?.name === 'BackendResetError', 'the tab to report the reset again')
+    await tab.sync.resetToBackend({ repush: true })
+    await within(Promise.all([owner.sync.flush(), tab.sync.flush()]), 'both to flush')
+    const log = await backendLog(backend.current, 'reset')
+    expect(log.map((e) => (e.args as { id: string }).id).sort()).toEqual(['o', 'o2', 't'])
+    await waitFor(tab.sync.status, (st) => st.head === 3 && st.pending === 0, 'the tab at the new head')
+    expect(tab.events().map((e) => e.id)).toEqual(log.map((e) => e.id))
+    await Promise.all([tab.close(), owner.close()])
   })
 
   it('a backend reset: the owner and a tab each report it; after each resets with repush, both own events are on the new log', async () => {
@@ -298,6 +328,36 @@ describe('the owner side of the tab link', () => {
     expect(heard.filter((m) => m.to === 'ghost')).toEqual([])
     ghost.close()
     await Promise.all([tab.close(), owner.close()])
+  })
+})
+
+describe('the sync engine with an owner tab upstream (S6)', () => {
+  it("stops with BackendResetError when a live owner notice names another backendId, and takes '' as no verdict", async () => {
+    const { createSyncEngine } = await import('../src/sync-engine.js')
+    let handlers: TransportHandlers | undefined
+    const transport: Transport = {
+      connect: async (h) => { handlers = h; h.onStatus({ state: 'online' }) },
+      pull: async () => ({ type: 'pulled', events: [], head: 0, backendId: 'X', more: false, pending: [] }),
+      push: async () => ({ type: 'queued' }),
+      close: async () => {},
+    }
+    let known: string | undefined
+    const states: string[] = []
+    let changed = () => {}
+    const engine = createSyncEngine(transport, {
+      storeId: 's', head: () => 0, backendId: () => known, pendingCount: () => 0, pendingBatch: () => [],
+      applyUpstream: (_events, id) => { if (id) known = id },
+      confirm() {}, pushBeforeRebase: () => false,
+      setState: (state, error) => { states.push(error ? `${state}:${error.name}:${(error as { actual?: string }).actual}` : state); changed() },
+    })
+    const until = (what: string) => within(new Promise<void>((resolve) => { changed = () => { if (states.includes(what)) resolve() }; changed() }), what)
+    engine.start()
+    await until('synced')
+    // were '' a verdict, sync would stop on it and never judge 'Y'
+    handlers!.onEvents([], 0, { pending: [], backendId: '' })
+    handlers!.onEvents([], 0, { pending: [], backendId: 'Y' })
+    await until('error:BackendResetError:Y')
+    await engine.close()
   })
 })
 

@@ -134,7 +134,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
     }
     if (m.from !== hostId) return
     if (m.type === 'bye') return lost(new TransportError(`broadcastChannelTransport: the host on channel "${channel}" closed; waiting for a new host`))
-    if (m.type === 'events') return void (handlers && m.storeId === handlers.storeId && handlers.onEvents(m.events, m.head, m.pending, m.ownerState))
+    if (m.type === 'events') return void (handlers && m.storeId === handlers.storeId && handlers.onEvents(m.events, m.head, m.pending ? { pending: m.pending, state: m.ownerState, backendId: m.backendId } : undefined))
     const req = requests.take(m.rid)
     if (!req) return
     if (m.type === 'error') req.reject(new TransportError(`broadcast-channel host answered ${m.code}: ${m.message}`, { retryable: m.retryable === true, protocolCode: m.code }))

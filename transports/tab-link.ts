@@ -68,7 +68,7 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
       if (!t.streaming || !tabs.has(id)) continue
       for (;;) {
         const page = owner.pull(t.cursor, MAX_PULL_LIMIT)
-        send(id, { v: 1, type: 'events', storeId, events: page.events, head: page.head, ...(page.pending ? { pending: page.pending, ownerState: page.ownerState } : {}) })
+        send(id, { v: 1, type: 'events', storeId, events: page.events, head: page.head, ...(page.pending ? { pending: page.pending, ownerState: page.ownerState, backendId: page.backendId } : {}) })
         if (page.events.length) t.cursor = page.events[page.events.length - 1]!.seq
         if (!page.more || !page.events.length) break
       }

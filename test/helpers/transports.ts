@@ -21,7 +21,7 @@ export function wrapTransport(inner: Transport, hooks: TransportHooks = {}): Tra
     connect(handlers) {
       const wrapped: TransportHandlers = {
         ...handlers,
-        onEvents: (events, head, pending) => (hooks.onEvents ? hooks.onEvents(events, head, handlers.onEvents) : handlers.onEvents(events, head, pending)),
+        onEvents: (events, head, owner) => (hooks.onEvents ? hooks.onEvents(events, head, handlers.onEvents) : handlers.onEvents(events, head, owner)),
       }
       return hooks.connect ? hooks.connect(wrapped, inner) : inner.connect(wrapped)
     },
