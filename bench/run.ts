@@ -27,8 +27,7 @@ const P9: Row = {
   id: 'P9',
   what: 'browser bundle: core + one transport + IndexedDB adapter, min+gz',
   run: async () => {
-    // @ts-expect-error: a plain .mjs script without types
-    const { measureP9 } = (await import('../scripts/size.mjs')) as { measureP9(): Promise<{ core: { gzip: number }; coreWebsocket: { gzip: number }; coreWebsocketIndexedDb: { gzip: number }; limitGzip: number; pass: boolean }> }
+    const { measureP9 } = await import('../scripts/size.mjs')
     const r = await measureP9()
     const kb = (b: number) => b / 1024
     return [{

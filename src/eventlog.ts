@@ -24,13 +24,20 @@
  */
 import type { SqlJsStatic } from 'sql.js'
 import { openDb, type Db } from './database.js'
-import { dropUndoLog, dropUndoTriggers, installUndoLog } from './undo-log.js'
+import { dropUndoLog, dropUndoTriggers, installUndoLog, type UndoLog } from './undo-log.js'
 import { MaterializeError, SchemaError } from './errors.js'
 import { createMaterializer, type EventRef } from './materialize.js'
 import type { ConfirmedEvent, JsonValue, PendingEvent } from './protocol.js'
 import type { Schema } from './schema.js'
 
 type Ev = PendingEvent & { local?: true }
+
+/**
+ * Confirmed events per state table from which a batch drops the undo log's
+ * triggers while it applies (re-creating them costs about what their checks
+ * cost on this many rows).
+ */
+const BULK_EVENTS_PER_TABLE = 150
 
 const COLS = 'id, name, args, client_id, session_id, created_at'
 interface EventRow { seq?: number; pos?: number; id: string; name: string; args: string; client_id: string; session_id: string; created_at: number }
@@ -112,7 +119,17 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     }
   }
   const userTables = db.column<string>({ sql: "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'", params: [] })
-  const undo = installUndoLog(db, userTables)
+  // The undo log's triggers are made when capture is first needed (a commit, a rebase), not at open: a store
+  // that boots and reads does not wait for them. Made outside any transaction, so no rollback can take them back.
+  let undoLog: UndoLog | undefined
+  const undo = (): UndoLog => {
+    if (!undoLog) {
+      if (depth > 0) throw new Error('internal: the undo log must be installed outside a transaction')
+      undoLog = installUndoLog(db, userTables)
+      capture = true // installUndoLog sets the flag to 1
+    }
+    return undoLog
+  }
   const materialize = createMaterializer(db, schema, hooks.dev)
 
   const meta = (k: string) => db.column<string>({ sql: 'SELECT v FROM __tl_meta WHERE k = ?', params: [k] })[0]
@@ -127,6 +144,11 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
 
   const setCapture = (on: boolean) => {
     if (capture === on) return
+    // no triggers yet: nothing captures, and the flag starts at 1 when they come
+    if (!undoLog) {
+      capture = on
+      return
+    }
     db.run({ sql: 'UPDATE temp.__tl_flag SET capture = ?', params: [on ? 1 : 0] })
     capture = on
   }
@@ -155,8 +177,8 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
   }
 
   const reported = new Set<string>()
-  const applyRef = (ref: EventRef) => {
-    if (!materialize(ref) && !reported.has(ref.name)) {
+  const applyRef = (ref: EventRef, checkDeterminism = false) => {
+    if (!materialize(ref, checkDeterminism) && !reported.has(ref.name)) {
       reported.add(ref.name)
       hooks.onUnknownEvent(ref)
     }
@@ -193,27 +215,57 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     }
   }
 
-  /** Materializes one synced pending event with undo capture (I2). */
-  const applyPending = (e: PendingEvent, checkDeterminism: boolean, into: Set<string>) => {
+  /**
+   * Materializes one synced pending event with undo capture (I2). Without `into`, the tables it wrote are
+   * left for the caller to take for a whole batch (only when no local event could make them wrong, I5).
+   */
+  const applyPending = (e: PendingEvent, checkDeterminism: boolean, into: Set<string> | null) => {
+    if (!undoLog) throw new Error('internal: a pending event needs the undo log (call undo() before the transaction)')
     insertRow('__tl_pending', e)
+    if (!into) {
+      applyRef({ name: e.name, id: e.id, clientId: e.clientId, seq: null, args: e.args }, checkDeterminism)
+      return
+    }
     const w = apply(e, checkDeterminism)
     checkTables(e, w)
     for (const t of w) into.add(t)
   }
 
-  /** Applies confirmed events at head+1.. without capture; a failing materializer skips that event on every client alike. */
+  /**
+   * Applies confirmed events at head+1.. without capture; a failing materializer skips that event on every client alike.
+   * A batch long enough to pay for it (a client catching up) runs with the capture triggers dropped (inside its
+   * transaction, so a failure brings them back with the rollback).
+   */
   const applyConfirmed = (events: readonly ConfirmedEvent[], into: Set<string>) => {
     setCapture(false)
+    const bulk = events.length >= BULK_EVENTS_PER_TABLE * Math.max(1, userTables.length)
     const run = (guarded: boolean) => {
+      if (bulk) undoLog?.suspend()
+      try {
+        applyEach(guarded)
+      } finally {
+        if (bulk) undoLog?.resume()
+      }
+    }
+    const applyEach = (guarded: boolean) => {
+      // the log rows first, unwatched in a long batch (the update hook would report each internal row to JS)
+      if (bulk) db.trackWrites(false)
+      try {
+        for (const e of events) insertConfirmed(e)
+      } finally {
+        if (bulk) db.trackWrites(true)
+      }
       for (const e of events) {
-        insertConfirmed(e)
-        if (!guarded) { for (const t of apply(e)) into.add(t); continue }
+        const ref: EventRef = { name: e.name, id: e.id, clientId: e.clientId, seq: e.seq, args: e.args }
+        if (!guarded) { applyRef(ref); continue }
         try {
-          tx(() => { for (const t of apply(e)) into.add(t) })
+          tx(() => applyRef(ref))
         } catch (error) {
           hooks.onWarning(`Confirmed event ${e.id} ("${e.name}", seq ${e.seq}) failed to materialize and is skipped: ${(error as Error).message}`)
         }
       }
+      // tables written, once for the batch (a skipped event's writes were rolled back: a spare signal at most)
+      for (const t of db.takeWritten()) into.add(t)
     }
     try {
       tx(() => run(false))
@@ -247,7 +299,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     tx(() => {
       if (k > 0) {
         for (const e of events.slice(0, k)) insertConfirmed(e)
-        undo.release(cur[k - 1]!.pos)
+        undo().release(cur[k - 1]!.pos)
         db.run({ sql: 'DELETE FROM __tl_pending WHERE pos <= ?', params: [cur[k - 1]!.pos] })
         head = events[k - 1]!.seq
         for (const e of events.slice(0, k)) change.confirmed.set(e.id, e.seq)
@@ -271,7 +323,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
   /** I2: undoes every pending event's writes (capture off, so the undo itself records nothing). */
   const rollbackPending = () => {
     setCapture(false)
-    undo.rollback()
+    undo().rollback()
     db.run({ sql: 'DELETE FROM __tl_pending', params: [] })
   }
 
@@ -287,11 +339,27 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
 
     /** A local commit: append + materialize, all or nothing (I1). Throws MaterializeError or SchemaError. */
     commit(events: readonly Ev[], checkDeterminism: boolean): Set<string> {
+      undo()
       const written = new Set<string>()
       db.takeWritten()
+      // no local event here and no table written by local ones: no event of this batch can break I5,
+      // so its tables are taken once for the batch instead of per event
+      const batched = localTables.size === 0 && !events.some((e) => e.local)
       let current: Ev | undefined
       try {
         tx(() => {
+          if (batched) {
+            setCapture(true)
+            for (const e of events) {
+              current = e
+              applyPending(e, checkDeterminism, null)
+            }
+            for (const t of db.takeWritten()) {
+              syncedTables.add(t)
+              written.add(t)
+            }
+            return
+          }
           for (const e of events) {
             current = e
             if (e.local) {
@@ -333,6 +401,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         applyConfirmed(events, change.written)
         return change
       }
+      undo()
       if (recordedPending && extendTail(events, recordedPending, change)) return change
       const front = pendingCount >= events.length && !recordedPending
         ? db.all<EventRow>({ sql: `SELECT ${COLS} FROM __tl_pending ORDER BY pos LIMIT ?`, params: [events.length] }).map(rowToEvent)
@@ -342,7 +411,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         tx(() => {
           for (const e of events) insertConfirmed(e)
           const lastPos = db.column<number>({ sql: 'SELECT pos FROM __tl_pending ORDER BY pos LIMIT 1 OFFSET ?', params: [events.length - 1] })[0]!
-          undo.release(lastPos)
+          undo().release(lastPos)
           db.run({ sql: 'DELETE FROM __tl_pending WHERE pos <= ?', params: [lastPos] })
         })
         head = events[events.length - 1]!.seq
@@ -476,8 +545,11 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       } finally {
         page.free()
         db.trackWrites(true)
-        installUndoLog(db, userTables) // the triggers again; this also sets the capture flag back to 1
-        capture = true
+        // the triggers again if there were any (this also sets the capture flag back to 1); else they still wait
+        if (undoLog) {
+          undoLog = installUndoLog(db, userTables)
+          capture = true
+        }
       }
     },
     /** Rebuild in place: removes the local and pending events this log holds and returns them, for replayLocal and replayPending. */
@@ -492,6 +564,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       return { local, pending }
     },
     replayPending(events: readonly PendingEvent[]): Map<string, Error> {
+      undo()
       const dropped = new Map<string, Error>()
       setCapture(true)
       for (const p of events) {
@@ -505,6 +578,10 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       return dropped
     },
     tx,
+    /** Makes the undo log's triggers now (at an idle moment after boot) rather than at the first commit. */
+    prepareCapture() {
+      if (depth === 0) undo()
+    },
     close() {
       db.close()
     },

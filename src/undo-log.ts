@@ -20,6 +20,14 @@ export interface UndoLog {
   rollback(): void
   /** Forgets the entries of pending events up to `pos` (they were confirmed). */
   release(pos: number): void
+  /**
+   * Drops the capture triggers for a long pass that captures nothing (a batch
+   * of confirmed events): with capture off they would still run their WHEN
+   * check on every row written. `resume` makes them again. Both are DDL, so
+   * inside a transaction a rollback undoes them with everything else.
+   */
+  suspend(): void
+  resume(): void
 }
 
 const q = (name: string) => `"${name.replace(/"/g, '""')}"`
@@ -33,6 +41,12 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
   const pos = '(SELECT max(pos) FROM main.__tl_pending)'
   const textEntry = `INSERT INTO main.__tl_undo (pos, sql) VALUES (${pos}, `
   const shadows: { table: string; shadow: string; cols: string }[] = []
+  // the triggers' DDL, kept for `resume`
+  const triggerDdl: string[] = []
+  const trigger = (ddl: string) => {
+    db.exec(ddl)
+    triggerDdl.push(ddl)
+  }
 
   tables.forEach((table, n) => {
     const info = db.all<{ name: string; pk: number }>({ sql: `PRAGMA main.table_info(${q(table)})`, params: [] })
@@ -42,14 +56,14 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     if (/AUTOINCREMENT/i.test(ddl)) {
       // remember sqlite_sequence before each insert so that undo restores it
       const name = lit(lit(table))
-      db.exec(`CREATE TEMP TRIGGER IF NOT EXISTS "__tl_us_${n}" BEFORE INSERT ON main.${T} ${when} BEGIN
+      trigger(`CREATE TEMP TRIGGER IF NOT EXISTS "__tl_us_${n}" BEFORE INSERT ON main.${T} ${when} BEGIN
         ${textEntry} coalesce('UPDATE sqlite_sequence SET seq = ' || (SELECT seq FROM main.sqlite_sequence WHERE name = '${lit(table)}') || ' WHERE name = ''${name}''', 'DELETE FROM sqlite_sequence WHERE name = ''${name}''')); END;`)
     }
     if (/WITHOUT\s+ROWID/i.test(ddl)) {
       const pk = info.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => q(c.name))
       const key = (ref: string) => pk.map((c) => `'${lit(c)}=' || quote(${ref}.${c})`).join(` || ' AND ' || `)
       const Tl = lit(T)
-      db.exec(`
+      trigger(`
         CREATE TEMP TRIGGER IF NOT EXISTS "__tl_ui_${n}" AFTER INSERT ON main.${T} ${when} BEGIN
           ${textEntry} 'DELETE FROM ${Tl} WHERE ' || ${key('new')}); END;
         CREATE TEMP TRIGGER IF NOT EXISTS "__tl_uu_${n}" AFTER UPDATE ON main.${T} ${when} BEGIN
@@ -65,7 +79,7 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     const into = `INSERT INTO main.${shadow} (pos, op, rid, nrid${image.map((c) => `, ${c}`).join('')})`
     const old = cols.map((c) => `, old.${c}`).join('')
     const nulls = cols.map(() => ', NULL').join('')
-    db.exec(`
+    trigger(`
       CREATE TEMP TRIGGER IF NOT EXISTS "__tl_ui_${n}" AFTER INSERT ON main.${T} ${when} BEGIN
         ${into} VALUES (${pos}, 0, new.rowid, new.rowid${nulls}); END;
       CREATE TEMP TRIGGER IF NOT EXISTS "__tl_uu_${n}" AFTER UPDATE ON main.${T} ${when} BEGIN
@@ -106,6 +120,12 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     release(upTo) {
       for (const r of restore) db.run({ sql: r.release, params: [upTo] })
       db.run({ sql: 'DELETE FROM main.__tl_undo WHERE pos <= ?', params: [upTo] })
+    },
+    suspend() {
+      dropUndoTriggers(db)
+    },
+    resume() {
+      db.exec(triggerDdl.join('\n'))
     },
   }
 }
