@@ -13,20 +13,25 @@ import { dts } from 'rollup-plugin-dts'
 const root = dirname(fileURLToPath(import.meta.url))
 const require = createRequire(import.meta.url)
 
-/** dist name (without extension) → source. The names are the package's subpath exports. */
-export const entries = {
-  index: 'src/index.ts',
-  'adapters/indexeddb': 'adapters/indexeddb.ts',
-  'adapters/filesystem': 'adapters/filesystem.ts',
-  'transports/websocket': 'transports/websocket.ts',
-  'transports/websocket-node': 'transports/websocket-node.ts',
-  'transports/http': 'transports/http.ts',
-  'transports/broadcast-channel': 'transports/broadcast-channel.ts',
-  'server/index': 'src/server/index.ts',
-  'testing/index': 'src/testing/index.ts',
-  vue: 'src/vue.ts',
-  inspect: 'src/inspect.ts',
+/**
+ * dist name (without extension) → source, read from package.json `exports`:
+ * every condition block there that names its source (`tidelog-source`, the
+ * condition tsconfig.json and vitest.config.ts resolve with) and its ESM file
+ * (`import.default`, ./dist/<name>.js) is one entry.
+ */
+export const entries = {}
+const collectEntries = (target) => {
+  if (target === null || typeof target !== 'object') return
+  const source = target['tidelog-source']
+  const file = target.import?.default
+  if (typeof source === 'string' && typeof file === 'string') {
+    const name = /^\.\/dist\/(.+)\.js$/.exec(file)?.[1]
+    if (name === undefined) throw new Error(`package.json exports: ${file} is not ./dist/<name>.js`)
+    entries[name] = source.slice(2)
+  }
+  for (const value of Object.values(target)) collectEntries(value)
 }
+collectEntries(JSON.parse(readFileSync(`${root}/package.json`, 'utf8')).exports)
 
 // Bare imports stay imports in ESM/CJS: the app's bundler or Node resolves
 // them, and @preact/signals-core must be the app's one copy (a second copy

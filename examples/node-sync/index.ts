@@ -1,6 +1,6 @@
 // Two stores in one process, each with its own WebSocket to one sync server,
 // committing concurrently; prints both states once they have converged.
-//   npx tsx examples/node-sync/index.ts
+//   npx tsx --conditions=tidelog-source examples/node-sync/index.ts   (from the root)
 import { effect } from '@preact/signals-core'
 import { WebSocket } from 'ws'
 import { createStore, defineEvent, defineSchema, sql, type Store } from 'tidelog'
