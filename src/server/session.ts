@@ -223,8 +223,10 @@ export function parseRequest(input: unknown, limits: ResolvedLimits): ClientMess
       return errorText('invalid_message', 'The message is not valid JSON; send one protocol message as a JSON object.')
     }
   }
+  // no event is larger than the text that carries it (UTF-8 takes at most 3 bytes per UTF-16 unit): small messages skip sizing each event
+  const sized = typeof input === 'string' && input.length * 3 <= limits.maxEventBytes ? { ...limits, maxEventBytes: Infinity } : limits
   try {
-    return parseClientMessage(raw, limits)
+    return parseClientMessage(raw, sized)
   } catch (error) {
     const rid = ridOf(raw)
     if (error instanceof ProtocolViolation) return errorText(error.code, error.message, rid)
