@@ -3,7 +3,7 @@
  * to one sync server with the file backend, and to two sync servers (half the
  * clients on each) sharing one PostgreSQL database (postgresBackend, a fresh
  * schema dropped afterwards). Each line also times the catch-up of a new
- * client on a log of 100k events. Runs only when the server modules,
+ * client on a log of 100k events (the file line over WebSocket and HTTP). Runs only when the server modules,
  * `websocketTransport` and (for the PostgreSQL line) a PostgreSQL server at
  * TIDELOG_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432/test)
  * exist and work; otherwise the line says why not.
@@ -32,6 +32,7 @@ interface ServerModule {
   postgresBackend?(connection: { connectionString: string }, options: { schema: string }): Backend
 }
 interface WebSocketModule { websocketTransport(options: { url: string; WebSocket?: unknown }): Transport }
+interface HttpModule { httpTransport(options: { url: string }): Transport }
 
 /** Loads a module that another part of the project may not have written yet; a string reason when it cannot. */
 async function optional<T>(relative: string, names: string[]): Promise<T | string> {
@@ -83,10 +84,12 @@ async function syncRun(urls: string[], ws: WebSocketModule) {
   }
 }
 
-/** Fills storeId with CATCH_UP events straight through the backend, then times a new client reaching its head over `url`. */
-async function catchUp(backend: SyncBackend, url: string, ws: WebSocketModule): Promise<number> {
-  const storeId = 'p10-catch-up'
-  for (let head = 0; head < CATCH_UP; head += 1000) {
+/**
+ * Fills storeId with CATCH_UP events straight through the backend (once per
+ * storeId), then times a new client reaching its head over `transport`.
+ */
+async function catchUp(backend: SyncBackend, url: string, ws: WebSocketModule, transport?: Transport, storeId = 'p10-catch-up'): Promise<number> {
+  for (let head = (await backend.pull(storeId, 0, 1)).head; head < CATCH_UP; head += 1000) {
     const events: PendingEvent[] = Array.from({ length: 1000 }, (_, i) => ({
       id: `seed:${head + i + 1}`, name: 'itemCreated', args: itemArgs(head + i, 'seed') as unknown as PendingEvent['args'], clientId: 'seed', sessionId: 's', createdAt: 0,
     }))
@@ -94,7 +97,7 @@ async function catchUp(backend: SyncBackend, url: string, ws: WebSocketModule): 
     if (answer.type !== 'pushed') throw new Error(`seeding the catch-up log was answered ${answer.type} at ${head}`)
   }
   const t0 = now()
-  const store = await createStore({ schema: benchSchema(), storeId, transport: ws.websocketTransport({ url, WebSocket }), dev: false })
+  const store = await createStore({ schema: benchSchema(), storeId, transport: transport ?? ws.websocketTransport({ url, WebSocket }), dev: false })
   try {
     await until(() => store.sync.status.value.head === CATCH_UP && store.sync.status.value.state === 'synced', 'the new client to catch up', 300_000)
     const seconds = (now() - t0) / 1000
@@ -132,13 +135,15 @@ async function fileLine(server: ServerModule, ws: WebSocketModule): Promise<Resu
     const fsyncsAfter = backend.stats?.().fsyncs as number | undefined
     const fsyncs = fsyncsBefore !== undefined && fsyncsAfter !== undefined ? fsyncsAfter - fsyncsBefore : undefined
     const catchUpSeconds = await catchUp(backend, srv.url, ws)
+    const http = await optional<HttpModule>('../transports/http.ts', ['httpTransport'])
+    const httpCatchUp = typeof http === 'string' ? http : await catchUp(backend, srv.url, ws, http.httpTransport({ url: srv.url }))
     return {
       id: 'P10', what: FILE_WHAT, baseline: null, tidelog: run.total / run.seconds, unit: 'events/s', ratio: null, target: TARGET, pass: run.converged,
       notes: [
         `file: ${run.converged ? 'all converged' : 'DIVERGED'}: same eventlog order and ${run.total} rows on every client; ${run.total} events in ${run.seconds.toFixed(2)} s end to end`,
         `file: client requests during the run: ${run.counts.pushes} pushes, of which ${run.counts.rejected} rejected (each rejection means a pull and a rebase of that client's pending events), ${run.counts.pulls} pulls; server and all ${CLIENTS} clients share this process`,
         fsyncs === undefined ? 'file: server fsyncs per event: not reported (fileBackend has no stats())' : `file: server fsyncs: ${fsyncs} (${(fsyncs / run.total).toFixed(3)} per event)`,
-        `file: a new client caught up on ${CATCH_UP} events in ${catchUpSeconds.toFixed(2)} s`,
+        `file: a new client caught up on ${CATCH_UP} events in ${catchUpSeconds.toFixed(2)} s over WebSocket, ${typeof httpCatchUp === 'string' ? `not over HTTP (${httpCatchUp})` : `${httpCatchUp.toFixed(2)} s over HTTP`}`,
       ],
     }
   } catch (error) {
