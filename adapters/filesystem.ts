@@ -1,7 +1,8 @@
 import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { crc32 } from '../src/crc32.js'
+import * as zlib from 'node:zlib'
+import { crc32 as portableCrc32 } from '../src/crc32.js'
 import { StorageError } from '../src/errors.js'
 import { isValidStoreId } from '../src/protocol.js'
 import { storeFileName } from '../src/store-file-name.js'
@@ -35,6 +36,8 @@ export interface FileStorage extends Storage {
   stats(): FileStorageStats
 }
 
+// the same CRC-32 as src/crc32.ts, native where this Node has it (20.15+): a snapshot's checksum is boot time
+const crc32: (bytes: Uint8Array, value?: number) => number = (zlib as { crc32?: (bytes: Uint8Array, value?: number) => number }).crc32 ?? portableCrc32
 const pad = (n: number) => String(n).padStart(15, '0')
 const SEGMENT = /^journal-(\d+)\.log$/
 const SNAPSHOT = /^snapshot-(\d+)\.snap$/
