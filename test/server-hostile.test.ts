@@ -168,6 +168,30 @@ describe('sync server under hostile input (in process)', () => {
   })
 })
 
+describe('a pipelining peer that never reads', () => {
+  it('waits in its connection\'s window, and once it goes away the server still closes promptly', async () => {
+    const backend = memoryBackend()
+    const events = Array.from({ length: 500 }, (_, i) => event(`p:${i + 1}`, { text: 'q'.repeat(1000) }))
+    await backend.push('big', { parentSeq: 0, events })
+    let pulls = 0
+    const counting: SyncBackend = { ...backend, pull: (...args) => (pulls++, backend.pull(...args)) }
+    const server = await createSyncServer({ backend: counting, port: 0, maxBufferedBytes: 64 * 1024 })
+    const body = JSON.stringify({ v: 1, type: 'pull', storeId: 'big', since: 0 })
+    const raw = tcpConnect(Number(new URL(server.url).port), '127.0.0.1')
+    raw.on('error', () => {})
+    await new Promise((resolve) => raw.once('connect', resolve))
+    raw.pause()
+    raw.write(`POST /pull HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`.repeat(200))
+    // a few pages fill the socket; the other requests wait for the peer to read, without building their pages
+    await within(new Promise<void>((resolve) => { const check = () => (pulls > 0 ? resolve() : setTimeout(check, 20)); check() }), 'the first pulls')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(pulls).toBeLessThan(20)
+    raw.destroy()
+    await within(server.close(), 'server.close() after the peer went away', 5000)
+    await backend.close()
+  })
+})
+
 describe('sync server under hostile load (child process)', () => {
   let child: ChildProcess
   let url: string

@@ -96,7 +96,11 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
     let gate = gates.get(socket)
     if (!gate) {
       gates.set(socket, (gate = { active: 0, waiting: [], paused: false, stalled: undefined }))
-      socket.once('close', () => clearTimeout(gate!.stalled))
+      socket.once('close', () => {
+        clearTimeout(gate!.stalled)
+        // requests still waiting for a slot have nobody left to answer: let them end
+        for (const admit of gate!.waiting.splice(0)) admit()
+      })
     }
     return gate
   }
@@ -140,6 +144,7 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
       gate.waiting.push(resolve)
       runNext(socket, gate)
     })
+    if (socket.destroyed) return
     let released = false
     const release = () => {
       if (released) return
