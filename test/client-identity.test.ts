@@ -82,7 +82,8 @@ describe('a client whose local storage lost records', () => {
     const folder = join(dir, (await readdir(dir)).find((n) => !n.startsWith('.'))!)
     const segment = join(folder, (await readdir(folder)).filter((n) => n.startsWith('journal')).sort()[0]!)
     const bytes = await readFile(segment)
-    bytes[Math.floor(bytes.length / 3)] ^= 0x40
+    const at = Math.floor(bytes.length / 3)
+    bytes[at] = bytes[at]! ^ 0x40
     await writeFile(segment, bytes)
     const b = await secondSession(storage(), backend, old)
     // the new identity sticks across a clean reopen

@@ -42,7 +42,7 @@ afterAll(async () => {
   if (!unavailable) await dropSchema(schema)
 })
 
-interface Served { proc: ChildProcess; port: number; url: string; exited: Promise<unknown> }
+interface Served { proc: ChildProcess; port: number; url: string; exited: Promise<unknown[]> }
 
 /** `tidelog serve --postgres` on a free port; resolves once it listens. */
 async function serve(): Promise<Served> {
