@@ -165,13 +165,35 @@ export class ConflictDroppedError extends TidelogError {
   }
 }
 
+/**
+ * The `name` of every tidelog error class, the one list that `isTidelogError`
+ * checks and the docs and tests read.
+ */
+export const TIDELOG_ERROR_NAMES = [
+  'TidelogError',
+  'ValidationError',
+  'MaterializeError',
+  'QueryError',
+  'StoreClosedError',
+  'WasmLoadError',
+  'UnknownEventError',
+  'SchemaError',
+  'BackendResetError',
+  'TransportError',
+  'StorageLockedError',
+  'StorageError',
+  'ConflictDroppedError',
+] as const
+
+/** The `name` of a tidelog error. */
+export type TidelogErrorName = (typeof TIDELOG_ERROR_NAMES)[number]
+
+const errorNames: ReadonlySet<string> = new Set(TIDELOG_ERROR_NAMES)
+
 /** True for any tidelog error, also one thrown by another copy of the library. */
 export function isTidelogError(error: unknown): error is TidelogError {
   return (
     error instanceof TidelogError ||
-    (error instanceof Error && typeof (error as { code?: unknown }).code === 'string' && /Error$/.test(error.name) &&
-      ['TidelogError', 'ValidationError', 'MaterializeError', 'QueryError', 'StoreClosedError', 'UnknownEventError',
-        'SchemaError', 'BackendResetError', 'TransportError', 'StorageLockedError', 'StorageError',
-        'ConflictDroppedError'].includes(error.name))
+    (error instanceof Error && typeof (error as { code?: unknown }).code === 'string' && errorNames.has(error.name))
   )
 }

@@ -14,26 +14,9 @@ import { websocketTransport } from '../transports/websocket.js'
 import { WASM_FILE, type SqlJsOptions } from './database.js'
 import { createStore as createStoreWithSqlJs } from './store.js'
 
-export { defineSchema, defineEvent } from './schema.js'
-export { sql } from './sql.js'
-export { memoryStorage } from './memory-storage.js'
-export { localTransport } from './local-transport.js'
-export {
-  TidelogError,
-  ValidationError,
-  MaterializeError,
-  QueryError,
-  StoreClosedError,
-  UnknownEventError,
-  SchemaError,
-  BackendResetError,
-  TransportError,
-  StorageLockedError,
-  WasmLoadError,
-  StorageError,
-  ConflictDroppedError,
-  isTidelogError,
-} from './errors.js'
+// Everything `tidelog` exports (its createStore is replaced below), plus what a page
+// without a bundler cannot import itself.
+export * from './index.js'
 export { batch, computed, effect, signal }
 export { mountInspector } from './inspect.js'
 export { indexedDbStorage, websocketTransport, httpTransport, broadcastChannelTransport, hostBroadcastChannel }

@@ -20,6 +20,8 @@ export {
   StorageError,
   ConflictDroppedError,
   isTidelogError,
+  TIDELOG_ERROR_NAMES,
+  type TidelogErrorName,
 } from './errors.js'
 export type { SqlFragment } from './sql.js'
 export type {

@@ -15,14 +15,17 @@ import {
   StorageError,
   StorageLockedError,
   StoreClosedError,
+  TIDELOG_ERROR_NAMES,
   TidelogError,
   TransportError,
   UnknownEventError,
   ValidationError,
+  WasmLoadError,
   type Schema,
   type Store,
   type StoreOptions,
 } from 'tidelog'
+import * as tidelog from 'tidelog'
 import { memoryBackend } from 'tidelog/server'
 import { freshStoreId, todoEvents, todoSchema, todoTables, type Todo } from './helpers/todo-schema.js'
 import { backendLog, turn, within } from './helpers/wait.js'
@@ -436,6 +439,7 @@ describe('error classes', () => {
     ['StorageLockedError', 'storage_locked', new StorageLockedError('memory:x')],
     ['StorageError', 'storage_failed', new StorageError('bad')],
     ['ConflictDroppedError', 'conflict_dropped', new ConflictDroppedError('c:1')],
+    ['WasmLoadError', 'wasm_load_failed', new WasmLoadError('/sql-wasm.wasm', 'status 404', 'Serve the file.')],
   ]
 
   it.each(samples)('%s is a TidelogError with a stable name and code', (name, code, error) => {
@@ -445,6 +449,19 @@ describe('error classes', () => {
     expect(error.code).toBe(code)
     expect(error.message).not.toBe('')
     expect(isTidelogError(error)).toBe(true)
+  })
+
+  it('TIDELOG_ERROR_NAMES names exactly the error classes tidelog exports', () => {
+    const classes = Object.entries(tidelog).filter(
+      ([, value]) => value === TidelogError || (typeof value === 'function' && value.prototype instanceof TidelogError),
+    )
+    expect(classes.map(([exported]) => exported).sort()).toEqual([...TIDELOG_ERROR_NAMES].sort())
+    // and each class's instances carry that name (samples above construct one of each)
+    expect(samples.map(([name]) => name).sort()).toEqual(TIDELOG_ERROR_NAMES.filter((n) => n !== 'TidelogError').sort())
+  })
+
+  it.each([...TIDELOG_ERROR_NAMES])('isTidelogError recognizes a %s from another copy of the library', (name) => {
+    expect(isTidelogError(Object.assign(new Error('x'), { name, code: 'some_code' }))).toBe(true)
   })
 
   it('isTidelogError recognizes errors from another copy of the library by name and code', () => {

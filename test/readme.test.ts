@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { describe, expect, inject, it } from 'vitest'
+import { TIDELOG_ERROR_NAMES } from 'tidelog'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
 
@@ -39,6 +40,14 @@ describe('README quick start', () => {
 })
 
 const readme = () => readFileSync(`${root}README.md`, 'utf8')
+
+describe('README errors', () => {
+  it('the Errors section names every error class, and only those', () => {
+    const section = readme().split('\n## Errors\n')[1]?.split('\n## ')[0] ?? ''
+    const named = new Set([...section.matchAll(/`([A-Z]\w*Error)`/g)].map((m) => m[1]))
+    expect([...named].sort()).toEqual([...TIDELOG_ERROR_NAMES].sort())
+  })
+})
 
 describe('README browser quick starts', () => {
   it('every block marked <!-- file: … --> is those example files, as they are', () => {
