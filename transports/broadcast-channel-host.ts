@@ -1,7 +1,7 @@
 /**
  * The host side of the BroadcastChannel mapping: a server session
  * (src/server/session.ts) per client on one channel. Message shapes and
- * invariants B1–B3 are described in broadcast-channel.ts.
+ * invariants B1–B3 are described in broadcast-channel-client.ts.
  */
 import { randomId } from '../src/ids.js'
 import { createServerSession, type ServerSession } from '../src/server/session.js'
