@@ -248,22 +248,24 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       }
     }
     const applyEach = (guarded: boolean) => {
-      // the log rows first, unwatched in a long batch (the update hook would report each internal row to JS)
+      // A long batch runs unwatched (the update hook would call into JS for every row written) and counts as
+      // writing every state table: queries on the others re-run once and find their rows unchanged.
       if (bulk) db.trackWrites(false)
       try {
         for (const e of events) insertConfirmed(e)
+        for (const e of events) {
+          const ref: EventRef = { name: e.name, id: e.id, clientId: e.clientId, seq: e.seq, args: e.args }
+          if (!guarded) { applyRef(ref); continue }
+          try {
+            tx(() => applyRef(ref))
+          } catch (error) {
+            hooks.onWarning(`Confirmed event ${e.id} ("${e.name}", seq ${e.seq}) failed to materialize and is skipped: ${(error as Error).message}`)
+          }
+        }
       } finally {
         if (bulk) db.trackWrites(true)
       }
-      for (const e of events) {
-        const ref: EventRef = { name: e.name, id: e.id, clientId: e.clientId, seq: e.seq, args: e.args }
-        if (!guarded) { applyRef(ref); continue }
-        try {
-          tx(() => applyRef(ref))
-        } catch (error) {
-          hooks.onWarning(`Confirmed event ${e.id} ("${e.name}", seq ${e.seq}) failed to materialize and is skipped: ${(error as Error).message}`)
-        }
-      }
+      if (bulk) for (const t of userTables) into.add(t)
       // tables written, once for the batch (a skipped event's writes were rolled back: a spare signal at most)
       for (const t of db.takeWritten()) into.add(t)
     }

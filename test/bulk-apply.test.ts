@@ -55,4 +55,17 @@ describe('a long batch of confirmed events', () => {
     // without capture the rollback would keep '+mine', and the re-apply would add it again
     expect(textOf(store, 'i1')).toBe('base+theirs+mine')
   })
+
+  it('re-runs the live queries on what it wrote', async () => {
+    const backend = memoryBackend()
+    const storeId = freshStoreId('bulk')
+    await backend.push(storeId, { parentSeq: 0, events: [other(1, 'created', { id: 'first', text: 'base' })] })
+    const store = await createStore({ schema, storeId, transport: localTransport(backend), dev: false })
+    open.push(store)
+    await waitFor(store.sync.status, (s) => s.head === 1 && s.state === 'synced', 'the first event')
+    const count = store.query<{ n: number }>(sql`SELECT count(*) AS n FROM items`)
+    const seen = waitFor(count, (rows) => rows[0]!.n === 1 + BATCH, 'the live count to see the batch')
+    await backend.push(storeId, { parentSeq: 1, events: Array.from({ length: BATCH }, (_, i) => other(i + 2, 'created', { id: `i${i}`, text: 'base' })) })
+    await seen
+  })
 })
