@@ -126,6 +126,24 @@ describe('broadcastChannelTransport()', () => {
     }
   })
 
+  it("rejects a request the host answers with an error with that error's code, retryability and channel", async () => {
+    const channel = freshChannel()
+    const backend = memoryBackend()
+    const host = hostBroadcastChannel({ channel, backend })
+    const transport = broadcastChannelTransport({ channel })
+    try {
+      await transport.connect({ storeId: 's', onEvents() {}, onStatus() {} })
+      const malformed = [{ id: 'x' }] as unknown as PendingEvent[]
+      const error = await transport.push({ storeId: 's', parentSeq: 0, events: malformed }).catch((e) => e)
+      expect(error).toMatchObject({ name: 'TransportError', protocolCode: 'invalid_message', code: 'invalid_message', retryable: false })
+      expect(error.message).toContain(`The broadcast-channel host on "${channel}" answered invalid_message:`)
+      expect((await backend.pull('s', 0, 10)).head).toBe(0)
+    } finally {
+      await transport.close()
+      await host.close()
+    }
+  })
+
   it('moves to a host that announces itself with a higher epoch and ignores the older one (B1)', async () => {
     const channel = freshChannel()
     const [oldLog, newLog] = [memoryBackend(), memoryBackend()]

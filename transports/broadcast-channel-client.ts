@@ -11,6 +11,8 @@
  *                    { v, type: 'host', streaming?, from, to: clientId | '*', epoch }  ping answer or announcement
  *                    { v, type: 'bye', from, to: '*', epoch }       the host left
  *
+ * The types of these messages are in broadcast-channel-messages.ts.
+ *
  * Invariants:
  *  B1. A client takes answers only from its current host, and never from an
  *      epoch older than the newest it has seen: a stale host cannot answer
@@ -22,10 +24,15 @@
 import { TransportError } from '../src/errors.js'
 import { randomId } from '../src/ids.js'
 import { createRequestTable } from '../src/request-table.js'
-import type { PullResponse, PushResponse, QueuedResponse } from '../src/protocol.js'
+import type { ClientMessage, PullResponse, PushResponse, QueuedResponse } from '../src/protocol.js'
 import type { Transport, TransportHandlers } from '../src/transport.js'
+import { routed, type ClientSends, type HostSends, type HostToClient } from './broadcast-channel-messages.js'
+import { expectType, protocolError } from './shared.js'
 
-type Message = Record<string, any>
+/** A protocol request before the request table gives it its rid. */
+type Unsent = ClientMessage extends infer M ? (M extends ClientMessage ? Omit<M, 'v' | 'rid'> : never) : never
+/** A host's answer to a request. */
+type Answer = Extract<HostSends, { rid?: string | number }>
 
 /** The client's options (those of `broadcastChannelTransport` without the host election). */
 export interface BroadcastChannelClientOptions {
@@ -41,7 +48,7 @@ export interface BroadcastChannelClientOptions {
 export type AlongsideClient = (onError: (error: Error) => void) => () => Promise<void>
 
 /** What the request table keeps of a request: the message, to send it again to a host found later, and whether a host got it. */
-interface Request { message: Message; what: string; sent: boolean }
+interface Request { message: ClientSends; what: string; sent: boolean }
 
 /**
  * The client half of the BroadcastChannel mapping, for `broadcastChannelTransport`
@@ -73,13 +80,20 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
   let settleFirst: (() => void) | undefined
   let resign: (() => Promise<void>) | undefined
 
-  const post = (msg: Message) => bc?.postMessage({ ...msg, from: clientId })
+  const post = (msg: ClientSends, to: string) => bc?.postMessage({ ...msg, from: clientId, to })
   const setOnline = (value: boolean, error?: Error) => {
     const next = value ? 'online' : 'offline'
-    if (state !== next && !closed) (state = next), handlers?.onStatus(value ? { state: 'online' } : { state: 'offline', error })
+    if (state !== next && !closed) {
+      state = next
+      handlers?.onStatus(value ? { state: 'online' } : { state: 'offline', error })
+    }
     settleFirst?.()
   }
-  const send = (req: Request) => { if (hostId) (req.sent = true), post({ ...req.message, to: hostId }) }
+  const send = (req: Request) => {
+    if (!hostId) return
+    req.sent = true
+    post(req.message, hostId)
+  }
 
   // Heartbeat while a host is known, discovery pings to '*' while none is.
   const tick = () => {
@@ -90,7 +104,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
       setOnline(false, new TransportError(`broadcastChannelTransport: no host answers on channel "${channel}"; start hostBroadcastChannel() or use host: 'auto'. Retrying.`))
     }
     awaitingPong = true
-    post({ v: 1, type: 'ping', to: hostId ?? '*' })
+    post({ v: 1, type: 'ping' }, hostId ?? '*')
     timer = setTimeout(tick, pongTimeoutMs)
   }
   /** Requests sent to a host that is gone get no answer: reject them now (retryably) rather than at their timeout. */
@@ -124,29 +138,39 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
   }
 
   const onMessage = (event: MessageEvent) => {
-    const m = event.data as Message
-    if (typeof m !== 'object' || m === null || typeof m.from !== 'string' || typeof m.epoch !== 'number') return
+    const message = routed(event.data)
+    // only hosts stamp an epoch: this skips other clients' messages
+    if (message === undefined || !('epoch' in message) || typeof message.epoch !== 'number') return
+    const m: HostToClient = message
     if ((m.to !== clientId && m.to !== '*') || m.epoch < maxEpoch) return // B1
     if (m.type === 'host') {
       adopt(m.from, m.epoch, m.to === '*')
-      if (m.streaming === false && streaming && m.from === hostId) setOnline(false), setOnline(true) // the host forgot us
+      // the host forgot us: offline then online makes the engine pull, which restarts the stream
+      if (m.streaming === false && streaming && m.from === hostId) {
+        setOnline(false)
+        setOnline(true)
+      }
       return
     }
     if (m.from !== hostId) return
     if (m.type === 'bye') return lost(new TransportError(`broadcastChannelTransport: the host on channel "${channel}" closed; waiting for a new host`))
-    if (m.type === 'events') return void (handlers && m.storeId === handlers.storeId && handlers.onEvents(m.events, m.head, m.pending ? { pending: m.pending, state: m.ownerState, backendId: m.backendId } : undefined))
-    const req = requests.take(m.rid)
+    if (m.type === 'events') {
+      if (handlers && m.storeId === handlers.storeId) handlers.onEvents(m.events, m.head, m.pending ? { pending: m.pending, state: m.ownerState, backendId: m.backendId } : undefined)
+      return
+    }
+    const req = m.rid === undefined ? undefined : requests.take(String(m.rid))
     if (!req) return
-    if (m.type === 'error') req.reject(new TransportError(`broadcast-channel host answered ${m.code}: ${m.message}`, { retryable: m.retryable === true, protocolCode: m.code }))
+    if (m.type === 'error') req.reject(protocolError(m, `The broadcast-channel host on "${channel}"`))
     else req.resolve(m)
   }
 
-  const request = (message: Message, what: string): Promise<Message> => {
+  const request = (message: Unsent, what: string): Promise<Answer> => {
     if (closed || !bc) return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false }))
     if (state === 'offline' && !hostId) return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, no host answers on channel "${channel}"; retrying`))
-    const req: Request = { message, what, sent: false }
-    const { rid, answer } = requests.open<Message>(req)
-    req.message = { ...message, v: 1, rid }
+    // the table names the rid, which the message carries: it is filled in right after
+    const req: Request = { message: { v: 1, type: 'ping' }, what, sent: false }
+    const { rid, answer } = requests.open<Answer>(req)
+    req.message = { ...message, v: 1, rid } as ClientSends
     send(req)
     return answer
   }
@@ -160,28 +184,28 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
       h.onStatus({ state: 'connecting' })
       bc = new BroadcastChannel(channel)
       bc.onmessage = onMessage
-      const first = new Promise<void>((r) => (settleFirst = r))
+      const first = new Promise<void>((resolve) => {
+        settleFirst = resolve
+      })
       tick()
       await first
       settleFirst = undefined
     },
     async pull(request_): Promise<PullResponse> {
-      const m = await request({ type: 'pull', storeId: request_.storeId, since: request_.since, limit: request_.limit }, 'pull')
-      if (m.type !== 'pulled') throw new TransportError(`broadcast-channel host answered ${m.type} to a pull`, { retryable: false })
+      const m = expectType<PullResponse>(await request({ type: 'pull', storeId: request_.storeId, since: request_.since, limit: request_.limit }, 'pull'), ['pulled'], 'pull')
       if (!m.more) streaming = true
       // `pending` comes from a storage owner tab (PROTOCOL.md, Tabs)
       return { type: 'pulled', events: m.events, head: m.head, backendId: m.backendId, more: m.more, ...(m.pending ? { pending: m.pending, ownerState: m.ownerState } : {}) }
     },
     async push(request_): Promise<PushResponse | QueuedResponse> {
-      const m = await request({ type: 'push', storeId: request_.storeId, parentSeq: request_.parentSeq, events: request_.events }, 'push')
+      const m = expectType<PushResponse | QueuedResponse>(await request({ type: 'push', storeId: request_.storeId, parentSeq: request_.parentSeq, events: request_.events }, 'push'), ['pushed', 'rejected', 'queued'], 'push')
       if (m.type === 'pushed') return { type: 'pushed', firstSeq: m.firstSeq, head: m.head, backendId: m.backendId }
       if (m.type === 'rejected') return { type: 'rejected', reason: 'behind', head: m.head }
-      if (m.type === 'queued') return { type: 'queued' }
-      throw new TransportError(`broadcast-channel host answered ${m.type} to a push`, { retryable: false })
+      return { type: 'queued' }
     },
     async close() {
       if (closed) return
-      if (hostId) post({ v: 1, type: 'bye', to: hostId })
+      if (hostId) post({ v: 1, type: 'bye' }, hostId)
       setOnline(false)
       closed = true
       clearTimeout(timer)

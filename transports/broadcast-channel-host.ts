@@ -6,8 +6,7 @@
 import { randomId } from '../src/ids.js'
 import { createServerSession, type ServerSession } from '../src/server/session.js'
 import type { SyncBackend } from '../src/transport.js'
-
-type Message = Record<string, any>
+import { routed, type HostSends } from './broadcast-channel-messages.js'
 
 /** Options of `hostBroadcastChannel`. */
 export interface HostBroadcastChannelOptions {
@@ -44,7 +43,7 @@ export function hostBroadcastChannel(options: HostBroadcastChannelOptions): Broa
   const clients = new Map<string, Client>()
   let live = true
 
-  const send = (to: string, msg: Message) => {
+  const send = (to: string, msg: HostSends) => {
     if (live) bc.postMessage({ ...msg, from: hostId, to, epoch })
   }
   const forget = (id: string) => {
@@ -65,10 +64,16 @@ export function hostBroadcastChannel(options: HostBroadcastChannelOptions): Broa
       const session = createServerSession({
         backend,
         label: 'BroadcastChannel host',
-        wire: { send: (text) => (send(id, JSON.parse(text)), true) },
+        wire: {
+          send: (text) => {
+            send(id, JSON.parse(text) as HostSends)
+            return true
+          },
+        },
         onError: (error, context) => console.error(`tidelog broadcast-channel host: ${context}: ${(error as Error)?.message ?? error}`),
       })
-      clients.set(id, (client = { session, seen: 0 }))
+      client = { session, seen: 0 }
+      clients.set(id, client)
     }
     client.seen = Date.now()
     return client
@@ -82,10 +87,10 @@ export function hostBroadcastChannel(options: HostBroadcastChannelOptions): Broa
   ;(sweeper as { unref?: () => void }).unref?.()
 
   bc.onmessage = (event: MessageEvent) => {
-    const m = event.data as Message
-    if (!live || typeof m !== 'object' || m === null || typeof m.from !== 'string' || m.from === hostId) return
+    const m = routed(event.data)
+    if (!live || m === undefined || m.from === hostId) return
     if (m.type === 'host') {
-      if (typeof m.epoch === 'number' && m.epoch > epoch) stop() // B2
+      if ('epoch' in m && typeof m.epoch === 'number' && m.epoch > epoch) stop() // B2
       return
     }
     if (m.to !== hostId && !(m.to === '*' && m.type === 'ping')) return

@@ -33,10 +33,10 @@ export function routeUrl(base: string, route: string, family: 'http' | 'ws', que
   return url.toString()
 }
 
-/** Turns a server `error` message into the TransportError a request rejects with. */
-export function protocolError(message: Partial<ErrorMessage>): TransportError {
+/** Turns a server `error` message into the TransportError a request rejects with; `who` names the answering side. */
+export function protocolError(message: Partial<ErrorMessage>, who = 'Sync server'): TransportError {
   const code = typeof message.code === 'string' ? message.code : 'internal'
-  return new TransportError(`Sync server answered ${code}: ${message.message ?? 'no details'}`, {
+  return new TransportError(`${who} answered ${code}: ${message.message ?? 'no details'}`, {
     retryable: message.retryable === true,
     protocolCode: code,
   })
