@@ -5,7 +5,7 @@
  */
 import type { SqlJsStatic } from 'sql.js'
 import { createStore } from '../src/index.js'
-import { check, compare, median, now, ratioLine, type ResultLine, type Row } from './harness.js'
+import { check, interleave, median, now, pair, ratioLine, type ResultLine, type Row } from './harness.js'
 import { benchSchema, INSERT_SQL, itemArgs, rawDb, sqlJs, storeWithConfirmed, upstreamEvents } from './fixtures.js'
 
 const N = 10_000
@@ -21,6 +21,42 @@ function rawOneTransaction(SQL: SqlJsStatic, prefix: string): number {
     ins.run([a.id, a.grp, a.text])
   }
   db.run('COMMIT')
+  ins.free()
+  const ms = now() - t0
+  const count = db.exec('SELECT count(*) FROM items')[0]!.values[0]![0]
+  check(count === N, `raw wrote ${N} rows (found ${count})`)
+  db.close()
+  return ms
+}
+
+/**
+ * The floor of the design: raw sql.js running statements shaped like the
+ * store's own for each event, in one transaction: the event's log row
+ * (`__tl_events`/`__tl_pending` columns) and the state INSERT, with `capture`
+ * also the undo log's AFTER INSERT trigger (its WHEN check and shadow row).
+ * No JS of the store's; what is left between this and the store is its own overhead.
+ */
+function rawLogShaped(SQL: SqlJsStatic, prefix: string, capture: boolean): number {
+  const db = rawDb(SQL)
+  db.exec('PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY; PRAGMA recursive_triggers = ON')
+  db.run('CREATE TABLE log (pos INTEGER PRIMARY KEY, id NOT NULL, name NOT NULL, args NOT NULL, client_id NOT NULL, session_id NOT NULL, created_at NOT NULL)')
+  if (capture) {
+    db.exec(`CREATE TEMP TABLE flag (capture INTEGER NOT NULL); INSERT INTO temp.flag VALUES (1);
+      CREATE TABLE shadow (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, op INTEGER NOT NULL, rid INTEGER NOT NULL, nrid INTEGER NOT NULL, c0, c1, c2);
+      CREATE TEMP TRIGGER ui AFTER INSERT ON main.items WHEN (SELECT capture FROM temp.flag) BEGIN
+        INSERT INTO main.shadow (pos, op, rid, nrid, c0, c1, c2) VALUES ((SELECT max(pos) FROM main.log), 0, new.rowid, new.rowid, NULL, NULL, NULL); END;`)
+  }
+  const t0 = now()
+  const log = db.prepare('INSERT INTO log (id, name, args, client_id, session_id, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+  const ins = db.prepare(INSERT_SQL)
+  db.run('BEGIN')
+  for (let i = 1; i <= N; i++) {
+    const a = itemArgs(i, prefix)
+    log.run([`client:${i}`, 'itemCreated', JSON.stringify(a), 'client', 'session', 1_700_000_000_000 + i])
+    ins.run([a.id, a.grp, a.text])
+  }
+  db.run('COMMIT')
+  log.free()
   ins.free()
   const ms = now() - t0
   const count = db.exec('SELECT count(*) FROM items')[0]!.values[0]![0]
@@ -83,16 +119,32 @@ export const P13: Row = {
     const SQL = await sqlJs()
     const parts: number[] = []
     const valueMs: number[] = []
-    const commit = await compare({ warmup: 1, reps: 5, baseline: () => rawOneTransaction(SQL, 'item'), subject: () => oneCommit(parts, valueMs) })
-    const pulled = await compare({ warmup: 1, reps: 5, baseline: () => rawOneTransaction(SQL, 'up'), subject: applyPulled })
+    const c = await interleave({
+      baseline: () => rawOneTransaction(SQL, 'item'),
+      floor: () => rawLogShaped(SQL, 'item', true),
+      subject: () => oneCommit(parts, valueMs),
+    }, { warmup: 1, reps: 5 })
+    const p = await interleave({
+      baseline: () => rawOneTransaction(SQL, 'up'),
+      floor: () => rawLogShaped(SQL, 'up', false),
+      subject: applyPulled,
+    }, { warmup: 1, reps: 5 })
+    const commit = pair(c.baseline, c.subject)
+    const pulled = pair(p.baseline, p.subject)
+    const floor = (r: typeof c) => {
+      const f = pair(r.baseline, r.floor)
+      return `${f.subject.toFixed(1)} ms, ${f.ratio.toFixed(2)}× the baseline (median of per-round ratios), so the store's own overhead is ${(median(r.subject.map((x, i) => x / r.floor[i]!))).toFixed(2)}× on top`
+    }
     const sync = median(parts.slice(-5))
     const making = median(valueMs.slice(-5))
     return [
       ratioLine('P13a', `one commit() of ${N / 1000}k events`, 'ms', commit, 3, [
         `tidelog: store.commit(...values) of ${N} event values until receipt.persisted (memoryStorage, dev: false), synchronous part median ${sync.toFixed(1)} ms; making the values (schema.events.itemCreated(args), untimed) took ${making.toFixed(1)} ms more; baseline: raw sql.js, the same ${N} INSERTs through one prepared statement in one transaction`,
+        `floor of the design: raw sql.js writing, per event, a log row shaped like __tl_pending's and the state row, with the undo log's capture trigger, in one transaction: ${floor(c)}`,
       ]),
       ratioLine('P13b', `apply ${N / 1000}k pulled events, nothing pending`, 'ms', pulled, 2, [
         `tidelog: ${N} confirmed events handed to the sync engine as one live notification (applied at once: log rows, state, journal record, signals, status); baseline: the same ${N} INSERTs in one raw transaction`,
+        `floor of the design: raw sql.js writing, per event, a log row shaped like __tl_events's and the state row (no capture), in one transaction: ${floor(p)}`,
       ]),
     ]
   },
