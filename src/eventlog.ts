@@ -76,6 +76,43 @@ export interface EventLogHooks {
 
 export type ConflictResolver = (local: PendingEvent[], upstream: ConfirmedEvent[]) => PendingEvent[]
 
+/** The eventlog and its state in one database (invariants I1–I6 above); the store and boot drive it. */
+export interface EventLog {
+  readonly db: Db
+  /** Confirmed head: the highest seq in `__tl_events`. */
+  readonly head: number
+  readonly pendingCount: number
+  meta(key: string): string | undefined
+  /** Writes the snapshot's meta (clientId, counter, backendId, position, schemaHash) and the tables learned (I5). */
+  setMeta(values: Record<string, string>): void
+  /** A local commit: append + materialize, all or nothing (I1). Throws MaterializeError or SchemaError. */
+  commit(events: readonly (PendingEvent & { local?: true })[], checkDeterminism: boolean): Set<string>
+  /** Oldest pending events, in push order. */
+  pendingBatch(limit: number): PendingEvent[]
+  /** Applies upstream events that start at head + 1, rebasing the pending ones; with `recordedPending`, that is the pending list after. */
+  applyUpstream(events: readonly ConfirmedEvent[], resolve: ConflictResolver | undefined, recordedPending?: PendingEvent[]): LogChange
+  /** A push was accepted: the first `ids.length` pending events get seq firstSeq..; undefined when they are not the front of pending. */
+  confirm(firstSeq: number, ids: readonly string[]): Map<string, number> | undefined
+  /** Confirmed events after `since`, then pending ones (seq null). */
+  events(since?: number): (PendingEvent & { seq: number | null })[]
+  readConfirmed(since: number, limit: number): ConfirmedEvent[]
+  readLocal(): PendingEvent[]
+  readPending(): PendingEvent[]
+  /** Replays confirmed events into a fresh log (dense from head + 1). */
+  replayConfirmed(events: readonly ConfirmedEvent[]): void
+  replayLocal(events: readonly PendingEvent[]): void
+  /** Rebuild in place: materializes the confirmed events again, in pages; `onPage` gets the last seq done. */
+  rematerializeConfirmed(pageSize: number, onPage: (seq: number) => void): void
+  /** Rebuild in place: removes the local and pending events and returns them. */
+  takeUnconfirmed(): { local: PendingEvent[]; pending: PendingEvent[] }
+  /** Re-applies pending events one by one; returns those that no longer apply. */
+  replayPending(events: readonly PendingEvent[]): Map<string, Error>
+  tx<T>(fn: () => T): T
+  /** Makes the undo log's triggers now (at an idle moment after boot) rather than at the first commit. */
+  prepareCapture(): void
+  close(): void
+}
+
 /** Everything of the state schema in a database: what is not the eventlog's (`__tl_`) or SQLite's own. */
 const STATE_OBJECTS = "SELECT type, name FROM main.sqlite_schema WHERE name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid"
 
@@ -100,7 +137,7 @@ function dropState(db: Db) {
  * dropped and the new schema's DDL run, for `rematerializeConfirmed` and the
  * replays to fill (see bootLog).
  */
-export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: EventLogHooks, bytes?: Uint8Array, replaceSchema = false) {
+export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: EventLogHooks, bytes?: Uint8Array, replaceSchema = false): EventLog {
   const db: Db = openDb(SQL, bytes)
   if (!bytes || replaceSchema) {
     try {
@@ -589,5 +626,3 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     },
   }
 }
-
-export type EventLog = ReturnType<typeof createEventLog>

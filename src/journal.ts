@@ -1,13 +1,29 @@
 import type { JournalRecord, StorageHandle } from './storage.js'
 
-type NewRecord = JournalRecord extends infer R ? (R extends { pos: number } ? Omit<R, 'pos'> : never) : never
+/** A record as the store adds it; the journal numbers it. */
+export type NewRecord = JournalRecord extends infer R ? (R extends { pos: number } ? Omit<R, 'pos'> : never) : never
 
 /**
  * The store's write-ahead journal: records are numbered, queued and appended
  * in order, one append at a time, so every commit made while an append is in
  * flight shares the next one (group commit: one fsync for many commits).
  */
-export function createJournal(handle: StorageHandle, position: number, onWarning: (m: string) => void) {
+export interface Journal {
+  /** Position of the newest record added (durable or not). */
+  readonly position: number
+  /** Queues a record; the promise resolves when it is durable. */
+  add(record: NewRecord): Promise<void>
+  /**
+   * Resolves once every record added so far is durable, without waiting for
+   * records added later: under a steady stream of commits the journal is never idle.
+   */
+  settled(): Promise<void>
+  /** Resolves once everything queued so far is durable. */
+  flush(): Promise<void>
+}
+
+/** The store opens one per storage handle, after boot, at the journal position boot reached. */
+export function createJournal(handle: StorageHandle, position: number, onWarning: (m: string) => void): Journal {
   let queue: JournalRecord[] = []
   let waiters: { resolve: () => void; reject: (e: unknown) => void }[] = []
   let batchPromise: Promise<void> | undefined
@@ -58,7 +74,6 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
 
   return {
     get position() { return position },
-    /** Queues a record; the promise resolves when it is durable. */
     add(record: NewRecord): Promise<void> {
       queue.push({ ...record, pos: ++position } as JournalRecord)
       if (!batchPromise) {
@@ -69,14 +84,9 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
       newest = batchPromise
       return batchPromise
     },
-    /**
-     * Resolves once every record added so far is durable, without waiting for
-     * records added later: under a steady stream of commits the journal is never idle.
-     */
     settled(): Promise<void> {
       return durable >= position ? Promise.resolve() : newest
     },
-    /** Resolves once everything queued so far is durable. */
     async flush(): Promise<void> {
       while (queue.length || running) {
         if (queue.length) kick()
@@ -85,5 +95,3 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
     },
   }
 }
-
-export type Journal = ReturnType<typeof createJournal>

@@ -2,21 +2,23 @@ import { batch, computed, signal, type ReadonlySignal } from '@preact/signals-co
 import { bootLog, resetLog, type BootedLog } from './boot.js'
 import { loadSqlJs } from './database.js'
 import { ConflictDroppedError, StoreClosedError, TidelogError, UnknownEventError } from './errors.js'
-import type { EventLog, EventLogHooks, LogChange } from './eventlog.js'
+import type { EventLog, EventLogHooks } from './eventlog.js'
 import { createJournal, type Journal } from './journal.js'
-import { counterOf, randomId } from './ids.js'
+import { randomId } from './ids.js'
 import { memoryStorage } from './memory-storage.js'
-import type { ConfirmedEvent, JsonValue, PendingEvent } from './protocol.js'
+import type { JsonValue, PendingEvent } from './protocol.js'
 import { toPending } from './protocol.js'
 import { createQueryRegistry } from './queries.js'
 import type { EventValue, Schema } from './schema.js'
 import type { StorageHandle } from './storage.js'
 import { createTabClient, createTabOwner, heldIds, openShared, type TabClient } from './tabs.js'
 import type { SqlFragment } from './sql.js'
+import { createPushGate } from './store-push-gate.js'
+import { createReceipts } from './store-receipts.js'
+import { createSnapshots } from './store-snapshots.js'
+import { createStoreSyncHost } from './store-sync-host.js'
 import type { CommitReceipt, Store, StoreOptions, StoredEvent, SyncStatus } from './store-types.js'
 import { createSyncEngine, type SyncEngine } from './sync-engine.js'
-
-interface Waiter { resolve(seq: number): void; reject(e: unknown): void }
 
 const quiet = <T>(p: Promise<T>): Promise<T> => {
   p.catch(() => {}) // receipts never cause unhandled-rejection noise; awaiting them still throws
@@ -86,13 +88,13 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   let backendId = booted.backendId
   let journal: Journal | undefined = handle && createJournal(handle, booted.position, warn)
   if (booted.initRecord && journal) void journal.add(booted.initRecord)
-  let snapshotAt = booted.snapshotSoon ? -1 : booted.position
   let closed = false
+  let engine: SyncEngine | undefined
 
   const queries = createQueryRegistry(() => log.db, () => closed, (what) => assertOpen(what))
   const status = signal<SyncStatus>({ state: options.transport ? 'connecting' : 'offline', pending: log.pendingCount, head: log.head })
-  const waiters = new Map<string, Waiter>()
-  const flushWaiters = new Set<{ resolve(): void; reject(e: unknown): void }>()
+  const receipts = createReceipts(() => log.db, warn)
+  const settle = receipts.settle
 
   function assertOpen(what: string) {
     if (closed) throw new StoreClosedError(what)
@@ -105,21 +107,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     if (next.state === cur.state && next.pending === cur.pending && next.head === cur.head && next.error === cur.error) return
     status.value = next
     if (next.state !== cur.state) tabOwner.changed()
-    if (next.pending === 0) for (const w of flushWaiters) { flushWaiters.delete(w); w.resolve() }
-  }
-
-  // why recent pending events were dropped, for receipts whose `confirmed` is read later (bounded)
-  const droppedWhy = new Map<string, Error>()
-  const settle = (change: Pick<LogChange, 'confirmed' | 'dropped'>) => {
-    for (const [id, seq] of change.confirmed) { waiters.get(id)?.resolve(seq); waiters.delete(id) }
-    for (const [id, cause] of change.dropped) {
-      const error = cause.name === 'MaterializeError' ? cause : new ConflictDroppedError(id, cause.message.replace(/^dropped by /, ''))
-      if (cause.name === 'MaterializeError') warn(`pending event ${id} no longer applies after a rebase and was dropped: ${cause.message}`)
-      droppedWhy.set(id, error)
-      if (droppedWhy.size > 1000) droppedWhy.delete(droppedWhy.keys().next().value as string)
-      waiters.get(id)?.reject(error)
-      waiters.delete(id)
-    }
+    receipts.pendingNow(next.pending)
   }
 
   const publish = (written: Iterable<string>, patch?: Partial<SyncStatus>) => {
@@ -130,107 +118,38 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     tabOwner.changed()
   }
 
-  let snapshotTimer: ReturnType<typeof setTimeout> | undefined
-  const scheduleSnapshot = () => {
-    if (closed || !journal || snapshotTimer || journal.position - Math.max(snapshotAt, 0) < snapshotEvery && snapshotAt >= 0) return
-    snapshotTimer = setTimeout(() => {
-      snapshotTimer = undefined
-      void takeSnapshot().catch((e) => warn(`snapshot failed: ${(e as Error).message}`))
-    }, 300)
-    ;(snapshotTimer as { unref?: () => void }).unref?.()
-  }
+  const snapshots = createSnapshots(
+    {
+      journal: () => journal,
+      handle: () => handle,
+      log: () => log,
+      identity: () => ({ clientId, counter, backendId }),
+      schemaHash: schema.hash,
+      every: snapshotEvery,
+      closed: () => closed,
+      warn,
+      onProgress,
+    },
+    booted.position,
+    booted.snapshotSoon,
+  )
+  const gate = createPushGate({ journal: () => journal, log: () => log, durable: () => engine?.poke(), recorded: snapshots.schedule })
+  const record = gate.record
 
-  let snapshotting: Promise<void> = Promise.resolve()
-  /**
-   * Exports the whole database at the journal's current position and saves it
-   * once the journal is durable up to there. Commits may go on meanwhile (their
-   * records follow the snapshot); snapshots are taken one at a time, in order.
-   */
-  function takeSnapshot(): Promise<void> {
-    const next = snapshotting.then(async () => {
-      if (!journal || !handle) return
-      const position = journal.position
-      if (position === snapshotAt) return
-      log.setMeta({ clientId, counter: String(counter), backendId: backendId ?? '', position: String(position), schemaHash: schema.hash })
-      onProgress({ phase: 'snapshot', done: 0, total: 1 })
-      const bytes = log.db.export()
-      // a snapshot may replace journal records, so the ones it covers must be on disk first
-      await journal.settled()
-      await handle.saveSnapshot({ position, schemaHash: schema.hash, bytes })
-      snapshotAt = position
-      onProgress({ phase: 'snapshot', done: 1, total: 1 })
-    })
-    snapshotting = next.catch(() => {})
-    return next
-  }
-
-  // Events made since the last journal record, and events whose record is not durable yet. These are
-  // not pushed: after a crash this client would not remember them and would hand their ids out again.
-  let minted: string[] = []
-  const unpersisted = new Set<string>()
-  const record = (r: Parameters<Journal['add']>[0]) => {
-    if (!journal) return Promise.resolve() // a client tab: the owner tab keeps the record
-    const p = journal.add(r)
-    if (minted.length) {
-      const ids = minted
-      minted = []
-      for (const id of ids) unpersisted.add(id)
-      p.then(() => {
-        for (const id of ids) unpersisted.delete(id)
-        engine?.poke()
-      }, () => {})
-    }
-    scheduleSnapshot()
-    return p
-  }
-  /** The oldest pending events up to the first one that is not durable yet. */
-  const pushable = (limit: number) => {
-    const batch = log.pendingBatch(limit)
-    const cut = unpersisted.size ? batch.findIndex((e) => unpersisted.has(e.id)) : -1
-    return cut < 0 ? batch : batch.slice(0, cut)
-  }
-
-  // ---- sync host ----
-  let engine: SyncEngine | undefined
-  const resolveConflict = options.onConflict
-    ? (local: PendingEvent[], upstream: ConfirmedEvent[]): PendingEvent[] =>
-        options.onConflict!({ local, upstream }).map((e) =>
-          'argsJson' in e ? makePending(e as EventValue<unknown>) : { ...toPending(e as PendingEvent), args: JSON.parse(JSON.stringify((e as PendingEvent).args ?? null)) as JsonValue },
-        )
-    : undefined
-
-  const host = {
+  const host = createStoreSyncHost({
     storeId,
-    head: () => log.head,
+    clientId,
+    log: () => log,
     backendId: () => backendId,
-    // what the engine may push now: pending events not yet durable do not count (it is poked when they are)
-    pendingCount: () => (unpersisted.size ? pushable(1).length : log.pendingCount),
-    pendingBatch: pushable,
-    applyUpstream(events: ConfirmedEvent[], id: string) {
-      // own events can come back that this client no longer remembers (a journal tail lost to damage)
-      for (const e of events) {
-        const n = e.clientId === clientId ? counterOf(e.id) : 0
-        if (n > counter) counter = n
-      }
-      const change = log.applyUpstream(events, resolveConflict)
-      backendId = id
-      void record({ t: 'upstream', events, backendId: id, ...(change.pendingAfter ? { pending: change.pendingAfter } : {}) })
-      publish(change.written)
-      settle(change)
-    },
-    confirm(firstSeq: number, ids: string[], id: string) {
-      const confirmed = log.confirm(firstSeq, ids)
-      backendId = id
-      if (!confirmed) return
-      void record({ t: 'confirm', firstSeq, count: ids.length, backendId: id })
-      publish([])
-      settle({ confirmed, dropped: new Map() })
-    },
-    pushBeforeRebase: () => !options.onConflict,
-    setState(state: SyncStatus['state'], error?: Error) {
-      updateStatus(error ? { state, error } : { state })
-    },
-  }
+    setBackendId: (id) => { backendId = id },
+    raiseCounter: (n) => { if (n > counter) counter = n },
+    makePending,
+    onConflict: options.onConflict,
+    gate,
+    publish,
+    settle,
+    setState: (state, error) => updateStatus(error ? { state, error } : { state }),
+  })
 
   // ---- tabs (tabs.ts): the owner answers the other tabs from its log; a client tab syncs with the owner ----
   /** Appends events as pending, one at a time where a batch fails; returns what applied and the tables written. */
@@ -259,7 +178,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       if (!journal || !events.length) return journal ? journal.settled() : Promise.reject(new TidelogError('not_owner', 'this tab no longer owns the storage'))
       const applied = appendPending(events, 'event from another tab')
       if (!applied.events.length) return journal.settled()
-      minted.push(...applied.events.map((e) => e.id)) // pushed upstream only once durable here
+      gate.minted(applied.events.map((e) => e.id)) // pushed upstream only once durable here
       const p = record({ t: 'commit', events: applied.events })
       publish(applied.written)
       return p
@@ -292,13 +211,13 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     log = next.log
     handle = h
     journal = createJournal(h, next.position, warn)
-    snapshotAt = next.snapshotSoon ? -1 : next.position
+    snapshots.restart(next.position, next.snapshotSoon)
     backendId = next.backendId
     tabClient = undefined
     queries.reset()
     const held = heldIds(log, left.events.map((e) => e.id), 0)
     const applied = appendPending(left.events.filter((e) => !held.has(e.id)), 'pending event')
-    if (applied.events.length) minted.push(...applied.events.map((e) => e.id))
+    if (applied.events.length) gate.minted(applied.events.map((e) => e.id))
     const kept = new Set(applied.events.map((e) => e.id))
     const lost = new Map<string, Error>()
     for (const e of left.events) if (!held.has(e.id) && !kept.has(e.id)) lost.set(e.id, new ConflictDroppedError(e.id, 'the takeover of the storage: it does not apply to the state this tab booted'))
@@ -316,11 +235,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     publish(Object.keys(schema.tables))
     settle({ confirmed: new Map(), dropped: next.dropped })
     // receipts of this tab's events that the storage holds confirmed, or no longer holds at all
-    for (const id of [...waiters.keys()]) {
-      const seq = log.db.column<number>({ sql: 'SELECT seq FROM __tl_events WHERE id = ?', params: [id] })[0]
-      if (seq !== undefined) settle({ confirmed: new Map([[id, seq]]), dropped: new Map() })
-      else if (!log.db.column({ sql: 'SELECT 1 FROM __tl_pending WHERE id = ?', params: [id] }).length) settle({ confirmed: new Map(), dropped: new Map([[id, new Error('dropped by the tab that owned the storage before this one')]]) })
-    }
+    receipts.recheck('the tab that owned the storage before this one')
     engine = options.transport ? createSyncEngine(options.transport, host, options.sync) : undefined
     if (paused) engine?.pause()
     engine?.start()
@@ -331,24 +246,13 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
 
   function makePending(value: EventValue<unknown>): PendingEvent {
     const e: PendingEvent = { id: `${clientId}:${++counter}`, name: value.name, args: value.args as JsonValue, clientId, sessionId, createdAt: Date.now() }
-    minted.push(e.id)
+    gate.minted([e.id])
     // the validated JSON text travels with the event so that it is serialized once
     if (value.argsJson !== undefined) Object.defineProperty(e, 'argsJson', { value: value.argsJson, enumerable: false })
     return e
   }
 
   const known = Object.keys(schema.events)
-
-  /** `receipt.confirmed` is made lazily, so the event may already be confirmed (or gone) when it is asked for. */
-  const waitConfirmed = (id: string, since: number): Promise<number> => {
-    // the event normally lands after the head it was committed at; a re-push after a backend reset lands anywhere
-    const seq =
-      log.db.column<number>({ sql: 'SELECT seq FROM __tl_events WHERE seq > ? AND id = ?', params: [since, id] })[0] ??
-      log.db.column<number>({ sql: 'SELECT seq FROM __tl_events WHERE seq <= ? AND id = ?', params: [since, id] })[0]
-    if (seq !== undefined) return Promise.resolve(seq)
-    if (!log.db.column({ sql: 'SELECT 1 FROM __tl_pending WHERE id = ?', params: [id] }).length) return Promise.reject(droppedWhy.get(id) ?? new ConflictDroppedError(id, 'a rebase'))
-    return new Promise<number>((resolve, reject) => waiters.set(id, { resolve, reject }))
-  }
 
   const store: Store<S> = {
     schema,
@@ -371,11 +275,11 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         written = log.commit(events, dev)
       } catch (error) {
         counter = counterBefore
-        minted = []
+        gate.forget()
         throw error
       }
       const headAtCommit = log.head
-      if (tabClient) minted = [] // a client tab's commits become durable in the owner's journal, not here
+      if (tabClient) gate.forget() // a client tab's commits become durable in the owner's journal, not here
       const persisted = quiet(tabClient ? tabClient.track(events.filter((e) => !e.local)) : record({ t: 'commit', events }))
       publish(written)
       if (tabClient) engine?.poke()
@@ -393,7 +297,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
                 ? Promise.resolve(null)
                 : closed
                   ? Promise.reject(new StoreClosedError('confirm events'))
-                  : Promise.all(synced.map((e) => waitConfirmed(e.id, headAtCommit))).then((seqs) => seqs[seqs.length - 1]!),
+                  : Promise.all(synced.map((e) => receipts.confirmed(e.id, headAtCommit))).then((seqs) => seqs[seqs.length - 1]!),
             )
           }
           return confirmed
@@ -417,7 +321,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         if (closed) return Promise.reject(new StoreClosedError('flush'))
         if (log.pendingCount === 0) return Promise.resolve()
         if (!engine) return Promise.reject(new TidelogError('no_transport', 'sync.flush() cannot confirm events: this store has no transport. Pass createStore({ transport }) to sync.'))
-        return new Promise<void>((resolve, reject) => flushWaiters.add({ resolve, reject }))
+        return receipts.flushed()
       },
       pause() { paused = true; engine?.pause() },
       resume() { paused = false; engine?.resume() },
@@ -445,16 +349,14 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     async close() {
       if (closed) return
       closed = true
-      clearTimeout(snapshotTimer)
+      snapshots.cancel()
       await tabServer?.close() // the other tabs hear the owner leave before the lock passes on
       await engine?.close()
       tabClient?.close(new StoreClosedError('persist events that the tab owning the storage had not acknowledged'))
-      for (const w of flushWaiters) w.reject(new StoreClosedError('flush'))
-      for (const w of waiters.values()) w.reject(new StoreClosedError('confirm events'))
-      waiters.clear()
+      receipts.close()
       try {
         await journal?.flush()
-        await takeSnapshot()
+        await snapshots.take()
       } finally {
         await handle?.close()
         log.close()
@@ -463,7 +365,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   }
 
   settle({ confirmed: new Map(), dropped: booted.dropped })
-  if (snapshotAt < 0) scheduleSnapshot()
+  if (booted.snapshotSoon) snapshots.schedule()
   // the undo log's triggers are made once the store is idle (or by the first commit), not before the first query
   const prepare = setTimeout(() => { if (!closed) log.prepareCapture() }, 0)
   ;(prepare as { unref?: () => void }).unref?.()

@@ -62,7 +62,23 @@ export interface SyncEngineOptions {
   maxBackoffMs?: number
 }
 
-export function createSyncEngine(transport: Transport, host: SyncHost, options: SyncEngineOptions = {}) {
+/** What the store drives: started once, poked when there is something to push, closed with the store. */
+export interface SyncEngine {
+  /** Connects the transport and runs the sync loop until close(). */
+  start(): void
+  /** Something to push (a commit) or to re-check. */
+  poke(): void
+  /** Go offline on purpose (`sync.pause()`). */
+  pause(): void
+  resume(): void
+  /** After a backend reset was resolved: sync again from head 0. */
+  unblock(): void
+  /** Stops the loop and closes the transport. */
+  close(): Promise<void>
+}
+
+/** The store makes one per upstream: its transport, or the link to the tab that owns the storage. */
+export function createSyncEngine(transport: Transport, host: SyncHost, options: SyncEngineOptions = {}): SyncEngine {
   const batchSize = options.batchSize ?? 500
   let closed = false
   let paused = false
@@ -278,7 +294,6 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
       })()
       loop.catch(() => {})
     },
-    /** Something to push (a commit) or to re-check. */
     poke,
     pause() {
       paused = true
@@ -291,7 +306,6 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
       onlineWaiter = undefined
       w?.()
     },
-    /** After a backend reset was resolved: sync again from head 0. */
     unblock() {
       blocked = undefined
       backendId = undefined
@@ -307,5 +321,3 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     },
   }
 }
-
-export type SyncEngine = ReturnType<typeof createSyncEngine>

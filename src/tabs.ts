@@ -97,11 +97,32 @@ export interface TabClientContext {
 
 interface Commit { left: number; resolve(): void; reject(error: Error): void }
 
+/** What a client tab hands over when it takes over the storage (T4). */
+export interface RetiredTabClient {
+  /** Its own events the owner never acknowledged. */
+  events: PendingEvent[]
+  /** Their receipts: `done` is their record in the storage taken over; `dropped` did not apply there. */
+  settle(done: Promise<void>, dropped: ReadonlyMap<string, Error>): void
+}
+
+/** A client tab's side of the tab link: the sync host its engine drives, and its commits' receipts. */
+export interface TabClient {
+  readonly host: SyncHost
+  /** Resolves once the owner's view was first applied (boot of a client tab). */
+  readonly firstView: Promise<void>
+  /** Tracks a commit's synced events; the promise is its `receipt.persisted` (T2). */
+  track(events: readonly PendingEvent[]): Promise<void>
+  /** This tab takes over the storage: stops applying the link and hands over what is unacknowledged (T4). */
+  retire(): RetiredTabClient
+  /** The store closed: what was never acknowledged will not be. */
+  close(error: Error): void
+}
+
 /**
  * The sync host of a client tab (T1–T4): the engine pushes its own
  * unacknowledged events to the owner and applies the owner's view.
  */
-export function createTabClient(ctx: TabClientContext) {
+export function createTabClient(ctx: TabClientContext): TabClient {
   const own = new Map<string, { event: PendingEvent; commit: Commit }>()
   let list: PendingEvent[] = [] // the owner's pending list as last heard (T1)
   let listHead = 0 // the confirmed head that list follows
@@ -174,9 +195,7 @@ export function createTabClient(ctx: TabClientContext) {
 
   return {
     host,
-    /** Resolves once the owner's view was first applied (boot of a client tab). */
     firstView,
-    /** Tracks a commit's synced events; the promise is its `receipt.persisted` (T2). */
     track(events: readonly PendingEvent[]): Promise<void> {
       if (!events.length) return Promise.resolve()
       let commit!: Commit
@@ -184,8 +203,7 @@ export function createTabClient(ctx: TabClientContext) {
       for (const e of events) own.set(e.id, { event: e, commit })
       return promise
     },
-    /** This tab takes over the storage: stops applying the link and hands over what is unacknowledged (T4). */
-    retire(): { events: PendingEvent[]; settle(done: Promise<void>, dropped: ReadonlyMap<string, Error>): void } {
+    retire() {
       active = false
       onFirstView?.()
       const left = [...own.values()]
@@ -201,7 +219,6 @@ export function createTabClient(ctx: TabClientContext) {
         },
       }
     },
-    /** The store closed: what was never acknowledged will not be. */
     close(error: Error) {
       active = false
       onFirstView?.()
@@ -210,5 +227,3 @@ export function createTabClient(ctx: TabClientContext) {
     },
   }
 }
-
-export type TabClient = ReturnType<typeof createTabClient>
