@@ -122,7 +122,7 @@ describe.skipIf(!hasChromium)('examples built from the packed package', () => {
       await sync.stop()
       rmSync(data, { recursive: true, force: true })
     }
-  }, 90_000)
+  }, 240_000) // three dev servers in turn, each pre-bundling its dependencies on first start
 
   for (const name of ['vue', 'svelte', 'vanilla', 'script-tag']) {
     it(`${name}: syncs two browsers and two tabs, keeps data across a reload and a server restart`, async () => {
