@@ -28,6 +28,13 @@ export interface UndoLog {
    */
   suspend(): void
   resume(): void
+  /**
+   * The state tables written by capture since pending event `pos` (inclusive), read off the newest entry
+   * of each shadow table; undefined when some table keeps text entries (WITHOUT ROWID), which name no table.
+   */
+  writtenSince(pos: number): string[] | undefined
+  /** Whether `writtenSince` can tell (no table keeps text entries). */
+  readonly namesWrites: boolean
 }
 
 const q = (name: string) => `"${name.replace(/"/g, '""')}"`
@@ -40,7 +47,8 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
   const when = 'WHEN (SELECT capture FROM temp.__tl_flag)'
   const pos = '(SELECT max(pos) FROM main.__tl_pending)'
   const textEntry = `INSERT INTO main.__tl_undo (pos, sql) VALUES (${pos}, `
-  const shadows: { table: string; shadow: string; cols: string }[] = []
+  const shadows: { name: string; table: string; shadow: string; cols: string }[] = []
+  let textEntries = false
   // the triggers' DDL, kept for `resume`
   const triggerDdl: string[] = []
   const trigger = (ddl: string) => {
@@ -60,6 +68,7 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
         ${textEntry} coalesce('UPDATE sqlite_sequence SET seq = ' || (SELECT seq FROM main.sqlite_sequence WHERE name = '${lit(table)}') || ' WHERE name = ''${name}''', 'DELETE FROM sqlite_sequence WHERE name = ''${name}''')); END;`)
     }
     if (/WITHOUT\s+ROWID/i.test(ddl)) {
+      textEntries = true
       const pk = info.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => q(c.name))
       const key = (ref: string) => pk.map((c) => `'${lit(c)}=' || quote(${ref}.${c})`).join(` || ' AND ' || `)
       const Tl = lit(T)
@@ -86,9 +95,10 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
         ${into} VALUES (${pos}, 1, old.rowid, new.rowid${old}); END;
       CREATE TEMP TRIGGER IF NOT EXISTS "__tl_ud_${n}" BEFORE DELETE ON main.${T} ${when} BEGIN
         ${into} VALUES (${pos}, 2, old.rowid, old.rowid${old}); END;`)
-    shadows.push({ table: T, shadow, cols: cols.join(', ') })
+    shadows.push({ name: table, table: T, shadow, cols: cols.join(', ') })
   })
 
+  const newest = shadows.map(({ name, shadow }) => ({ name, sql: { sql: `SELECT pos FROM main.${shadow} ORDER BY id DESC LIMIT 1`, params: [] } }))
   const restore = shadows.map(({ table, shadow, cols }) => {
     const firsts = `WITH m (r, first) AS (SELECT r, min(id) FROM (SELECT rid AS r, id FROM main.${shadow} UNION ALL SELECT nrid, id FROM main.${shadow}) GROUP BY r)`
     const image = cols.split(', ').map((_, i) => `u.c${i}`).join(', ')
@@ -123,6 +133,15 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     },
     suspend() {
       dropUndoTriggers(db)
+    },
+    get namesWrites() {
+      return !textEntries
+    },
+    writtenSince(pos) {
+      if (textEntries) return undefined
+      const out: string[] = []
+      for (const n of newest) if ((db.column<number>(n.sql)[0] ?? -1) >= pos) out.push(n.name)
+      return out
     },
     resume() {
       db.exec(triggerDdl.join('\n'))

@@ -26,6 +26,36 @@ const other = (seq: number, name: string, args: unknown) => ({ id: `other:${seq}
 
 const textOf = (store: Store<typeof schema>, id: string) => store.query<{ text: string }>(sql`SELECT text FROM items WHERE id = ${id}`).value[0]?.text
 
+describe('a long commit', () => {
+  // one commit of many events takes the tables it wrote from the undo log instead of the update hook
+  const wide = defineSchema({
+    tables: {
+      items: sql`CREATE TABLE items (id TEXT PRIMARY KEY, text TEXT NOT NULL)`,
+      notes: sql`CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)`,
+      idle: sql`CREATE TABLE idle (id INTEGER PRIMARY KEY)`,
+    },
+    events: {
+      created: defineEvent<{ id: string }>({ materialize: ({ id }) => sql`INSERT INTO items (id, text) VALUES (${id}, 'x')` }),
+      noted: defineEvent<{ body: string }>({ materialize: ({ body }) => sql`INSERT INTO notes (body) VALUES (${body})` }),
+    },
+  })
+  const counts = (store: Store<typeof wide>) => Object.fromEntries((['items', 'notes', 'idle'] as const).map((t) => [t, store.query<{ n: number }>({ sql: `SELECT count(*) AS n FROM ${t}`, params: [] })]))
+
+  it('notifies the live queries of every table it wrote, and only those', async () => {
+    const store = await createStore({ schema: wide, storeId: freshStoreId('long'), dev: false })
+    open.push(store as never)
+    const live = counts(store)
+    const runs: Record<string, number> = { items: 0, notes: 0, idle: 0 }
+    const stops = Object.entries(live).map(([t, q]) => q.subscribe(() => runs[t]!++))
+    const values = Array.from({ length: 200 }, (_, i) => (i % 2 ? wide.events.noted({ body: `n${i}` }) : wide.events.created({ id: `i${i}` })))
+    store.commit(...values)
+    expect(Object.fromEntries(Object.entries(live).map(([t, q]) => [t, q.value[0]!.n]))).toEqual({ items: 100, notes: 100, idle: 0 })
+    // each subscription ran once on subscribe, and once more for a table this commit wrote
+    expect(runs).toEqual({ items: 2, notes: 2, idle: 1 })
+    for (const stop of stops) stop()
+  })
+})
+
 describe('a long batch of confirmed events', () => {
   it.each([
     ['every event applies', -1],
