@@ -227,7 +227,10 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
           await file?.close()
           let segment = segments[segments.length - 1]
           const created = !segment || (rotate && segment.start !== first)
-          if (created) segments.push((segment = { start: first, name: `journal-${pad(first)}.log` }))
+          if (created) {
+            segment = { start: first, name: `journal-${pad(first)}.log` }
+            segments.push(segment)
+          }
           file = await open(join(folder, segment!.name), 'a')
           size = (await file.stat()).size
           if (created) await syncDir(folder)

@@ -101,7 +101,10 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
           return false
         }
       })()
-      if (!(await usable)) return (fallback ??= memoryStorage()).open(storeId, openOptions)
+      if (!(await usable)) {
+        fallback ??= memoryStorage()
+        return fallback.open(storeId, openOptions)
+      }
 
       const where = `indexeddb:${options.name}/${storeId}`
       const lockName = `tidelog:${options.name}:${storeId}`

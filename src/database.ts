@@ -154,7 +154,8 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
       const stmt = c.stmt
       try {
         bind(stmt, f.params)
-        const columns = (c.columns ??= stmt.getColumnNames())
+        c.columns ??= stmt.getColumnNames()
+        const columns = c.columns
         const out: T[] = []
         while (stmt.step()) {
           const values = stmt.get()

@@ -30,7 +30,8 @@ export function strictStore(dbName: string, objectStore: string): StrictStore {
   }
   const getDb = () => {
     if (dbp) return dbp
-    const opened = (dbp = openDb())
+    const opened = openDb()
+    dbp = opened
     opened.then((db) => {
       db.onclose = () => { if (dbp === opened) dbp = undefined }
       // let another tab upgrade or delete the database instead of blocking it

@@ -63,7 +63,12 @@ export function localTransport(backend: SyncBackend, options: LocalTransportOpti
         label: 'localTransport',
         revealErrors: true,
         onError: () => {}, // the error reaches the caller in the answer
-        wire: { send: (text) => (queueMicrotask(() => deliver(text)), true) },
+        wire: {
+          send: (text) => {
+            queueMicrotask(() => deliver(text))
+            return true
+          },
+        },
       })
       h.onStatus({ state: 'online' })
     },

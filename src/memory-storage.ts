@@ -20,7 +20,10 @@ export function memoryStorage(): Storage {
     name: 'memory',
     async open(storeId: string, options?: StorageOpenOptions): Promise<StorageHandle> {
       let log = logs.get(storeId)
-      if (!log) logs.set(storeId, (log = { records: [], snapshot: undefined, locked: false, waiters: [] }))
+      if (!log) {
+        log = { records: [], snapshot: undefined, locked: false, waiters: [] }
+        logs.set(storeId, log)
+      }
       const l = log
       while (l.locked) {
         if (!options?.waitForLock) throw new StorageLockedError(`memory:${storeId}`)

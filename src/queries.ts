@@ -23,7 +23,10 @@ export function createQueryRegistry(getDb: () => Db, isClosed: () => boolean, as
   const versions = new Map<string, Signal<number>>()
   const versionOf = (table: string) => {
     let v = versions.get(table)
-    if (!v) versions.set(table, (v = signal(0)))
+    if (!v) {
+      v = signal(0)
+      versions.set(table, v)
+    }
     return v
   }
   let tablesBySql = new Map<string, Signal<number>[]>()
@@ -94,7 +97,10 @@ function reuseRows(previous: readonly Row[] | undefined, rows: Row[]): readonly 
     if (prev !== undefined && sameRow(prev, rows[i]!)) {
       out[i] = prev
       used[i] = 1
-    } else (misses ??= []).push(i)
+    } else {
+      misses ??= []
+      misses.push(i)
+    }
   }
   if (!misses) return rows.length === previous.length ? previous : out
   const byKey = new Map<string, number[]>()

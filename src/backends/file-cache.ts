@@ -111,7 +111,10 @@ export function createLogCache(budget: number, onEvict: (log: Log) => Promise<vo
       dropPage(key)
       pages.set(key, { log, k, buf })
       let keys = pagesOf.get(log)
-      if (!keys) pagesOf.set(log, (keys = new Set()))
+      if (!keys) {
+        keys = new Set()
+        pagesOf.set(log, keys)
+      }
       keys.add(key)
       used += buf.length
       trim()

@@ -190,7 +190,9 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
         const framed = encodeFrames(payloads)
         let at = 0
         batch.forEach((e, i) => {
-          const frame = framed.subarray(at, (at += FRAME_HEADER + payloads[i]!.length))
+          const end = at + FRAME_HEADER + payloads[i]!.length
+          const frame = framed.subarray(at, end)
+          at = end
           log.staged.push({ id: e.id, frame })
           log.stagedIds.set(e.id, head + 1 + i)
         })
@@ -257,7 +259,11 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
     log.head += records.length
     events += records.length
     const head = log.head
-    log.waiters = log.waiters.filter((w) => (w.seq <= head ? (w.resolve(), false) : true))
+    log.waiters = log.waiters.filter((w) => {
+      if (w.seq > head) return true
+      w.resolve()
+      return false
+    })
     const subscribers = listeners.get(log.storeId)
     if (subscribers) queueMicrotask(() => { for (const onHead of [...subscribers]) onHead(head) })
   }
@@ -319,7 +325,10 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
     },
     subscribe(storeId, onHead) {
       let set = listeners.get(storeId)
-      if (!set) listeners.set(storeId, (set = new Set()))
+      if (!set) {
+        set = new Set()
+        listeners.set(storeId, set)
+      }
       set.add(onHead)
       return () => {
         set.delete(onHead)

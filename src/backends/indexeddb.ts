@@ -54,7 +54,10 @@ export function indexedDbBackend(options: IndexedDbBackendOptions): IndexedDbBac
   const backendId = () =>
     (backendIdP ??= db.use('readwrite', async (store) => {
       let id = await read<string>(store, 'backendId')
-      if (id === undefined) store.put((id = randomId()), 'backendId')
+      if (id === undefined) {
+        id = randomId()
+        store.put(id, 'backendId')
+      }
       await promisifyRequest(store.transaction)
       return id
     }).catch((error) => { backendIdP = undefined; return fail('opening the log', error) }))
@@ -123,7 +126,10 @@ export function indexedDbBackend(options: IndexedDbBackendOptions): IndexedDbBac
     },
     subscribe(storeId, onHead) {
       let set = listeners.get(storeId)
-      if (!set) listeners.set(storeId, (set = new Set()))
+      if (!set) {
+        set = new Set()
+        listeners.set(storeId, set)
+      }
       set.add(onHead)
       return () => { set.delete(onHead) }
     },

@@ -19,7 +19,10 @@ export function memoryBackend(): SyncBackend & { readonly backendId: string } {
   const logs = new Map<string, Log>()
   const logOf = (storeId: string): Log => {
     let log = logs.get(storeId)
-    if (!log) logs.set(storeId, (log = { events: [], seqById: new Map(), listeners: new Set() }))
+    if (!log) {
+      log = { events: [], seqById: new Map(), listeners: new Set() }
+      logs.set(storeId, log)
+    }
     return log
   }
   return {

@@ -187,7 +187,10 @@ async function migrate(pool: PostgresPool, schema: string, counted: () => void):
   } catch (error) {
     throw dbError('connecting', error)
   }
-  const q = (text: string, values?: unknown[]) => (counted(), client.query(text, values))
+  const q = (text: string, values?: unknown[]) => {
+    counted()
+    return client.query(text, values)
+  }
   try {
     await q('BEGIN')
     await q('SELECT pg_advisory_xact_lock(hashtext($1))', [`tidelog:${schema}`])
@@ -251,7 +254,7 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
 
   const open = () => {
     if (closed) return Promise.reject(new StorageError('postgresBackend is closed; open a new one with postgresBackend()'))
-    return (ready ??= (async () => {
+    ready ??= (async () => {
       const { pool, owned } = await openPool(connection, options.maxConnections)
       try {
         const { backendId } = await migrate(pool, schema, () => counters.queries++)
@@ -263,7 +266,8 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
     })().catch((error) => {
       ready = undefined
       throw error
-    }))
+    })
+    return ready
   }
 
   const query = (on: { query: PostgresPool['query'] }, text: string, values?: unknown[]) => {
@@ -442,7 +446,10 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
 
     subscribe(storeId, onHead) {
       let entry = subscribers.get(storeId)
-      if (!entry) subscribers.set(storeId, (entry = { told: 0, listeners: new Set() }))
+      if (!entry) {
+        entry = { told: 0, listeners: new Set() }
+        subscribers.set(storeId, entry)
+      }
       entry.listeners.add(onHead)
       startListener()
       return () => {

@@ -95,7 +95,8 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
   const gateOf = (socket: Socket): SocketGate => {
     let gate = gates.get(socket)
     if (!gate) {
-      gates.set(socket, (gate = { active: 0, waiting: [], paused: false, stalled: undefined }))
+      gate = { active: 0, waiting: [], paused: false, stalled: undefined }
+      gates.set(socket, gate)
       socket.once('close', () => {
         clearTimeout(gate!.stalled)
         // requests still waiting for a slot have nobody left to answer: let them end

@@ -681,7 +681,11 @@ function watch(b: SyncBackend, storeId: string) {
   let waiting: { head: number; resolve: () => void }[] = []
   const unsubscribe = b.subscribe(storeId, (head) => {
     heads.push(head)
-    waiting = waiting.filter((w) => (head >= w.head ? (w.resolve(), false) : true))
+    waiting = waiting.filter((w) => {
+      if (head < w.head) return true
+      w.resolve()
+      return false
+    })
   })
   const until = (head: number) =>
     heads.some((h) => h >= head) ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ head, resolve }))

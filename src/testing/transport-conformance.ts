@@ -538,7 +538,10 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
       await within(new Promise<void>((resolve) => {
         const stop = store.sync.status.subscribe((status) => {
           states.push(`${status.state}${status.error ? ` (${codeOf(status.error)})` : ''}`)
-          if (status.state === 'error' && codeOf(status.error) === 'unauthorized') resolve(), queueMicrotask(() => stop())
+          if (status.state === 'error' && codeOf(status.error) === 'unauthorized') {
+            resolve()
+            queueMicrotask(() => stop())
+          }
         })
       }), `a store on the refused transport never showed sync state 'error' with code 'unauthorized' (states: ${states.join(' > ')})`)
     } finally {
