@@ -1,6 +1,6 @@
 import type { SqlJsStatic } from 'sql.js'
 import { SchemaError, StorageError } from './errors.js'
-import { createEventLog, type EventLog, type EventLogHooks } from './eventlog.js'
+import { createEventLog, type DropReason, type EventLog, type EventLogHooks } from './eventlog.js'
 import { counterOf, randomId } from './ids.js'
 import type { ConfirmedEvent, PendingEvent } from './protocol.js'
 import type { Schema } from './schema.js'
@@ -19,7 +19,7 @@ export interface BootedLog {
   /** Records to append (a fresh storage's `init`). */
   initRecord?: { t: 'init'; clientId: string }
   /** Receipts that can never confirm (pending events that no longer apply). */
-  dropped: Map<string, Error>
+  dropped: Map<string, DropReason>
 }
 
 const PAGE = 5000
@@ -45,7 +45,7 @@ export function bootLog(
   let backendId: string | undefined
   let position = 0
   let snapshotSoon = false
-  const dropped = new Map<string, Error>()
+  const dropped = new Map<string, DropReason>()
 
   if (snapshot) {
     const rebuild = snapshot.schemaHash !== schema.hash
@@ -115,7 +115,7 @@ export function bootLog(
  * re-inserted through the replay path (pending ones with undo capture).
  * Progress counts every event, not only confirmed ones: an offline client's log may be all pending.
  */
-function rebuildInPlace(log: EventLog, onProgress: (p: BootProgress) => void, dropped: Map<string, Error>) {
+function rebuildInPlace(log: EventLog, onProgress: (p: BootProgress) => void, dropped: Map<string, DropReason>) {
   const { local, pending } = log.takeUnconfirmed()
   const total = log.head + local.length + pending.length
   onProgress({ phase: 'rebuild', done: 0, total })
@@ -135,7 +135,7 @@ function rebuildInPlace(log: EventLog, onProgress: (p: BootProgress) => void, dr
 function replayRecord(env: { SQL: SqlJsStatic; schema: Schema<any>; hooks: EventLogHooks }, log: EventLog, r: JournalRecord, clientId: string | undefined) {
   let counter = 0
   let backendId: string | undefined
-  let dropped = new Map<string, Error>()
+  let dropped = new Map<string, DropReason>()
   const own = (events: readonly PendingEvent[]) => {
     for (const e of events) {
       if (e.clientId !== clientId) continue
@@ -185,7 +185,7 @@ function replayRecord(env: { SQL: SqlJsStatic; schema: Schema<any>; hooks: Event
  */
 export function resetLog(
   SQL: SqlJsStatic, schema: Schema<any>, hooks: EventLogHooks, old: EventLog, pending: readonly PendingEvent[],
-): { log: EventLog; dropped: Map<string, Error> } {
+): { log: EventLog; dropped: Map<string, DropReason> } {
   const log = createEventLog(SQL, schema, hooks)
   log.replayLocal(old.readLocal())
   const dropped = log.replayPending(pending)

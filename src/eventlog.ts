@@ -61,13 +61,25 @@ export function rowToEvent(r: EventRow): PendingEvent & { seq?: number } {
   return e
 }
 
+/**
+ * Why a pending event was dropped, said where it is dropped; receipts make their error from it.
+ * `no-longer-applies`: its materializer failed on the rebased (or rebuilt) state. `conflict`: the
+ * rebase's pending list left it out (`onConflict`, or the rebase in the tab that owns the storage).
+ * `id-collision`: the backend holds another event under its id (I6). `reset`: `sync.resetToBackend`
+ * dropped it. `takeover`: the storage a tab took over no longer holds it. `by` says what dropped it,
+ * as ConflictDroppedError words it ("was dropped by <by>").
+ */
+export type DropReason =
+  | { reason: 'no-longer-applies'; error: MaterializeError }
+  | { reason: 'conflict' | 'id-collision' | 'reset' | 'takeover'; by: string }
+
 /** What an operation changed, for signals, receipts and the journal. */
 export interface LogChange {
   written: Set<string>
   /** ids of this client's events that are now confirmed, with their seq. */
   confirmed: Map<string, number>
   /** ids of pending events dropped by onConflict or because they no longer apply, with why. */
-  dropped: Map<string, Error>
+  dropped: Map<string, DropReason>
   /** The pending list after a rebase, when it is not simply the old one minus what came back. */
   pendingAfter?: PendingEvent[]
 }
@@ -110,7 +122,7 @@ export interface EventLog {
   /** Rebuild in place: removes the local and pending events and returns them. */
   takeUnconfirmed(): { local: PendingEvent[]; pending: PendingEvent[] }
   /** Re-applies pending events one by one; returns those that no longer apply. */
-  replayPending(events: readonly PendingEvent[]): Map<string, Error>
+  replayPending(events: readonly PendingEvent[]): Map<string, DropReason>
   tx<T>(fn: () => T): T
   /** Makes the undo log's triggers now (at an idle moment after boot) rather than at the first commit. */
   prepareCapture(): void
@@ -355,7 +367,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
           tx(() => applyPending(p, false, change.written))
           kept++
         } catch (error) {
-          change.dropped.set(p.id, new MaterializeError(p.name, p.id, error, 'rebase of this pending event'))
+          change.dropped.set(p.id, { reason: 'no-longer-applies', error: new MaterializeError(p.name, p.id, error, 'rebase of this pending event') })
         }
       }
       pendingCount = kept
@@ -482,12 +494,12 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
           if (!e) continue
           if (sameEvent(p, e)) change.confirmed.set(e.id, e.seq)
           // I6
-          else change.dropped.set(p.id, new Error(`dropped by an id collision: the backend holds another event ${p.id} (made by this client before its local storage was damaged or lost); commit it again`))
+          else change.dropped.set(p.id, { reason: 'id-collision', by: `an id collision: the backend holds another event ${p.id} (made by this client before its local storage was damaged or lost); commit it again` })
         }
         const survivors = before.filter((p) => !back.has(p.id))
         let next = recordedPending ?? (resolve && survivors.length ? resolve(survivors, [...events]) : survivors)
         const nextIds = new Set(next.map((p) => p.id))
-        for (const p of survivors) if (!nextIds.has(p.id)) change.dropped.set(p.id, new Error('dropped by onConflict'))
+        for (const p of survivors) if (!nextIds.has(p.id)) change.dropped.set(p.id, { reason: 'conflict', by: 'onConflict' })
         setCapture(true)
         const reapply = (guarded: boolean) => {
           const kept: PendingEvent[] = []
@@ -497,7 +509,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
               tx(() => applyPending(p, false, change.written))
               kept.push(p)
             } catch (error) {
-              change.dropped.set(p.id, new MaterializeError(p.name, p.id, error, 'rebase of this pending event'))
+              change.dropped.set(p.id, { reason: 'no-longer-applies', error: new MaterializeError(p.name, p.id, error, 'rebase of this pending event') })
             }
           }
           return kept
@@ -616,16 +628,16 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       pendingCount = 0
       return { local, pending }
     },
-    replayPending(events: readonly PendingEvent[]): Map<string, Error> {
+    replayPending(events: readonly PendingEvent[]): Map<string, DropReason> {
       undo()
-      const dropped = new Map<string, Error>()
+      const dropped = new Map<string, DropReason>()
       setCapture(true)
       for (const p of events) {
         try {
           tx(() => applyPending(p, false, new Set()))
           pendingCount++
         } catch (error) {
-          dropped.set(p.id, new MaterializeError(p.name, p.id, error, 'replay of this pending event'))
+          dropped.set(p.id, { reason: 'no-longer-applies', error: new MaterializeError(p.name, p.id, error, 'replay of this pending event') })
         }
       }
       return dropped

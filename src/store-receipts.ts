@@ -1,6 +1,6 @@
 import type { Db } from './database.js'
 import { ConflictDroppedError, StoreClosedError } from './errors.js'
-import type { LogChange } from './eventlog.js'
+import type { DropReason, LogChange } from './eventlog.js'
 
 /**
  * What receipts wait on: `receipt.confirmed` per event id, `sync.flush()` until nothing is pending,
@@ -14,9 +14,9 @@ export interface Receipts {
   confirmed(id: string, since: number): Promise<number>
   /**
    * The log was replaced under the waiters (a tab took over the storage): settles those whose
-   * event the new log holds confirmed, or no longer holds at all (dropped with `reason`).
+   * event the new log holds confirmed, or no longer holds at all (dropped `by` what dropped it).
    */
-  recheck(reason: string): void
+  recheck(by: string): void
   /** `sync.flush()`: resolves once `pendingNow(0)` is called. */
   flushed(): Promise<void>
   /** The store's pending count after a change. */
@@ -26,6 +26,11 @@ export interface Receipts {
 }
 
 interface Waiter { resolve(seq: number): void; reject(e: unknown): void }
+
+/** The error a receipt of a dropped event rejects with: the MaterializeError, or a ConflictDroppedError saying what dropped it. */
+export function dropError(id: string, dropped: DropReason): Error {
+  return dropped.reason === 'no-longer-applies' ? dropped.error : new ConflictDroppedError(id, dropped.by)
+}
 
 /** Most drop reasons remembered for receipts whose `confirmed` is read late. */
 const DROPPED_MEMORY = 1000
@@ -45,9 +50,9 @@ export function createReceipts(db: () => Db, warn: (message: string) => void): R
         waiters.get(id)?.resolve(seq)
         waiters.delete(id)
       }
-      for (const [id, cause] of change.dropped) {
-        const error = cause.name === 'MaterializeError' ? cause : new ConflictDroppedError(id, cause.message.replace(/^dropped by /, ''))
-        if (cause.name === 'MaterializeError') warn(`pending event ${id} no longer applies after a rebase and was dropped: ${cause.message}`)
+      for (const [id, dropped] of change.dropped) {
+        const error = dropError(id, dropped)
+        if (dropped.reason === 'no-longer-applies') warn(`pending event ${id} no longer applies after a rebase and was dropped: ${error.message}`)
         droppedWhy.set(id, error)
         if (droppedWhy.size > DROPPED_MEMORY) droppedWhy.delete(droppedWhy.keys().next().value as string)
         waiters.get(id)?.reject(error)
@@ -63,11 +68,11 @@ export function createReceipts(db: () => Db, warn: (message: string) => void): R
       if (!isPending(id)) return Promise.reject(droppedWhy.get(id) ?? new ConflictDroppedError(id, 'a rebase'))
       return new Promise<number>((resolve, reject) => waiters.set(id, { resolve, reject }))
     },
-    recheck(reason) {
+    recheck(by) {
       for (const id of [...waiters.keys()]) {
         const seq = seqOf(id)
         if (seq !== undefined) receipts.settle({ confirmed: new Map([[id, seq]]), dropped: new Map() })
-        else if (!isPending(id)) receipts.settle({ confirmed: new Map(), dropped: new Map([[id, new Error(`dropped by ${reason}`)]]) })
+        else if (!isPending(id)) receipts.settle({ confirmed: new Map(), dropped: new Map([[id, { reason: 'takeover', by }]]) })
       }
     },
     flushed() {

@@ -2,7 +2,7 @@ import { batch, computed, signal, type ReadonlySignal } from '@preact/signals-co
 import { bootLog, resetLog, type BootedLog } from './boot.js'
 import { loadSqlJs } from './database.js'
 import { ConflictDroppedError, StoreClosedError, TidelogError, UnknownEventError } from './errors.js'
-import type { EventLog, EventLogHooks } from './eventlog.js'
+import type { DropReason, EventLog, EventLogHooks } from './eventlog.js'
 import { createJournal, type Journal } from './journal.js'
 import { randomId } from './ids.js'
 import { memoryStorage } from './memory-storage.js'
@@ -327,11 +327,11 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       resume() { paused = false; engine?.resume() },
       async resetToBackend({ repush }) {
         assertOpen('reset to the backend')
-        const droppedByReset = new Map<string, Error>()
+        const droppedByReset = new Map<string, DropReason>()
         const own = repush ? log.events(0).filter((e) => e.clientId === clientId).map(toPending) : []
         const pending = repush ? own : []
         const kept = new Set(pending.map((e) => e.id))
-        for (const e of log.readPending()) if (!kept.has(e.id)) droppedByReset.set(e.id, new Error('dropped by sync.resetToBackend({ repush: false })'))
+        for (const e of log.readPending()) if (!kept.has(e.id)) droppedByReset.set(e.id, { reason: 'reset', by: 'sync.resetToBackend({ repush: false })' })
         const result = resetLog(SQL, schema, hooks, log, pending)
         for (const [id, e] of droppedByReset) result.dropped.set(id, e)
         const allTables = Object.keys(schema.tables)

@@ -23,6 +23,7 @@
 import type { EventLog, LogChange } from './eventlog.js'
 import { MAX_PULL_LIMIT, toPending, type PendingEvent, type PullResponse, type SyncState } from './protocol.js'
 import type { Storage, StorageHandle, TabOwner } from './storage.js'
+import { dropError } from './store-receipts.js'
 import type { SyncHost } from './sync-engine.js'
 
 /**
@@ -172,10 +173,12 @@ export function createTabClient(ctx: TabClientContext): TabClient {
       // confirmed means durable upstream (owners push only what their storage holds)
       for (const id of back) ack(id)
       for (const id of since) ack(id)
-      for (const [id, error] of change.dropped) {
+      for (const [id, dropped] of change.dropped) {
         const o = own.get(id)
-        if (o) (own.delete(id), o.commit.reject(error))
-        else if (error.message === 'dropped by onConflict') change.dropped.set(id, new Error('dropped by the rebase in the tab that owns the storage'))
+        if (o) {
+          own.delete(id)
+          o.commit.reject(dropError(id, dropped))
+        } else if (dropped.reason === 'conflict') change.dropped.set(id, { reason: 'conflict', by: 'the rebase in the tab that owns the storage' })
       }
       ctx.applied(change)
       if (upstream) onFirstView?.()

@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest'
 import { defineEvent, defineSchema, sql, type BootProgress, type ConfirmedEvent, type PendingEvent, type Schema } from 'tidelog'
 import { bootLog } from '../src/boot.js'
 import { loadSqlJs } from '../src/database.js'
-import { createEventLog, type EventLog, type EventLogHooks } from '../src/eventlog.js'
+import { createEventLog, type DropReason, type EventLog, type EventLogHooks } from '../src/eventlog.js'
 import { mulberry32 } from './helpers/random.js'
 
 const commonTables = {
@@ -123,11 +123,11 @@ function oldSnapshot(random: () => number): Uint8Array {
 }
 
 /** How rebuilds were done before rebuilding in place: a fresh database, every event copied into it. */
-function rebuildByCopy(bytes: Uint8Array, o: Observed): { log: EventLog; dropped: Map<string, Error> } {
+function rebuildByCopy(bytes: Uint8Array, o: Observed): { log: EventLog; dropped: Map<string, DropReason> } {
   const PAGE = 5000
   const log = createEventLog(SQL, newSchema, o.hooks)
   const old = createEventLog(SQL, { ...newSchema, events: {} } as unknown as Schema, { ...o.hooks, onUnknownEvent() {} }, bytes)
-  const dropped = new Map<string, Error>()
+  const dropped = new Map<string, DropReason>()
   const local = old.readLocal()
   const pending = old.readPending()
   const total = old.head + local.length + pending.length
@@ -166,7 +166,7 @@ function dump(log: EventLog) {
   return { objects, rows, head: log.head, pendingCount: log.pendingCount, events: log.events() }
 }
 
-const errors = (m: Map<string, Error>) => [...m].map(([id, e]) => [id, e.name, e.message])
+const errors = (m: Map<string, DropReason>) => [...m].map(([id, d]) => (d.reason === 'no-longer-applies' ? [id, d.reason, d.error.name, d.error.message] : [id, d.reason, d.by]))
 const changeOf = (c: ReturnType<EventLog['applyUpstream']>) => ({ written: [...c.written].sort(), confirmed: [...c.confirmed], dropped: errors(c.dropped), pendingAfter: c.pendingAfter })
 
 describe('rebuild in place after a schema change', () => {

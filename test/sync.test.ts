@@ -326,6 +326,7 @@ describe('StoreOptions.onConflict', () => {
     expect(err).toBeInstanceOf(ConflictDroppedError)
     expect((err as Error).name).toBe('ConflictDroppedError')
     expect((err as ConflictDroppedError).eventId).toBe(rename.event.id)
+    expect((err as Error).message).toBe(`Event ${rename.event.id} was dropped by onConflict; it will not be synced.`)
     // read only after the drop, too
     await expect(set.confirmed).rejects.toMatchObject({ name: 'ConflictDroppedError' })
     await expect(note.confirmed).resolves.toBe(5)
