@@ -4,11 +4,11 @@ import { dirname, join } from 'node:path'
 import * as zlib from 'node:zlib'
 import { crc32 as portableCrc32 } from '../src/crc32.js'
 import { StorageError } from '../src/errors.js'
-import { isValidStoreId } from '../src/protocol.js'
 import { storeFileName } from '../src/store-file-name.js'
 import { decodeRecords, decodeSnapshot, encodeRecords, encodeSnapshot, SNAPSHOT_CHECKED_FROM, type Found, type Segment } from './file-format.js'
 import { lockFile } from './file-lock.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
+import { withStoragePolicy } from '../src/storage-policy.js'
 
 // One folder per storeId: a lock file (file-lock.ts), journal segments and the two newest
 // snapshots (file-format.ts). Every snapshot starts a new journal segment (as soon as it is saved);
@@ -110,19 +110,18 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
     try { await fh.truncate(size); await fh.sync(); stats.fsyncs++ } finally { await fh.close() }
   }
 
-  return {
+  // storeId, closed handles and a dense journal: src/storage-policy.ts
+  return withStoragePolicy({
     name: `file:${options.dir}`,
     dir: options.dir,
     folderOf,
     stats: () => ({ ...stats }),
     async open(storeId: string, openOptions?: StorageOpenOptions): Promise<StorageHandle> {
-      if (!isValidStoreId(storeId)) throw new StorageError(`Invalid storeId ${JSON.stringify(storeId)}: use 1-128 characters of A-Z a-z 0-9 . _ ~ -`)
       const folder = folderOf(storeId)
       const where = `file:${folder}`
       if (await mkdir(folder, { recursive: true })) await syncDir(dirname(folder))
       const unlock = await lockFile(join(folder, 'lock'), { wait: openOptions?.waitForLock ?? false, where })
 
-      let open_ = true
       let scanned = false
       let segments: Segment[] = []
       let lastPos = 0
@@ -132,7 +131,6 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
       // append and saveSnapshot may overlap (a big snapshot must not stall commits); load is exclusive
       const lanes = { journal: Promise.resolve() as Promise<unknown>, snapshot: Promise.resolve() as Promise<unknown> }
       const run = <T>(which: (keyof typeof lanes)[], fn: () => Promise<T>): Promise<T> => {
-        if (!open_) return Promise.reject(new StorageError(`Storage ${where} was closed; open it again to use it.`))
         const result = Promise.all(which.map((lane) => lanes[lane])).then(fn)
         for (const lane of which) lanes[lane] = result.catch(() => undefined)
         return result
@@ -222,7 +220,6 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
         if (!scanned) await load()
         if (records.length === 0) return
         const first = records[0]!.pos
-        if (first !== lastPos + 1) throw new StorageError(`Cannot append position ${first} to ${where}: the journal ends at ${lastPos} and must stay dense. Nothing was appended.`)
         if (!file || rotate) {
           await file?.close()
           let segment = segments[segments.length - 1]
@@ -288,13 +285,11 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
           return saved
         },
         async close(): Promise<void> {
-          if (!open_) return
-          open_ = false
           await Promise.all([lanes.journal, lanes.snapshot])
           await file?.close()
           await unlock()
         },
       }
     },
-  }
+  })
 }

@@ -3,8 +3,8 @@ import { crc32 } from '../src/crc32.js'
 import { strictStore } from '../src/idb-strict-store.js'
 import { StorageError, StorageLockedError } from '../src/errors.js'
 import { memoryStorage } from '../src/memory-storage.js'
-import { isValidStoreId } from '../src/protocol.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
+import { withStoragePolicy } from '../src/storage-policy.js'
 import { broadcastTabLinks } from '../transports/tab-link.js'
 
 // One object store, 'tidelog', in the database named by the caller. Keys:
@@ -82,7 +82,8 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
   let fallback: Storage | undefined
   const links = typeof BroadcastChannel === 'undefined' ? undefined : broadcastTabLinks(options.name)
 
-  return {
+  // storeId, closed handles and a dense journal: src/storage-policy.ts
+  return withStoragePolicy({
     name: `indexeddb:${options.name}`,
     persisted,
     // a second tab finds the lock held and becomes a client of the tab that holds it (PROTOCOL.md, Tabs);
@@ -91,7 +92,6 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
       return fallback ? undefined : links
     },
     async open(storeId: string, openOptions?: StorageOpenOptions): Promise<StorageHandle> {
-      if (!isValidStoreId(storeId)) throw new StorageError(`Invalid storeId ${JSON.stringify(storeId)}: use 1-128 characters of A-Z a-z 0-9 . _ ~ -`)
       usable ??= (async () => {
         try {
           await useStore('readonly', () => undefined)
@@ -112,11 +112,8 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
       const unlock = await (nav?.locks ? lockAcrossTabs(nav.locks, lockName, wait) : lockLocally(lockName, wait))
       if (!unlock) throw new StorageLockedError(where)
 
-      let open_ = true
-      let lastPos: number | undefined // set by load; appends must continue it densely
       let queue: Promise<unknown> = Promise.resolve()
       const run = <T>(fn: () => Promise<T>): Promise<T> => {
-        if (!open_) return Promise.reject(new StorageError(`Storage ${where} was closed; open it again to use it.`))
         const result = queue.then(fn)
         queue = result.catch(() => undefined)
         return result
@@ -158,20 +155,14 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
             return promisifyRequest(s.transaction)
           })
         }
-        lastPos = from + records.length
         return { snapshot, records, dropped }
       }
 
       async function append(records: JournalRecord[]): Promise<void> {
-        if (lastPos === undefined) await load()
-        if (records.length === 0) return
-        if (records[0]!.pos !== lastPos! + 1) throw new StorageError(`Cannot append position ${records[0]!.pos} to ${where}: the journal ends at ${lastPos} and must stay dense. Nothing was appended.`)
         await setMany(records.map((r) => [key(storeId, 'j', r.pos), r]), useStore)
-        lastPos = records[records.length - 1]!.pos
       }
 
       async function saveSnapshot(snapshot: Snapshot): Promise<void> {
-        if (lastPos === undefined) await load()
         // a copy: the caller may reuse its buffer, and a view would make IndexedDB clone its whole buffer
         const bytes = snapshot.bytes.slice()
         const stored: StoredSnapshot = { position: snapshot.position, schemaHash: snapshot.schemaHash, bytes, crc: crc32(bytes) }
@@ -187,7 +178,6 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
           }
           return promisifyRequest(s.transaction)
         })
-        lastPos = Math.max(lastPos!, snapshot.position)
       }
 
       return {
@@ -195,12 +185,10 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
         append: (records) => run(() => append(records)),
         saveSnapshot: (snapshot) => run(() => saveSnapshot(snapshot)),
         async close(): Promise<void> {
-          if (!open_) return
-          open_ = false
           await queue
           await unlock()
         },
       }
     },
-  }
+  })
 }

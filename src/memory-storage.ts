@@ -1,5 +1,6 @@
 import { StorageLockedError } from './errors.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from './storage.js'
+import { withStoragePolicy } from './storage-policy.js'
 
 interface MemoryLog {
   records: string[] // JSON, so that callers can never mutate what was stored
@@ -12,11 +13,13 @@ interface MemoryLog {
  * Keeps the log in this process's memory: the default storage, and the
  * reference adapter. A store reopened on the same `memoryStorage()` instance
  * finds its events again (handy in tests); nothing survives the process.
+ * The rules every storage keeps (storeId, closed handles, a dense journal)
+ * are src/storage-policy.ts's.
  * @example createStore({ schema, storage: memoryStorage() })
  */
 export function memoryStorage(): Storage {
   const logs = new Map<string, MemoryLog>()
-  return {
+  return withStoragePolicy({
     name: 'memory',
     async open(storeId: string, options?: StorageOpenOptions): Promise<StorageHandle> {
       let log = logs.get(storeId)
@@ -54,5 +57,5 @@ export function memoryStorage(): Storage {
         },
       }
     },
-  }
+  })
 }

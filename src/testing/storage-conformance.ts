@@ -318,5 +318,69 @@ export function runStorageConformance(
       expect(lb.snapshot).toBeUndefined()
       expect(lb.records).toEqual(makeRecords(1, 6))
     })
+
+    const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => e as Error)
+
+    it('open() refuses a storeId outside the protocol alphabet with a StorageError, touching nothing', async () => {
+      const storage = await makeStorage()
+      for (const bad of ['', '../escape', 'a/b', 'x'.repeat(129)]) {
+        const error = await failure(storage.open(bad))
+        expect(error?.name, `open(${JSON.stringify(bad)})`).toBe('StorageError')
+        expect(error?.message).toContain('Invalid storeId')
+      }
+    })
+
+    it('a closed handle refuses load(), append() and saveSnapshot() with a StorageError', async () => {
+      const storage = await makeStorage()
+      const storeId = uniqueId('closed')
+      const handle = await open(storage, storeId)
+      await handle.load()
+      await handle.append(makeRecords(1, 2))
+      await handle.close()
+      for (const [call, run] of [
+        ['load', () => handle.load()],
+        ['append', () => handle.append(makeRecords(3, 1))],
+        ['saveSnapshot', () => handle.saveSnapshot({ position: 2, schemaHash: 'h', bytes: makeBytes(4, 2) })],
+      ] as const) {
+        const error = await failure(run())
+        expect(error?.name, `${call}() after close()`).toBe('StorageError')
+        expect(error?.message).toContain('was closed')
+      }
+      const loaded = await (await open(await restart(storage), storeId)).load()
+      expect(loaded.records).toEqual(makeRecords(1, 2))
+      expect(loaded.snapshot).toBeUndefined()
+    })
+
+    it('append() that does not continue the journal densely fails with a StorageError and appends nothing', async () => {
+      const storage = await makeStorage()
+      const storeId = uniqueId('dense')
+      const handle = await open(storage, storeId)
+      await handle.load()
+      await handle.append(makeRecords(1, 3))
+      const past = await failure(handle.append(makeRecords(5, 2)))
+      expect(past?.name, 'append after a gap').toBe('StorageError')
+      expect(past?.message).toContain('must stay dense')
+      const again = await failure(handle.append(makeRecords(3, 2)))
+      expect(again?.name, 'append over records already there').toBe('StorageError')
+      const holed = [...makeRecords(4, 1), ...makeRecords(6, 1)]
+      expect((await failure(handle.append(holed)))?.name, 'append with a hole inside the batch').toBe('StorageError')
+      await handle.append(makeRecords(4, 1))
+      await handle.close()
+      expect((await (await open(await restart(storage), storeId)).load()).records).toEqual(makeRecords(1, 4))
+    })
+
+    it('append() as the first call of a handle continues the stored journal (and refuses what does not)', async () => {
+      const storage = await makeStorage()
+      const storeId = uniqueId('first-append')
+      const first = await open(storage, storeId)
+      await first.load()
+      await first.append(makeRecords(1, 2))
+      await first.close()
+      const second = await open(await restart(storage), storeId)
+      expect((await failure(second.append(makeRecords(1, 1))))?.name, 'append of position 1 again').toBe('StorageError')
+      await second.append(makeRecords(3, 1))
+      await second.close()
+      expect((await (await open(await restart(storage), storeId)).load()).records).toEqual(makeRecords(1, 3))
+    })
   })
 }
