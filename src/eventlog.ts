@@ -53,7 +53,7 @@ const INTERNAL_DDL = `
   CREATE TABLE IF NOT EXISTS __tl_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 `
 
-export function rowToEvent(r: EventRow): PendingEvent & { seq?: number } {
+function rowToEvent(r: EventRow): PendingEvent & { seq?: number } {
   const e: PendingEvent & { seq?: number } = {
     id: r.id, name: r.name, args: JSON.parse(r.args) as JsonValue, clientId: r.client_id, sessionId: r.session_id, createdAt: r.created_at,
   }
@@ -114,8 +114,6 @@ export interface EventLog {
   readConfirmed(since: number, limit: number): ConfirmedEvent[]
   readLocal(): PendingEvent[]
   readPending(): PendingEvent[]
-  /** Replays confirmed events into a fresh log (dense from head + 1). */
-  replayConfirmed(events: readonly ConfirmedEvent[]): void
   replayLocal(events: readonly PendingEvent[]): void
   /** Rebuild in place: materializes the confirmed events again, in pages; `onPage` gets the last seq done. */
   rematerializeConfirmed(pageSize: number, onPage: (seq: number) => void): void
@@ -123,7 +121,6 @@ export interface EventLog {
   takeUnconfirmed(): { local: PendingEvent[]; pending: PendingEvent[] }
   /** Re-applies pending events one by one; returns those that no longer apply. */
   replayPending(events: readonly PendingEvent[]): Map<string, DropReason>
-  tx<T>(fn: () => T): T
   /** Makes the undo log's triggers now (at an idle moment after boot) rather than at the first commit. */
   prepareCapture(): void
   close(): void
@@ -552,10 +549,6 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     readPending(): PendingEvent[] {
       return readRows('__tl_pending', 'ORDER BY pos')
     },
-    /** Replays events into a fresh log (boot rebuild, backend reset); confirmed must be dense from 1. */
-    replayConfirmed(events: readonly ConfirmedEvent[]) {
-      if (events.length) applyConfirmed(events, new Set())
-    },
     replayLocal(events: readonly PendingEvent[]) {
       if (!events.length) return
       setCapture(false)
@@ -642,7 +635,6 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       }
       return dropped
     },
-    tx,
     /** Makes the undo log's triggers now (at an idle moment after boot) rather than at the first commit. */
     prepareCapture() {
       if (depth === 0) undo()

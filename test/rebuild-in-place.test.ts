@@ -135,7 +135,7 @@ function rebuildByCopy(bytes: Uint8Array, o: Observed): { log: EventLog; dropped
   for (let since = 0; since < old.head;) {
     const page = old.readConfirmed(since, PAGE)
     if (!page.length) break
-    log.replayConfirmed(page)
+    log.applyUpstream(page, undefined) // nothing is pending yet: the confirmed events are applied as they come
     since = page[page.length - 1]!.seq
     o.progress.push({ phase: 'rebuild', done: since, total })
   }
