@@ -24,7 +24,7 @@
  */
 import { backoffDelay } from './backoff.js'
 import { BackendResetError, TransportError } from './errors.js'
-import { MAX_PULL_LIMIT, type ConfirmedEvent, type PendingEvent, type PullResponse, type SyncState } from './protocol.js'
+import { MAX_PULL_LIMIT, type ConfirmedEvent, type PendingEvent, type PullResponse, type PushResponse, type QueuedResponse, type SyncState } from './protocol.js'
 import type { Transport, TransportStatus } from './transport.js'
 
 /** A storage owner tab's view after its confirmed head (S6). */
@@ -155,8 +155,10 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     return { events: held, backendId: page.backendId, upstream: upstreamOf(page) }
   }
 
+  /** A push on its way: the answer and the ids it carried. */
+  type Pushing = Promise<{ res: PushResponse | QueuedResponse; ids: string[] }> | undefined
   /** Pushes the oldest pending events (minus any that just came back) on top of `parentSeq`. */
-  const push = (parentSeq: number, back: ReadonlySet<string>) => {
+  const push = (parentSeq: number, back: ReadonlySet<string>): Pushing => {
     const batch = host.pendingBatch(batchSize).filter((e) => !back.has(e.id))
     if (!batch.length) return undefined
     const ids = batch.map((e) => e.id)
@@ -204,7 +206,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         if (closed || paused) continue
         const upstream = pulled.events
         const changed = upstream.length > 0 || pulled.upstream !== undefined
-        let pushing: ReturnType<typeof push>
+        let pushing: Pushing
         if (upstream.length && losses >= 2 && host.pushBeforeRebase()) {
           // S2: after losing races, send the push at once, based on the pulled head, and rebase while
           // it travels: a client with many pending events would otherwise lose every race to cheaper
