@@ -56,10 +56,13 @@ export function createPushGate(ctx: PushGateContext): PushGate {
         const ids = minted
         minted = []
         for (const id of ids) unpersisted.add(id)
-        p.then(() => {
-          for (const id of ids) unpersisted.delete(id)
-          ctx.durable()
-        }, () => {})
+        p.then(
+          () => {
+            for (const id of ids) unpersisted.delete(id)
+            ctx.durable()
+          },
+          () => {},
+        )
       }
       ctx.recorded()
       return p

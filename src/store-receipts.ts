@@ -25,7 +25,10 @@ export interface Receipts {
   close(): void
 }
 
-interface Waiter { resolve(seq: number): void; reject(e: unknown): void }
+interface Waiter {
+  resolve(seq: number): void
+  reject(e: unknown): void
+}
 
 /** The error a receipt of a dropped event rejects with: the MaterializeError, or a ConflictDroppedError saying what dropped it. */
 export function dropError(id: string, dropped: DropReason): Error {
