@@ -704,6 +704,7 @@ describe('store.sync.resetToBackend(): backend reset (S5)', () => {
     await a.sync.resetToBackend({ repush: false })
     await converged(fresh, storeId, a)
     await expect(within(confirmed, 'the dropped event\'s receipt', 500)).rejects.toBeInstanceOf(TidelogError)
+    await expect(confirmed).rejects.toMatchObject({ name: 'ConflictDroppedError', message: expect.stringContaining('dropped by sync.resetToBackend({ repush: false })') })
   })
 
   it('resetToBackend({ repush: false }) adopts the new log and drops this client\'s events', async () => {
