@@ -95,6 +95,12 @@ export interface Db {
   takeWritten(): Set<string>
   /** Turns written-table tracking off for bulk work whose writes nobody observes (a rebuild), and on again. */
   trackWrites(on: boolean): void
+  /**
+   * Tracks the WITHOUT ROWID tables among `tables` too, which SQLite's update
+   * hook never reports: temp triggers (kept out of snapshots) report their
+   * writes instead. Call once the schema's tables exist.
+   */
+  watchTables(tables: readonly string[]): void
   /** Main-database tables a statement reads, from its `OpenRead` root pages (covers views, subqueries, indexes). */
   tablesRead(sql: string): string[]
   export(): Uint8Array
@@ -110,10 +116,15 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
   raw.exec('PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY')
   const cache = new Map<string, Cached>()
   let written = new Set<string>()
+  let tracking = true
   const track = (_op: unknown, _db: unknown, table: string) => {
     written.add(table)
   }
   raw.updateHook(track)
+  raw.create_function('__tl_written', (table: string) => {
+    if (tracking) written.add(table)
+    return null
+  })
 
   const prepare = (sql: string): Cached => {
     let c = cache.get(sql)
@@ -192,7 +203,19 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
     },
     trackWrites(on) {
       // the hook costs a call into JS (and two string decodes) per written row
+      tracking = on
       raw.updateHook(on ? track : null)
+    },
+    watchTables(tables) {
+      const withoutRowid = db.column<string>({ sql: "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND wr = 1", params: [] })
+      for (const table of withoutRowid) {
+        if (!tables.includes(table)) continue
+        const name = table.replace(/"/g, '""')
+        const literal = table.replace(/'/g, "''")
+        for (const op of ['INSERT', 'UPDATE', 'DELETE']) {
+          raw.exec(`CREATE TEMP TRIGGER IF NOT EXISTS "__tl_written_${name}_${op}" AFTER ${op} ON main."${name}" BEGIN SELECT __tl_written('${literal}'); END`)
+        }
+      }
     },
     takeWritten() {
       const w = written

@@ -169,6 +169,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     }
   }
   const userTables = db.column<string>({ sql: "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'", params: [] })
+  db.watchTables(userTables)
   // The undo log's triggers are made when capture is first needed (a commit, a rebase), not at open: a store
   // that boots and reads does not wait for them. Made outside any transaction, so no rollback can take them back.
   let undoLog: UndoLog | undefined
