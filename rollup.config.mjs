@@ -119,12 +119,7 @@ const cleanDist = () => ({
 // are bundled in; only the wasm stays a separate file.
 const script = {
   input: 'src/iife.ts',
-  plugins: [
-    ts({ check: false }),
-    nodeResolve({ browser: true, exportConditions: ['browser'], preferBuiltins: false }),
-    commonjs(),
-    copySqlWasm(),
-  ],
+  plugins: [ts({ check: false }), nodeResolve({ browser: true, exportConditions: ['browser'], preferBuiltins: false }), commonjs(), copySqlWasm()],
   output: {
     file: 'dist/tidelog.iife.js',
     format: 'iife',

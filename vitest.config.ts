@@ -10,8 +10,8 @@ export default defineConfig({
   resolve: { conditions: [source, ...defaultClientConditions] },
   ssr: { resolve: { conditions: [source, ...defaultServerConditions] } },
   test: {
-    include: ["test/**/*.test.ts"],
-    globalSetup: ["test/global-setup.ts", "test/global-setup-pack.ts"],
+    include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts', 'test/global-setup-pack.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',

@@ -8,7 +8,7 @@ import { storeFileName } from '../src/store-file-name.js'
 import { decodeRecords, decodeSnapshot, encodeRecords, encodeSnapshot, SNAPSHOT_CHECKED_FROM, type Found, type Segment } from './file-format.js'
 import { lockFile } from './file-lock.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
-import { withStoragePolicy } from '../src/storage-policy.js'
+import { journalGapNote, refuseWithoutStart, withStoragePolicy } from '../src/storage-policy.js'
 
 // One folder per storeId: a lock file (file-lock.ts), journal segments and the two newest
 // snapshots (file-format.ts). Every snapshot starts a new journal segment (as soon as it is saved);
@@ -168,10 +168,8 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
           await truncateDurably(join(folder, segment.name), decoded.end)
           dropped.push(`${segment.name}: ${buf.length - decoded.end} damaged bytes after offset ${decoded.end} (a torn or corrupt record) were dropped`)
         }
-        // nothing to start from: refuse rather than drop what is there (a fresh log has neither)
-        if (!snapshot && (found.length > 0 || corrupt.length > 0) && found[0]?.record.pos !== 1) {
-          throw new StorageError(`Storage ${where} has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. Restore ${folder} from a backup, or move it aside to start empty.`)
-        }
+        // refused before any snapshot is moved aside
+        refuseWithoutStart(where, { snapshot, firstPos: found[0]?.record.pos, damagedSnapshots: corrupt.length }, `Restore ${folder} from a backup, or move it aside to start empty.`)
         for (const position of corrupt) {
           const name = `snapshot-${pad(position)}.snap`
           await rename(join(folder, name), join(folder, `${name}.corrupt`))
@@ -183,7 +181,7 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
           if (records.length === 0 && record.pos <= from) continue
           if (record.pos === from + records.length + 1) { records.push(record); continue }
           // a gap: what follows cannot be replayed, and must not collide with the next appends
-          dropped.push(`journal: found position ${record.pos} where ${from + records.length + 1} was expected; ${found.length - i} records from there on were dropped`)
+          dropped.push(journalGapNote(record.pos, from + records.length + 1, found.length - i))
           if (offset > 0) await truncateDurably(join(folder, segment.name), offset)
           for (const later of segments.splice(segments.indexOf(segment) + (offset > 0 ? 1 : 0))) await unlink(join(folder, later.name))
           break

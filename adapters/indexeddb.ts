@@ -4,7 +4,7 @@ import { strictStore } from '../src/idb-strict-store.js'
 import { StorageError, StorageLockedError } from '../src/errors.js'
 import { memoryStorage } from '../src/memory-storage.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
-import { withStoragePolicy } from '../src/storage-policy.js'
+import { journalGapNote, refuseWithoutStart, withStoragePolicy } from '../src/storage-policy.js'
 import { broadcastTabLinks } from '../transports/tab-link.js'
 
 // One object store, 'tidelog', in the database named by the caller. Keys:
@@ -137,15 +137,13 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
         const instead = snapshot ? `the snapshot at position ${from}` : 'the journal from position 1'
         for (const k of corrupt) dropped.push(`snapshot ${k}: checksum mismatch; deleted, loading ${instead} instead`)
         const found = (await useStore('readonly', (s) => promisifyRequest(s.getAll(range(storeId, 'j', from + 1))))) as JournalRecord[]
-        // nothing to start from: refuse rather than drop what is there (a fresh log has neither)
-        if (!snapshot && (found.length > 0 || corrupt.length > 0) && found[0]?.pos !== 1) {
-          throw new StorageError(`Storage ${where} has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. Delete the database "${options.name}" (or this storeId's keys) to start empty.`)
-        }
+        // refused before anything is deleted
+        refuseWithoutStart(where, { snapshot, firstPos: found[0]?.pos, damagedSnapshots: corrupt.length }, `Delete the database "${options.name}" (or this storeId's keys) to start empty.`)
         let records = found
         const gap = found.findIndex((r, i) => r.pos !== from + i + 1)
         if (gap >= 0) {
           records = found.slice(0, gap)
-          dropped.push(`journal: found position ${found[gap]!.pos} where ${from + gap + 1} was expected; ${found.length - gap} records from there on were dropped`)
+          dropped.push(journalGapNote(found[gap]!.pos, from + gap + 1, found.length - gap))
         }
         if (corrupt.length > 0 || gap >= 0) {
           await useStore('readwrite', (s) => {

@@ -5,8 +5,8 @@
  */
 import type { SqlJsStatic } from 'sql.js'
 import { createStore } from '../src/index.js'
-import { check, interleave, median, now, pair, ratioLine, type ResultLine, type Row } from './harness.js'
 import { benchSchema, INSERT_SQL, itemArgs, rawDb, sqlJs, storeWithConfirmed, upstreamEvents } from './fixtures.js'
+import { check, interleave, median, now, pair, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const N = 10_000
 
@@ -119,16 +119,22 @@ export const P13: Row = {
     const SQL = await sqlJs()
     const parts: number[] = []
     const valueMs: number[] = []
-    const c = await interleave({
-      baseline: () => rawOneTransaction(SQL, 'item'),
-      floor: () => rawLogShaped(SQL, 'item', true),
-      subject: () => oneCommit(parts, valueMs),
-    }, { warmup: 1, reps: 5 })
-    const p = await interleave({
-      baseline: () => rawOneTransaction(SQL, 'up'),
-      floor: () => rawLogShaped(SQL, 'up', false),
-      subject: applyPulled,
-    }, { warmup: 1, reps: 5 })
+    const c = await interleave(
+      {
+        baseline: () => rawOneTransaction(SQL, 'item'),
+        floor: () => rawLogShaped(SQL, 'item', true),
+        subject: () => oneCommit(parts, valueMs),
+      },
+      { warmup: 1, reps: 5 },
+    )
+    const p = await interleave(
+      {
+        baseline: () => rawOneTransaction(SQL, 'up'),
+        floor: () => rawLogShaped(SQL, 'up', false),
+        subject: applyPulled,
+      },
+      { warmup: 1, reps: 5 },
+    )
     const commit = pair(c.baseline, c.subject)
     const pulled = pair(p.baseline, p.subject)
     const floor = (r: typeof c) => {

@@ -3,6 +3,7 @@
  * into one ES module (sql.js and signals external), as an app meets a built
  * library: createStore, the file storage adapter and the bench schema.
  */
-export { createStore, sql } from '../src/index.js'
+
 export { fileStorage } from '../adapters/filesystem.js'
+export { createStore, sql } from '../src/index.js'
 export { benchSchema } from './fixtures.js'

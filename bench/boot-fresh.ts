@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { check, interleave, median, notRun, now, onCleanup, pair, ratioLine, type ResultLine, type Row } from './harness.js'
-import { benchSchema, rawDb, rawFill, sqlJs, storeWithConfirmed } from './fixtures.js'
 import { loadFileStorage } from './commit.js'
+import { benchSchema, rawDb, rawFill, sqlJs, storeWithConfirmed } from './fixtures.js'
+import { check, interleave, median, notRun, now, onCleanup, pair, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const EVENTS = 100_000
 const SIDE_TABLES = 10
@@ -23,7 +23,14 @@ const STORE_ID = 'fresh'
 const run = promisify(execFile)
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
 
-interface DataSet { dir: string; folder: string; rawExport: string; rawBytes: number; bundle: string; buildMs: number }
+interface DataSet {
+  dir: string
+  folder: string
+  rawExport: string
+  rawBytes: number
+  bundle: string
+  buildMs: number
+}
 let dataSet: Promise<DataSet | { reason: string }> | undefined
 
 /** Builds (once) the closed 11-table store, the raw export of the same state and the tidelog bundle the child imports. */
@@ -52,13 +59,29 @@ function getDataSet(): Promise<DataSet | { reason: string }> {
     await mkdir(outdir, { recursive: true })
     const bundle = join(outdir, 'boot-entry.mjs')
     const { build } = await import('esbuild')
-    await build({ entryPoints: [here('./boot-entry.ts')], bundle: true, format: 'esm', platform: 'node', target: 'node20', outfile: bundle, external: ['sql.js', '@preact/signals-core'], logLevel: 'silent' })
+    await build({
+      entryPoints: [here('./boot-entry.ts')],
+      bundle: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      outfile: bundle,
+      external: ['sql.js', '@preact/signals-core'],
+      logLevel: 'silent',
+    })
     return { dir, folder: storage.folderOf(STORE_ID), rawExport, rawBytes: bytes.length, bundle, buildMs: now() - t0 }
   })()
   return dataSet
 }
 
-interface ChildFigures { n: number; first: number; afterBoot: number; afterIdle: number; steady: number; startup: number }
+interface ChildFigures {
+  n: number
+  first: number
+  afterBoot: number
+  afterIdle: number
+  steady: number
+  startup: number
+}
 
 async function child(args: string[]): Promise<ChildFigures> {
   const { stdout } = await run(process.execPath, [here('./boot-child.mjs'), ...args], { env: { ...process.env, NODE_ENV: 'production' }, timeout: 60_000 })
@@ -74,20 +97,37 @@ export const P11: Row = {
     const ds = await getDataSet()
     if ('reason' in ds) return [notRun('P11', this.what, '≤ 1.5×', ds.reason)]
     const figures = { raw: [] as ChildFigures[], tidelog: [] as ChildFigures[] }
-    const r = await interleave({
-      raw: async () => { const f = await child(['raw', ds.rawExport]); figures.raw.push(f); return f.first },
-      tidelog: async () => { const f = await child(['tidelog', ds.bundle, ds.dir, STORE_ID, String(SIDE_TABLES)]); figures.tidelog.push(f); return f.first },
-    }, { warmup: 1, reps: 5 })
+    const r = await interleave(
+      {
+        raw: async () => {
+          const f = await child(['raw', ds.rawExport])
+          figures.raw.push(f)
+          return f.first
+        },
+        tidelog: async () => {
+          const f = await child(['tidelog', ds.bundle, ds.dir, STORE_ID, String(SIDE_TABLES)])
+          figures.tidelog.push(f)
+          return f.first
+        },
+      },
+      { warmup: 1, reps: 5 },
+    )
     // the measured rounds only (the warm-up runs are the first of each list)
     const raw = figures.raw.slice(1)
     const tl = figures.tidelog.slice(1)
-    const side = (k: 'afterBoot' | 'afterIdle' | 'steady') => pair(raw.map((f) => f[k]), tl.map((f) => f[k]))
+    const side = (k: 'afterBoot' | 'afterIdle' | 'steady') =>
+      pair(
+        raw.map((f) => f[k]),
+        tl.map((f) => f[k]),
+      )
     const lines = [
       ratioLine('P11', this.what, 'ms', pair(r.raw, r.tidelog), 1.5, [
         `each run a new node process (NODE_ENV=production) timed from its first line: raw = import sql.js + init + readFile + new SQL.Database + SELECT count(*); tidelog = import the library (esbuild bundle of src/) + createStore(fileStorage) + store.query(the same count).value; node's own startup before that: raw ${median(raw.map((f) => f.startup)).toFixed(0)} ms, tidelog ${median(tl.map((f) => f.startup)).toFixed(0)} ms`,
         `data set (closed store + raw export) built in ${(ds.buildMs / 1000).toFixed(1)} s`,
       ]),
-      ratioLine('P11b', 'the same count right after boot', 'ms', side('afterBoot'), 1.2, ['a second store.query(count).value (new query signal) vs db.exec(count), in the same child, right after the first rows']),
+      ratioLine('P11b', 'the same count right after boot', 'ms', side('afterBoot'), 1.2, [
+        'a second store.query(count).value (new query signal) vs db.exec(count), in the same child, right after the first rows',
+      ]),
       ratioLine('P11c', 'the same count after 2 s idle', 'ms', side('afterIdle'), 1.2, []),
       ratioLine('P11d', 'the same count, steady', 'ms', side('steady'), 1.2, ['median of 21 runs after the idle one']),
     ]
@@ -108,12 +148,20 @@ export const P12: Row = {
     const newest = snapshots[0]!.size
     const ratio = newest / ds.rawBytes
     const mb = (b: number) => b / 2 ** 20
-    return [{
-      id: 'P12', what: this.what, unit: 'MB', baseline: mb(ds.rawBytes), tidelog: mb(newest), ratio,
-      target: '≤ 1.5×', pass: ratio <= 1.5,
-      notes: [
-        `newest snapshot file vs raw db.export() of the same state (${mb(ds.rawBytes).toFixed(1)} MB); the folder also holds ${snapshots.length - 1} older snapshot(s) (${mb(snapshots.slice(1).reduce((s, f) => s + f.size, 0)).toFixed(1)} MB) and ${segments.length} journal segment(s) (${mb(segments.reduce((s, f) => s + f.size, 0)).toFixed(1)} MB): ${files.map((f) => `${f.name} ${mb(f.size).toFixed(1)} MB`).join(', ')}`,
-      ],
-    }]
+    return [
+      {
+        id: 'P12',
+        what: this.what,
+        unit: 'MB',
+        baseline: mb(ds.rawBytes),
+        tidelog: mb(newest),
+        ratio,
+        target: '≤ 1.5×',
+        pass: ratio <= 1.5,
+        notes: [
+          `newest snapshot file vs raw db.export() of the same state (${mb(ds.rawBytes).toFixed(1)} MB); the folder also holds ${snapshots.length - 1} older snapshot(s) (${mb(snapshots.slice(1).reduce((s, f) => s + f.size, 0)).toFixed(1)} MB) and ${segments.length} journal segment(s) (${mb(segments.reduce((s, f) => s + f.size, 0)).toFixed(1)} MB): ${files.map((f) => `${f.name} ${mb(f.size).toFixed(1)} MB`).join(', ')}`,
+        ],
+      },
+    ]
   },
 }

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { SqlJsStatic } from 'sql.js'
 import { createStore, sql } from '../src/index.js'
-import { check, compare, notRun, now, onCleanup, ratioLine, type ResultLine, type Row } from './harness.js'
-import { benchSchema, INSERT_SQL, itemArgs, ITEMS_DDL, ITEMS_INDEX, rawDb, rawFill, sqlJs, storeWithConfirmed } from './fixtures.js'
 import { loadFileStorage } from './commit.js'
+import { benchSchema, INSERT_SQL, ITEMS_DDL, ITEMS_INDEX, itemArgs, rawDb, rawFill, sqlJs, storeWithConfirmed } from './fixtures.js'
+import { check, compare, notRun, now, onCleanup, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const EVENTS = 100_000
 const STORE_ID = 'boot'
@@ -79,7 +79,8 @@ export const P5: Row = {
     const schema = benchSchema({ version: ds.version })
     const parts = { open: [] as number[], query: [] as number[] }
     const c = await compare({
-      warmup: 1, reps: 5,
+      warmup: 1,
+      reps: 5,
       baseline: () => rawLoad(SQL, ds.rawExport),
       subject: async () => {
         const t0 = now()
@@ -95,10 +96,12 @@ export const P5: Row = {
       },
     })
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
-    return [ratioLine('P5', this.what, 'ms', c, 4, [
-      `baseline: readFile + new SQL.Database(bytes) + the same point query on a raw export of the same ${EVENTS / 1000}k rows; tidelog: createStore (load snapshot + journal from disk) + store.query().value`,
-      `tidelog split: createStore ${med(parts.open).toFixed(1)} ms, first query ${med(parts.query).toFixed(1)} ms (medians); data set built in ${(ds.buildMs / 1000).toFixed(1)} s (pulled through a transport, then closed: one snapshot + the journal)`,
-    ])]
+    return [
+      ratioLine('P5', this.what, 'ms', c, 4, [
+        `baseline: readFile + new SQL.Database(bytes) + the same point query on a raw export of the same ${EVENTS / 1000}k rows; tidelog: createStore (load snapshot + journal from disk) + store.query().value`,
+        `tidelog split: createStore ${med(parts.open).toFixed(1)} ms, first query ${med(parts.query).toFixed(1)} ms (medians); data set built in ${(ds.buildMs / 1000).toFixed(1)} s (pulled through a transport, then closed: one snapshot + the journal)`,
+      ]),
+    ]
   },
 }
 
@@ -129,7 +132,8 @@ export const P6: Row = {
     const SQL = await sqlJs()
     const progress: number[] = []
     const c = await compare({
-      warmup: 1, reps: 3,
+      warmup: 1,
+      reps: 3,
       baseline: () => rawReplay(SQL),
       subject: async () => {
         // every open bumps the schema version, so every open finds a snapshot of another schema and rebuilds
@@ -138,8 +142,16 @@ export const P6: Row = {
         let rebuilt = 0
         const t0 = now()
         const store = await createStore({
-          schema: benchSchema({ version }), storeId: STORE_ID, storage: ds.fileStorage({ dir: ds.dir }), dev: false,
-          onProgress: (p) => { if (p.phase === 'rebuild') { calls++; rebuilt = p.done } },
+          schema: benchSchema({ version }),
+          storeId: STORE_ID,
+          storage: ds.fileStorage({ dir: ds.dir }),
+          dev: false,
+          onProgress: (p) => {
+            if (p.phase === 'rebuild') {
+              calls++
+              rebuilt = p.done
+            }
+          },
         })
         const ms = now() - t0
         ds.version = version
@@ -149,9 +161,11 @@ export const P6: Row = {
         return ms
       },
     })
-    return [ratioLine('P6', this.what, 'ms', c, 2, [
-      `tidelog: createStore with a changed schema version (load old snapshot, rebuild state from its ${EVENTS / 1000}k confirmed events); baseline: new db + DDL + the same ${EVENTS / 1000}k INSERTs in one transaction`,
-      `progress: ${progress[0]} 'rebuild' callbacks per rebuild`,
-    ])]
+    return [
+      ratioLine('P6', this.what, 'ms', c, 2, [
+        `tidelog: createStore with a changed schema version (load old snapshot, rebuild state from its ${EVENTS / 1000}k confirmed events); baseline: new db + DDL + the same ${EVENTS / 1000}k INSERTs in one transaction`,
+        `progress: ${progress[0]} 'rebuild' callbacks per rebuild`,
+      ]),
+    ]
   },
 }

@@ -7,10 +7,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { SqlJsStatic } from 'sql.js'
-import { createStore } from '../src/index.js'
 import type { CommitReceipt, Storage } from '../src/index.js'
-import { check, compare, median, notRun, now, ratioLine, scaled, tick, type ResultLine, type Row } from './harness.js'
+import { createStore } from '../src/index.js'
 import { benchSchema, INSERT_SQL, itemArgs, rawDb, sqlJs } from './fixtures.js'
+import { check, compare, median, notRun, now, type ResultLine, type Row, ratioLine, scaled, tick } from './harness.js'
 
 const N = 10_000
 
@@ -31,11 +31,18 @@ async function rawPerTransaction(SQL: SqlJsStatic, yieldEvery = 0): Promise<numb
   const ms = now() - t0
   const count = db.exec('SELECT count(*) FROM items')[0]!.values[0]![0]
   check(count === N, `raw wrote ${N} rows (found ${count})`)
-  begin.free(); commit.free(); ins.free(); db.close()
+  begin.free()
+  commit.free()
+  ins.free()
+  db.close()
   return ms
 }
 
-interface CommitRun { total: number; syncPart: number; fsyncs?: number }
+interface CommitRun {
+  total: number
+  syncPart: number
+  fsyncs?: number
+}
 
 /** tidelog: N commits (production mode), timed until the last receipt's `persisted` resolved. */
 async function tidelogCommits(storage: Storage | undefined, yieldEvery = 0, fsyncs?: () => number): Promise<CommitRun> {
@@ -136,11 +143,13 @@ export const P2: Row = {
       const c = await compare({ warmup: 1, reps, baseline: () => rawPerTransaction(SQL, yieldEvery), subject: t.subject })
       const measured = t.runs.slice(-reps)
       const fsyncs = median(measured.map((r) => r.fsyncs ?? 0))
-      lines.push(ratioLine(id, what, 'µs/commit', scaled(c, perCommit), 4, [
-        `fileStorage in ${tmpdir()}; baseline is raw sql.js in memory, one transaction per INSERT${yieldEvery ? `, yielding (setImmediate) every ${yieldEvery} INSERTs like the subject` : ''}`,
-        `journal fsyncs during the run: median ${fsyncs} for ${N} commits (${(fsyncs / N).toFixed(4)} per commit: group commit)`,
-        `synchronous commit() calls: median ${perCommit(median(measured.map((r) => r.syncPart))).toFixed(1)} µs/commit`,
-      ]))
+      lines.push(
+        ratioLine(id, what, 'µs/commit', scaled(c, perCommit), 4, [
+          `fileStorage in ${tmpdir()}; baseline is raw sql.js in memory, one transaction per INSERT${yieldEvery ? `, yielding (setImmediate) every ${yieldEvery} INSERTs like the subject` : ''}`,
+          `journal fsyncs during the run: median ${fsyncs} for ${N} commits (${(fsyncs / N).toFixed(4)} per commit: group commit)`,
+          `synchronous commit() calls: median ${perCommit(median(measured.map((r) => r.syncPart))).toFixed(1)} µs/commit`,
+        ]),
+      )
     }
     return lines
   },

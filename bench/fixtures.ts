@@ -5,8 +5,8 @@
  */
 import type { Database, SqlJsStatic } from 'sql.js'
 import { loadSqlJs } from '../src/database.js'
+import type { ConfirmedEvent, PushResponse, Storage, Store, Transport, TransportHandlers } from '../src/index.js'
 import { createStore, defineEvent, defineSchema, sql, TransportError } from '../src/index.js'
-import type { ConfirmedEvent, PushResponse, Store, Storage, Transport, TransportHandlers } from '../src/index.js'
 import { check, tick } from './harness.js'
 
 /** DDL of the state table every row writes; raw and tidelog use the same text. */
@@ -15,7 +15,11 @@ export const ITEMS_INDEX = 'CREATE INDEX items_grp ON items(grp)'
 /** The INSERT a raw baseline runs; the `itemCreated` materializer produces the same SQL text. */
 export const INSERT_SQL = 'INSERT INTO items (id, grp, text) VALUES (?, ?, ?)'
 
-export interface ItemArgs { id: string; grp: number; text: string }
+export interface ItemArgs {
+  id: string
+  grp: number
+  text: string
+}
 
 /** Args of the i-th item: the same values on both sides of every comparison. */
 export const itemArgs = (i: number, prefix = 'item'): ItemArgs => ({ id: `${prefix}-${i}`, grp: i % 100, text: `item number ${i} of the benchmark` })
@@ -153,7 +157,7 @@ export function feedTransport(upstream: ConfirmedEvent[] = []): FeedTransport {
         if (feed.mode === 'hold') return new Promise<PushResponse>((resolve, reject) => (held = { resolve, reject }))
         if (parentSeq !== upstream.length) return Promise.resolve({ type: 'rejected', reason: 'behind', head: upstream.length })
         const firstSeq = upstream.length + 1
-        events.forEach((e, i) => upstream.push({ ...e, seq: firstSeq + i }))
+        for (const [i, e] of events.entries()) upstream.push({ ...e, seq: firstSeq + i })
         return Promise.resolve({ type: 'pushed', firstSeq, head: upstream.length, backendId: BACKEND_ID })
       },
       async close() {
@@ -178,7 +182,14 @@ export async function storeWithConfirmed(
   options: { storeId?: string; storage?: Storage; feed?: FeedTransport; snapshotEvery?: number } = {},
 ): Promise<{ store: Store<BenchSchema>; feed: FeedTransport }> {
   const feed = options.feed ?? feedTransport(upstreamEvents(1, confirmed))
-  const store = await createStore({ schema, storeId: options.storeId ?? 'bench', storage: options.storage, transport: feed.transport, dev: false, snapshotEvery: options.snapshotEvery })
+  const store = await createStore({
+    schema,
+    storeId: options.storeId ?? 'bench',
+    storage: options.storage,
+    transport: feed.transport,
+    dev: false,
+    snapshotEvery: options.snapshotEvery,
+  })
   await until(() => store.sync.status.value.head === confirmed && store.sync.status.value.state === 'synced', `${confirmed} confirmed events`)
   return { store, feed }
 }
@@ -213,9 +224,13 @@ export function watchSql(SQL: SqlJsStatic, onCall: () => void): () => void {
       onCall()
       return original.apply(this, args)
     }
-    restore.push(() => { proto[name] = original })
+    restore.push(() => {
+      proto[name] = original
+    })
   }
   for (const m of STATEMENT_METHODS) wrap(statement, m)
   for (const m of DATABASE_METHODS) wrap(database, m)
-  return () => { for (const r of restore.splice(0)) r() }
+  return () => {
+    for (const r of restore.splice(0)) r()
+  }
 }

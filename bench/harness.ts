@@ -137,9 +137,15 @@ export function notRun(id: string, what: string, target: string, reason: string)
 /** Builds a line from a comparison against a ratio ceiling. */
 export function ratioLine(id: string, what: string, unit: string, c: Comparison, maxRatio: number, notes: string[] = []): ResultLine {
   return {
-    id, what, unit,
-    baseline: c.baseline, tidelog: c.subject, ratio: c.ratio,
-    target: `≤ ${maxRatio}×`, pass: c.ratio <= maxRatio, notes,
+    id,
+    what,
+    unit,
+    baseline: c.baseline,
+    tidelog: c.subject,
+    ratio: c.ratio,
+    target: `≤ ${maxRatio}×`,
+    pass: c.ratio <= maxRatio,
+    notes,
     runs: { baseline: c.baselineRuns, tidelog: c.subjectRuns },
   }
 }

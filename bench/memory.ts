@@ -9,7 +9,15 @@ import { median, type ResultLine, type Row } from './harness.js'
 const COUNT = 100_000
 const PAIRS = 2
 
-interface ChildResult { mode: string; count: number; peakRssMB: number; baseRssMB: number; peakWithCloseMB: number; heapUsedMB: number; ms: number }
+interface ChildResult {
+  mode: string
+  count: number
+  peakRssMB: number
+  baseRssMB: number
+  peakWithCloseMB: number
+  heapUsedMB: number
+  ms: number
+}
 
 function child(mode: 'tidelog' | 'raw'): Promise<ChildResult> {
   const script = fileURLToPath(new URL('./rss-child.ts', import.meta.url))
@@ -22,7 +30,8 @@ function child(mode: 'tidelog' | 'raw'): Promise<ChildResult> {
     p.on('error', reject)
     p.on('close', (code) => {
       const last = out.trim().split('\n').pop() ?? ''
-      if (code !== 0 || !last.startsWith('{')) return reject(new Error(`rss-child ${mode} exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`))
+      if (code !== 0 || !last.startsWith('{'))
+        return reject(new Error(`rss-child ${mode} exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`))
       resolve(JSON.parse(last) as ChildResult)
     })
   })
@@ -36,19 +45,34 @@ export const P8: Row = {
     const tl: ChildResult[] = []
     for (let i = 0; i < PAIRS; i++) {
       // alternate who goes first, as in compare()
-      if (i % 2 === 0) { raw.push(await child('raw')); tl.push(await child('tidelog')) } else { tl.push(await child('tidelog')); raw.push(await child('raw')) }
+      if (i % 2 === 0) {
+        raw.push(await child('raw'))
+        tl.push(await child('tidelog'))
+      } else {
+        tl.push(await child('tidelog'))
+        raw.push(await child('raw'))
+      }
     }
     const b = median(raw.map((r) => r.peakRssMB))
     const s = median(tl.map((r) => r.peakRssMB))
     const ratio = s / b
-    return [{
-      id: 'P8', what: this.what, baseline: b, tidelog: s, unit: 'MB', ratio, target: '≤ 1.5×', pass: ratio <= 1.5,
-      notes: [
-        `separate child processes (node --import tsx), ${PAIRS} each; RSS sampled every 1,000 commits and every 10 ms while yielding; both yield to the event loop every 1,000 commits`,
-        `RSS before the writes (node + tsx + sql.js loaded): raw ${median(raw.map((r) => r.baseRssMB)).toFixed(0)} MB, tidelog ${median(tl.map((r) => r.baseRssMB)).toFixed(0)} MB; growth during the run: raw ${(b - median(raw.map((r) => r.baseRssMB))).toFixed(0)} MB, tidelog ${(s - median(tl.map((r) => r.baseRssMB))).toFixed(0)} MB`,
-        `tidelog peak including store.close() (final snapshot): ${median(tl.map((r) => r.peakWithCloseMB)).toFixed(0)} MB; wall time raw ${(median(raw.map((r) => r.ms)) / 1000).toFixed(1)} s, tidelog ${(median(tl.map((r) => r.ms)) / 1000).toFixed(1)} s`,
-      ],
-      runs: { baseline: raw.map((r) => r.peakRssMB), tidelog: tl.map((r) => r.peakRssMB) },
-    }]
+    return [
+      {
+        id: 'P8',
+        what: this.what,
+        baseline: b,
+        tidelog: s,
+        unit: 'MB',
+        ratio,
+        target: '≤ 1.5×',
+        pass: ratio <= 1.5,
+        notes: [
+          `separate child processes (node --import tsx), ${PAIRS} each; RSS sampled every 1,000 commits and every 10 ms while yielding; both yield to the event loop every 1,000 commits`,
+          `RSS before the writes (node + tsx + sql.js loaded): raw ${median(raw.map((r) => r.baseRssMB)).toFixed(0)} MB, tidelog ${median(tl.map((r) => r.baseRssMB)).toFixed(0)} MB; growth during the run: raw ${(b - median(raw.map((r) => r.baseRssMB))).toFixed(0)} MB, tidelog ${(s - median(tl.map((r) => r.baseRssMB))).toFixed(0)} MB`,
+          `tidelog peak including store.close() (final snapshot): ${median(tl.map((r) => r.peakWithCloseMB)).toFixed(0)} MB; wall time raw ${(median(raw.map((r) => r.ms)) / 1000).toFixed(1)} s, tidelog ${(median(tl.map((r) => r.ms)) / 1000).toFixed(1)} s`,
+        ],
+        runs: { baseline: raw.map((r) => r.peakRssMB), tidelog: tl.map((r) => r.peakRssMB) },
+      },
+    ]
   },
 }

@@ -2,13 +2,14 @@
  * P3 (reading query signals) and P4 (commit → subscriber notified, with many
  * unrelated live queries).
  */
+
+import type { ReadonlySignal } from '@preact/signals-core'
 import { effect } from '@preact/signals-core'
 import type { Database, SqlJsStatic, Statement } from 'sql.js'
-import { createStore, sql } from '../src/index.js'
-import type { ReadonlySignal } from '@preact/signals-core'
 import type { Store } from '../src/index.js'
-import { check, compare, now, ratioLine, type ResultLine, type Row } from './harness.js'
-import { benchSchema, itemArgs, rawDb, rawFill, sqlJs, watchSql, type BenchSchema } from './fixtures.js'
+import { createStore, sql } from '../src/index.js'
+import { type BenchSchema, benchSchema, itemArgs, rawDb, rawFill, sqlJs, watchSql } from './fixtures.js'
+import { check, compare, now, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const ROWS = 10_000
 const POINT_SQL = 'SELECT * FROM items WHERE id = ?'
@@ -82,20 +83,33 @@ export const P3: Row = {
       const q = store.query<Item>(sql`SELECT * FROM items WHERE id = ${target}`)
       const stop = effect(() => void q.value)
       const first = q.value
-      const stepsDuringReads = countSql(SQL, () => { for (let i = 0; i < 1000; i++) check(q.value === first, 'cached read returns the same array') })
+      const stepsDuringReads = countSql(SQL, () => {
+        for (let i = 0; i < 1000; i++) check(q.value === first, 'cached read returns the same array')
+      })
       const K = 200_000
       const KR = 20_000
       const c = await compare({
-        warmup: 1, reps: 5,
-        baseline: () => { const t0 = now(); for (let i = 0; i < KR; i++) check(rawRun(point, [target]).length === 1, 'raw point row'); return us(now() - t0, KR) },
-        subject: () => { const t0 = now(); for (let i = 0; i < K; i++) check(q.value.length === 1, 'point row'); return us(now() - t0, K) },
+        warmup: 1,
+        reps: 5,
+        baseline: () => {
+          const t0 = now()
+          for (let i = 0; i < KR; i++) check(rawRun(point, [target]).length === 1, 'raw point row')
+          return us(now() - t0, KR)
+        },
+        subject: () => {
+          const t0 = now()
+          for (let i = 0; i < K; i++) check(q.value.length === 1, 'point row')
+          return us(now() - t0, K)
+        },
       })
       stop()
       lines.push({
         ...ratioLine('P3a', 'watched query .value, no writes between (cached)', 'µs/read', c, Infinity),
         target: 'no SQL runs',
         pass: stepsDuringReads === 0,
-        notes: [`calls into SQLite (bind/step/exec/run/prepare) during 1,000 cached reads: ${stepsDuringReads}; baseline: raw prepared statement (bind, step loop, get() into objects, reset) for the same point query by primary key, ${ROWS / 1000}k rows`],
+        notes: [
+          `calls into SQLite (bind/step/exec/run/prepare) during 1,000 cached reads: ${stepsDuringReads}; baseline: raw prepared statement (bind, step loop, get() into objects, reset) for the same point query by primary key, ${ROWS / 1000}k rows`,
+        ],
       })
     }
 
@@ -104,7 +118,8 @@ export const P3: Row = {
       const K = 1000
       let n = 0
       const c = await compare({
-        warmup: 1, reps: 5,
+        warmup: 1,
+        reps: 5,
         baseline: () => {
           const t0 = now()
           for (let i = 0; i < K; i++) {
@@ -123,9 +138,11 @@ export const P3: Row = {
           return us(now() - t0, K)
         },
       })
-      lines.push(ratioLine('P3b', 'new query: store.query() + first .value', 'µs/query', c, 1.5, [
-        'point query by primary key; baseline: raw db.prepare + bind + step loop + get() into objects + free',
-      ]))
+      lines.push(
+        ratioLine('P3b', 'new query: store.query() + first .value', 'µs/query', c, 1.5, [
+          'point query by primary key; baseline: raw db.prepare + bind + step loop + get() into objects + free',
+        ]),
+      )
     }
 
     // P3c/P3d: re-running a query whose table was written: the SQL runs through tidelog's statement cache and row diff.
@@ -139,7 +156,8 @@ export const P3: Row = {
       // a write the query must notice (same table), changing a row in its result for the list query
       const victim = (j: number) => (id === 'P3c' ? `item-${(j * 13) % ROWS}` : `item-${7 + 100 * (j % 100)}`)
       const c = await compare({
-        warmup: 1, reps: 5,
+        warmup: 1,
+        reps: 5,
         baseline: () => {
           let ms = 0
           for (let i = 0; i < K; i++) {
@@ -163,12 +181,17 @@ export const P3: Row = {
           return us(ms, K)
         },
       })
-      lines.push(ratioLine(id, what, 'µs/run', c, 1.5, [
-        `unwatched query read right after a commit to its table (the commit untimed) vs the raw prepared statement's step loop right after a raw UPDATE`,
-      ]))
+      lines.push(
+        ratioLine(id, what, 'µs/run', c, 1.5, [
+          `unwatched query read right after a commit to its table (the commit untimed) vs the raw prepared statement's step loop right after a raw UPDATE`,
+        ]),
+      )
     }
 
-    point.free(); list.free(); rename.free(); raw.close()
+    point.free()
+    list.free()
+    rename.free()
+    raw.close()
     await store.close()
     return lines
   },
@@ -197,12 +220,21 @@ async function notifyBench(schema: BenchSchema, others: number): Promise<NotifyB
   let otherRuns = 0
   for (let i = 0; i < others; i++) {
     const q = store.query({ sql: `SELECT * FROM s${i % SIDE_TABLES} WHERE id = ?`, params: [Math.floor(i / SIDE_TABLES)] })
-    disposers.push(effect(() => { q.value; otherRuns++ }))
+    disposers.push(
+      effect(() => {
+        q.value
+        otherRuns++
+      }),
+    )
   }
   const setupRuns = otherRuns
   const count = store.query<{ n: number }>(sql`SELECT count(*) AS n FROM items`)
   let seen = -1
-  disposers.push(effect(() => { seen = count.value[0]!.n }))
+  disposers.push(
+    effect(() => {
+      seen = count.value[0]!.n
+    }),
+  )
   let next = 0
   return {
     store,
@@ -218,7 +250,9 @@ async function notifyBench(schema: BenchSchema, others: number): Promise<NotifyB
       return us(ms, M)
     },
     otherRuns: () => otherRuns - setupRuns,
-    dispose() { for (const d of disposers) d() },
+    dispose() {
+      for (const d of disposers) d()
+    },
   }
 }
 
@@ -239,8 +273,10 @@ export const P4: Row = {
       if (reruns !== 0) line.pass = false
       return [line]
     } finally {
-      none.dispose(); many.dispose()
-      await none.store.close(); await many.store.close()
+      none.dispose()
+      many.dispose()
+      await none.store.close()
+      await many.store.close()
     }
   },
 }

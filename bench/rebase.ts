@@ -10,9 +10,9 @@
  * drain, as in real sync (untimed, but checked).
  */
 import type { SqlJsStatic } from 'sql.js'
-import { check, interleave, median, now, pair, ratioLine, type ResultLine, type Row } from './harness.js'
 import type { Store } from '../src/index.js'
-import { benchSchema, INSERT_SQL, itemArgs, rawDb, rawFill, sqlJs, storeWithConfirmed, until, upstreamEvents, watchSql, type BenchSchema } from './fixtures.js'
+import { type BenchSchema, benchSchema, INSERT_SQL, itemArgs, rawDb, rawFill, sqlJs, storeWithConfirmed, until, upstreamEvents, watchSql } from './fixtures.js'
+import { check, interleave, median, now, pair, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const PENDING = 1000
 const UPSTREAM = 100
@@ -110,13 +110,17 @@ export const P7: Row = {
   async run(): Promise<ResultLine[]> {
     const SQL = await sqlJs()
     // all four sides interleaved, so that the 1k / 50k comparison is as drift-free as each ratio to raw
-    const r = await interleave({
-      raw1k: () => rawFresh(SQL, 1_000),
-      tidelog1k: () => tidelogRebase(SQL, 1_000),
-      raw50k: () => rawFresh(SQL, 50_000),
-      tidelog50k: () => tidelogRebase(SQL, 50_000),
-    }, { warmup: 1, reps: 4 })
-    const note = (k: string) => `${k} confirmed: timed = the rebase the 100-event live notification causes (first SQL call to the status update: roll back pending, apply upstream, re-apply pending); baseline = raw sql.js INSERTing the same 1,100 rows in one transaction into a db holding the same ${k} rows (median of 3 fresh databases per round)`
+    const r = await interleave(
+      {
+        raw1k: () => rawFresh(SQL, 1_000),
+        tidelog1k: () => tidelogRebase(SQL, 1_000),
+        raw50k: () => rawFresh(SQL, 50_000),
+        tidelog50k: () => tidelogRebase(SQL, 50_000),
+      },
+      { warmup: 1, reps: 4 },
+    )
+    const note = (k: string) =>
+      `${k} confirmed: timed = the rebase the 100-event live notification causes (first SQL call to the status update: roll back pending, apply upstream, re-apply pending); baseline = raw sql.js INSERTing the same 1,100 rows in one transaction into a db holding the same ${k} rows (median of 3 fresh databases per round)`
     const growth = pair(r.tidelog1k, r.tidelog50k)
     const rawGrowth = pair(r.raw1k, r.raw50k)
     return [
@@ -125,7 +129,9 @@ export const P7: Row = {
       {
         ...ratioLine('P7c', 'rebase time, 50k vs 1k confirmed in log', 'ms', growth, 3),
         target: 'not ∝ log',
-        notes: [`log 50× longer: rebase ${growth.ratio.toFixed(2)}× the time (raw baseline ${rawGrowth.ratio.toFixed(2)}×, from the bigger database); proportional to the log would be ~50×, pass below 3×`],
+        notes: [
+          `log 50× longer: rebase ${growth.ratio.toFixed(2)}× the time (raw baseline ${rawGrowth.ratio.toFixed(2)}×, from the bigger database); proportional to the log would be ~50×, pass below 3×`,
+        ],
       },
     ]
   },

@@ -6,7 +6,7 @@
  */
 import { loadSqlJs } from '../src/database.js'
 import { createStore } from '../src/index.js'
-import { INSERT_SQL, benchSchema, itemArgs, rawDb } from './fixtures.js'
+import { benchSchema, INSERT_SQL, itemArgs, rawDb } from './fixtures.js'
 import { now, tick } from './harness.js'
 
 const mode = process.argv[2]
@@ -41,17 +41,25 @@ if (mode === 'raw') {
     const a = itemArgs(i)
     ins.run([a.id, a.grp, a.text])
     commit.run()
-    if ((i + 1) % 1000 === 0) { sample(); await tick() }
+    if ((i + 1) % 1000 === 0) {
+      sample()
+      await tick()
+    }
   }
   sample()
-  begin.free(); commit.free(); ins.free()
+  begin.free()
+  commit.free()
+  ins.free()
   db.close()
 } else {
   const store = await createStore({ schema, storeId: 'rss', dev: false })
   let last: Promise<void> | undefined
   for (let i = 0; i < count; i++) {
     last = store.commit(schema.events.itemCreated(itemArgs(i))).persisted
-    if ((i + 1) % 1000 === 0) { sample(); await tick() }
+    if ((i + 1) % 1000 === 0) {
+      sample()
+      await tick()
+    }
   }
   await last
   sample()
@@ -63,4 +71,14 @@ if (mode === 'raw') {
 const ms = now() - t0
 clearInterval(timer)
 const MB = 2 ** 20
-console.log(JSON.stringify({ mode, count, peakRssMB: peak / MB, baseRssMB: baseRss / MB, peakWithCloseMB: closeRss / MB, heapUsedMB: process.memoryUsage().heapUsed / MB, ms }))
+console.log(
+  JSON.stringify({
+    mode,
+    count,
+    peakRssMB: peak / MB,
+    baseRssMB: baseRss / MB,
+    peakWithCloseMB: closeRss / MB,
+    heapUsedMB: process.memoryUsage().heapUsed / MB,
+    ms,
+  }),
+)

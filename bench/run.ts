@@ -6,17 +6,17 @@
 import { writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { canCollect, cleanup, fmt, notRun, now, type ResultLine, type Row } from './harness.js'
-import { P1, P2 } from './commit.js'
-import { P3, P4 } from './query.js'
-import { P5, P6 } from './boot.js'
-import { P7 } from './rebase.js'
-import { P8 } from './memory.js'
-import { P10 } from './sync.js'
-import { S1 } from './server-memory.js'
-import { S2 } from './server-flood.js'
-import { P11, P12 } from './boot-fresh.js'
 import { P13 } from './batch.js'
+import { P5, P6 } from './boot.js'
+import { P11, P12 } from './boot-fresh.js'
+import { P1, P2 } from './commit.js'
+import { canCollect, cleanup, fmt, notRun, now, type ResultLine, type Row } from './harness.js'
+import { P8 } from './memory.js'
+import { P3, P4 } from './query.js'
+import { P7 } from './rebase.js'
+import { S2 } from './server-flood.js'
+import { S1 } from './server-memory.js'
+import { P10 } from './sync.js'
 
 /**
  * P9 (browser bundle, min+gz): core + websocket transport + IndexedDB adapter,
@@ -30,12 +30,21 @@ const P9: Row = {
     const { measureP9 } = await import('../scripts/size.mjs')
     const r = await measureP9()
     const kb = (b: number) => b / 1024
-    return [{
-      id: 'P9', what: 'browser bundle: core + websocket + IndexedDB, min+gz, excl. sql.js and signals',
-      baseline: null, tidelog: kb(r.coreWebsocketIndexedDb.gzip), unit: 'KB', ratio: null,
-      target: `≤ ${kb(r.limitGzip)} KB`, pass: r.pass,
-      notes: [`P9: core alone ${kb(r.core.gzip).toFixed(2)} KB, + websocket ${kb(r.coreWebsocket.gzip).toFixed(2)} KB, + IndexedDB ${kb(r.coreWebsocketIndexedDb.gzip).toFixed(2)} KB (gzip -9 of terser output)`],
-    }]
+    return [
+      {
+        id: 'P9',
+        what: 'browser bundle: core + websocket + IndexedDB, min+gz, excl. sql.js and signals',
+        baseline: null,
+        tidelog: kb(r.coreWebsocketIndexedDb.gzip),
+        unit: 'KB',
+        ratio: null,
+        target: `≤ ${kb(r.limitGzip)} KB`,
+        pass: r.pass,
+        notes: [
+          `P9: core alone ${kb(r.core.gzip).toFixed(2)} KB, + websocket ${kb(r.coreWebsocket.gzip).toFixed(2)} KB, + IndexedDB ${kb(r.coreWebsocketIndexedDb.gzip).toFixed(2)} KB (gzip -9 of terser output)`,
+        ],
+      },
+    ]
   },
 }
 
@@ -110,7 +119,9 @@ async function main() {
   console.log()
   for (const l of lines) for (const n of l.notes) console.log(`${l.id}: ${n}`)
   console.log()
-  console.log(`ratios are medians of interleaved baseline/tidelog pairs; ${machine.cpus} × ${machine.cpuModel}, node ${machine.node}, ${seconds.toFixed(0)} s in all`)
+  console.log(
+    `ratios are medians of interleaved baseline/tidelog pairs; ${machine.cpus} × ${machine.cpuModel}, node ${machine.node}, ${seconds.toFixed(0)} s in all`,
+  )
   const path = fileURLToPath(new URL('./results.json', import.meta.url))
   await writeFile(path, JSON.stringify({ machine, seconds: Number(seconds.toFixed(1)), rows: lines }, null, 2) + '\n')
   console.log(`wrote ${path}`)

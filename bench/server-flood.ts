@@ -37,11 +37,21 @@ export const S2: Row = {
       const { worst, probes } = await health()
       drop()
       const growth = (during - before) / MB
-      return [{
-        id: 'S2', what: 'server RSS growth, 5,000 unread WebSocket pulls + 2,000 pipelined HTTP pulls of 1 MB pages',
-        baseline: null, tidelog: growth, unit: 'MB', ratio: null, target: '< 300 MB, /health < 1 s', pass: growth < 300 && worst < 1000,
-        notes: [`S2: RSS ${(before / MB).toFixed(0)} MB before, ${(during / MB).toFixed(0)} MB during the flood; slowest of ${probes} /health probes ${worst.toFixed(0)} ms; the server exited: ${child.exitCode !== null}`],
-      }]
+      return [
+        {
+          id: 'S2',
+          what: 'server RSS growth, 5,000 unread WebSocket pulls + 2,000 pipelined HTTP pulls of 1 MB pages',
+          baseline: null,
+          tidelog: growth,
+          unit: 'MB',
+          ratio: null,
+          target: '< 300 MB, /health < 1 s',
+          pass: growth < 300 && worst < 1000,
+          notes: [
+            `S2: RSS ${(before / MB).toFixed(0)} MB before, ${(during / MB).toFixed(0)} MB during the flood; slowest of ${probes} /health probes ${worst.toFixed(0)} ms; the server exited: ${child.exitCode !== null}`,
+          ],
+        },
+      ]
     } finally {
       child.kill('SIGKILL')
     }

@@ -18,7 +18,12 @@ const run = promisify(execFile)
 const script = fileURLToPath(new URL('./file-backend-rss-child.ts', import.meta.url))
 const MB = 1024 * 1024
 
-interface ChildResult { before: number; after: number; maxGapMs: number; openMs: number }
+interface ChildResult {
+  before: number
+  after: number
+  maxGapMs: number
+  openMs: number
+}
 
 async function open(dir: string, events: number, unknown: number): Promise<ChildResult> {
   const { stdout } = await run(process.execPath, ['--expose-gc', '--import', 'tsx', script, 'open', dir, String(events), String(unknown)])
@@ -47,10 +52,17 @@ export const S1: Row = {
     for (const events of [100_000, 500_000]) {
       const r = await measure(events)
       lines.push({
-        id: 'S1', what: `server RSS growth after ${events / 1000}k events (vs log size on disk)`,
-        baseline: r.fileMB, tidelog: r.growthMB, unit: 'MB', ratio: r.growthMB / r.fileMB,
-        target: '≤ 100 MB', pass: r.growthMB <= 100,
-        notes: [`${events / 1000}k: reopen (first pull after a restart) ${r.fullOpenMs.toFixed(0)} ms reading the whole log, ${r.checkpointOpenMs.toFixed(0)} ms from its checkpoint (the rest is checked in the background); log ${r.fileMB.toFixed(1)} MB on disk, RSS +${r.growthMB.toFixed(1)} MB after opening it, 50 pages of 1,000, a retried and a new push, 20k pulls of never-written storeIds (default cacheBytes 64 MiB); longest event-loop gap while opening ${r.maxGapMs.toFixed(0)} ms`],
+        id: 'S1',
+        what: `server RSS growth after ${events / 1000}k events (vs log size on disk)`,
+        baseline: r.fileMB,
+        tidelog: r.growthMB,
+        unit: 'MB',
+        ratio: r.growthMB / r.fileMB,
+        target: '≤ 100 MB',
+        pass: r.growthMB <= 100,
+        notes: [
+          `${events / 1000}k: reopen (first pull after a restart) ${r.fullOpenMs.toFixed(0)} ms reading the whole log, ${r.checkpointOpenMs.toFixed(0)} ms from its checkpoint (the rest is checked in the background); log ${r.fileMB.toFixed(1)} MB on disk, RSS +${r.growthMB.toFixed(1)} MB after opening it, 50 pages of 1,000, a retried and a new push, 20k pulls of never-written storeIds (default cacheBytes 64 MiB); longest event-loop gap while opening ${r.maxGapMs.toFixed(0)} ms`,
+        ],
       })
     }
     return lines

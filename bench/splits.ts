@@ -10,11 +10,11 @@ import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import { openDb } from '../src/database.js'
 import { createEventLog } from '../src/eventlog.js'
-import { createStore, sql } from '../src/index.js'
 import type { Schema } from '../src/index.js'
+import { createStore, sql } from '../src/index.js'
+import { loadFileStorage } from './commit.js'
 import { benchSchema, INSERT_SQL, itemArgs, rawDb, rawFill, sqlJs, storeWithConfirmed, upstreamEvents } from './fixtures.js'
 import { median, now } from './harness.js'
-import { loadFileStorage } from './commit.js'
 
 const SQL = await sqlJs()
 const hooks = { dev: false, onWarning() {}, onUnknownEvent() {} }
@@ -37,7 +37,12 @@ async function rebase() {
   for (let k = 0; k < 5; k++) {
     const log = createEventLog(SQL, benchSchema(), hooks)
     log.applyUpstream(upstreamEvents(1, 1000), undefined)
-    time('re-apply cost: 1,000 pending events materialized with undo capture (one log.commit)', () => log.commit(Array.from({ length: 1000 }, (_, i) => pending(i)), false))
+    time('re-apply cost: 1,000 pending events materialized with undo capture (one log.commit)', () =>
+      log.commit(
+        Array.from({ length: 1000 }, (_, i) => pending(i)),
+        false,
+      ),
+    )
     const undo = log.db.column<string>({ sql: 'SELECT sql FROM __tl_undo ORDER BY id DESC', params: [] })
     const tryRollback = (label: string, captureOff: boolean, fn: () => void) => {
       log.db.exec('BEGIN')
@@ -45,8 +50,12 @@ async function rebase() {
       time(label, fn)
       log.db.exec('ROLLBACK')
     }
-    tryRollback('rollback as done now: exec() of 1,000 undo SQL texts, capture still on', false, () => { for (const s of undo) log.db.exec(s) })
-    tryRollback('  same with capture off', true, () => { for (const s of undo) log.db.exec(s) })
+    tryRollback('rollback as done now: exec() of 1,000 undo SQL texts, capture still on', false, () => {
+      for (const s of undo) log.db.exec(s)
+    })
+    tryRollback('  same with capture off', true, () => {
+      for (const s of undo) log.db.exec(s)
+    })
     const rowids = undo.map((s) => Number(s.slice(s.lastIndexOf('=') + 1)))
     tryRollback('  one cached statement DELETE ... WHERE rowid = ? with bound rowids, capture off', true, () => {
       for (const r of rowids) log.db.run({ sql: 'DELETE FROM "items" WHERE rowid = ?', params: [r] })
@@ -59,10 +68,14 @@ async function rebase() {
     const ins = db.prepare(INSERT_SQL)
     time('raw: the same 1,100 INSERTs in one transaction', () => {
       db.run('BEGIN')
-      for (let i = 0; i < 1100; i++) { const a = itemArgs(i, 'local'); ins.run([a.id, a.grp, a.text]) }
+      for (let i = 0; i < 1100; i++) {
+        const a = itemArgs(i, 'local')
+        ins.run([a.id, a.grp, a.text])
+      }
       db.run('COMMIT')
     })
-    ins.free(); db.close()
+    ins.free()
+    db.close()
   }
   report('rebase (P7): 1,000 pending under 100 upstream, 1k confirmed')
 }
@@ -76,28 +89,42 @@ async function rebuild() {
     const old = time('open the old snapshot', () => createEventLog(SQL, { ...benchSchema(), events: {} } as unknown as Schema, hooks, bytes))
     const pages = time('read 100k confirmed events from it (readConfirmed: SELECT + JSON.parse)', () => {
       const out = []
-      for (let since = 0; since < 100_000;) { const p = old.readConfirmed(since, 5000); out.push(p); since = p[p.length - 1]!.seq }
+      for (let since = 0; since < 100_000; ) {
+        const p = old.readConfirmed(since, 5000)
+        out.push(p)
+        since = p[p.length - 1]!.seq
+      }
       return out
     })
     const log = createEventLog(SQL, benchSchema({ version: 1 }), hooks)
-    time('applyUpstream 100k into the new log, nothing pending (event row + materialize)', () => { for (const p of pages) log.applyUpstream(p, undefined) })
-    log.close(); old.close()
+    time('applyUpstream 100k into the new log, nothing pending (event row + materialize)', () => {
+      for (const p of pages) log.applyUpstream(p, undefined)
+    })
+    log.close()
+    old.close()
     for (const withEventRow of [false, true]) {
       const d = openDb(SQL)
       d.exec('CREATE TABLE ev (seq INTEGER PRIMARY KEY, id TEXT, name TEXT, args TEXT, client_id TEXT, session_id TEXT, created_at INTEGER)')
       d.exec('CREATE TABLE items (id TEXT PRIMARY KEY, grp INTEGER NOT NULL, text TEXT NOT NULL); CREATE INDEX items_grp ON items(grp)')
       const ins = d.raw.prepare(INSERT_SQL)
       const ev = d.raw.prepare('INSERT INTO ev VALUES (?, ?, ?, ?, ?, ?, ?)')
-      time(withEventRow ? 'raw: 100k INSERTs + an eventlog row each (what rebuilding into a new db writes)' : 'raw: 100k INSERTs in one transaction (the P6 baseline)', () => {
-        d.exec('BEGIN')
-        for (let i = 1; i <= 100_000; i++) {
-          const a = itemArgs(i, 'up')
-          if (withEventRow) ev.run([i, `other:${i}`, 'itemCreated', JSON.stringify(a), 'other', 'bench', i])
-          ins.run([a.id, a.grp, a.text])
-        }
-        d.exec('COMMIT')
-      })
-      ins.free(); ev.free(); d.close()
+      time(
+        withEventRow
+          ? 'raw: 100k INSERTs + an eventlog row each (what rebuilding into a new db writes)'
+          : 'raw: 100k INSERTs in one transaction (the P6 baseline)',
+        () => {
+          d.exec('BEGIN')
+          for (let i = 1; i <= 100_000; i++) {
+            const a = itemArgs(i, 'up')
+            if (withEventRow) ev.run([i, `other:${i}`, 'itemCreated', JSON.stringify(a), 'other', 'bench', i])
+            ins.run([a.id, a.grp, a.text])
+          }
+          d.exec('COMMIT')
+        },
+      )
+      ins.free()
+      ev.free()
+      d.close()
     }
   }
   report('rebuild (P6): 100k confirmed events')
@@ -122,13 +149,24 @@ async function boot() {
     for (let k = 0; k < 5; k++) {
       const jb = await readFile(join(folder, journal))
       time(`fileStorage load: decode the journal (${(jb.length / 2 ** 20).toFixed(1)} MB, every record already in the snapshot)`, () => {
-        for (let at = 0; at + 8 <= jb.length;) { const n = jb.readUInt32LE(at); const j = jb.subarray(at + 8, at + 8 + n); crc32(j); JSON.parse(j.toString()); at += 8 + n }
+        for (let at = 0; at + 8 <= jb.length; ) {
+          const n = jb.readUInt32LE(at)
+          const j = jb.subarray(at + 8, at + 8 + n)
+          crc32(j)
+          JSON.parse(j.toString())
+          at += 8 + n
+        }
       })
       const t0 = now()
       const sb = await readFile(join(folder, snapshot))
-      record(`read the snapshot file (${(sb.length / 2 ** 20).toFixed(1)} MB; raw export of the same rows: ${(rawBytes.length / 2 ** 20).toFixed(1)} MB)`, now() - t0)
+      record(
+        `read the snapshot file (${(sb.length / 2 ** 20).toFixed(1)} MB; raw export of the same rows: ${(rawBytes.length / 2 ** 20).toFixed(1)} MB)`,
+        now() - t0,
+      )
       time('crc32 of the snapshot', () => crc32(sb))
-      const log = time('createEventLog from the snapshot bytes (new Database + triggers + meta)', () => createEventLog(SQL, benchSchema(), hooks, new Uint8Array(sb.subarray(12 + sb.readUInt32LE(4)))))
+      const log = time('createEventLog from the snapshot bytes (new Database + triggers + meta)', () =>
+        createEventLog(SQL, benchSchema(), hooks, new Uint8Array(sb.subarray(12 + sb.readUInt32LE(4)))),
+      )
       log.close()
       const handle = await fs.fileStorage({ dir }).open('boot')
       const t2 = now()
@@ -155,9 +193,15 @@ async function query() {
   db.exec('CREATE TABLE items (id TEXT PRIMARY KEY, grp INTEGER NOT NULL, text TEXT NOT NULL); CREATE INDEX items_grp ON items(grp)')
   const K = 2000
   for (let k = 0; k < 5; k++) {
-    time(`tablesRead (EXPLAIN + sqlite_schema scan), ×${K}`, () => { for (let i = 0; i < K; i++) db.tablesRead('SELECT * FROM items WHERE id = ?') })
-    time(`db.all of the point query (one run through the statement cache), ×${K}`, () => { for (let i = 0; i < K; i++) db.all({ sql: 'SELECT * FROM items WHERE id = ?', params: [`item-${i}`] }) })
-    time(`store.query() + first .value (P3b subject), ×${K}`, () => { for (let i = 0; i < K; i++) void store.query(sql`SELECT * FROM items WHERE id = ${`item-${i}`}`).value })
+    time(`tablesRead (EXPLAIN + sqlite_schema scan), ×${K}`, () => {
+      for (let i = 0; i < K; i++) db.tablesRead('SELECT * FROM items WHERE id = ?')
+    })
+    time(`db.all of the point query (one run through the statement cache), ×${K}`, () => {
+      for (let i = 0; i < K; i++) db.all({ sql: 'SELECT * FROM items WHERE id = ?', params: [`item-${i}`] })
+    })
+    time(`store.query() + first .value (P3b subject), ×${K}`, () => {
+      for (let i = 0; i < K; i++) void store.query(sql`SELECT * FROM items WHERE id = ${`item-${i}`}`).value
+    })
   }
   db.close()
   await store.close()
@@ -173,11 +217,14 @@ async function memory() {
   rawFill(raw, 0, 100_000)
   console.log('\nmemory (P8): what 100k pending commits keep in the database (no transport: nothing is ever confirmed)')
   console.log(`  database image: ${MB(log.db.export().length)} (raw sql.js, same rows: ${MB(raw.export().length)})`)
-  console.log(`  __tl_pending payload (ids, names, args JSON): ${MB(q('SELECT sum(length(id) + length(name) + length(args) + length(client_id) + length(session_id)) FROM __tl_pending'))}`)
+  console.log(
+    `  __tl_pending payload (ids, names, args JSON): ${MB(q('SELECT sum(length(id) + length(name) + length(args) + length(client_id) + length(session_id)) FROM __tl_pending'))}`,
+  )
   console.log(`  __tl_undo payload (undo SQL text): ${MB(q('SELECT sum(length(sql)) FROM __tl_undo'))}`)
   console.log(`  items payload: ${MB(q('SELECT sum(length(id) + length(text) + 1) FROM items'))}`)
   console.log('  memoryStorage also keeps the two newest snapshots (each a copy of the image) and the journal records after the older one as JSON strings')
-  log.close(); raw.close()
+  log.close()
+  raw.close()
 }
 
 const parts: Record<string, () => Promise<void>> = { rebase, rebuild, boot, query, memory }

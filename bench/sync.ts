@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 // Node 20 has no global WebSocket; the transport takes the one from 'ws'
 import { WebSocket } from 'ws'
-import { createStore } from '../src/index.js'
 import type { PendingEvent, Store, SyncBackend, Transport } from '../src/index.js'
+import { createStore } from '../src/index.js'
+import { type BenchSchema, benchSchema, itemArgs, until } from './fixtures.js'
 import { notRun, now, type ResultLine, type Row } from './harness.js'
-import { benchSchema, itemArgs, until, type BenchSchema } from './fixtures.js'
 
 const CLIENTS = 10
 const PER_CLIENT = 1000
@@ -31,8 +31,12 @@ interface ServerModule {
   fileBackend(options: { dir: string }): Backend
   postgresBackend?(connection: { connectionString: string }, options: { schema: string }): Backend
 }
-interface WebSocketModule { websocketTransport(options: { url: string; WebSocket?: unknown }): Transport }
-interface HttpModule { httpTransport(options: { url: string }): Transport }
+interface WebSocketModule {
+  websocketTransport(options: { url: string; WebSocket?: unknown }): Transport
+}
+interface HttpModule {
+  httpTransport(options: { url: string }): Transport
+}
 
 /** Loads a module that another part of the project may not have written yet; a string reason when it cannot. */
 async function optional<T>(relative: string, names: string[]): Promise<T | string> {
@@ -54,13 +58,23 @@ async function syncRun(urls: string[], ws: WebSocketModule) {
   // counts what the clients ask, to show how much of the time went to racing each other (rejected pushes -> rebases)
   const counted = (t: Transport): Transport => ({
     connect: (h) => t.connect(h),
-    pull: (r) => { counts.pulls++; return t.pull(r) },
-    push: async (r) => { counts.pushes++; const res = await t.push(r); if (res.type === 'rejected') counts.rejected++; return res },
+    pull: (r) => {
+      counts.pulls++
+      return t.pull(r)
+    },
+    push: async (r) => {
+      counts.pushes++
+      const res = await t.push(r)
+      if (res.type === 'rejected') counts.rejected++
+      return res
+    },
     close: () => t.close(),
   })
   try {
     for (let c = 0; c < CLIENTS; c++) {
-      stores.push(await createStore({ schema, storeId: 'p10', transport: counted(ws.websocketTransport({ url: urls[c % urls.length]!, WebSocket })), dev: false }))
+      stores.push(
+        await createStore({ schema, storeId: 'p10', transport: counted(ws.websocketTransport({ url: urls[c % urls.length]!, WebSocket })), dev: false }),
+      )
     }
     await until(() => stores.every((s) => s.sync.status.value.state === 'synced'), 'every client to connect', 30_000)
     Object.assign(counts, { pushes: 0, rejected: 0, pulls: 0 })
@@ -75,9 +89,15 @@ async function syncRun(urls: string[], ws: WebSocketModule) {
     }
     await until(() => stores.every((s) => s.sync.status.value.pending === 0 && s.sync.status.value.head === total), 'every client to converge', 120_000)
     const seconds = (now() - t0) / 1000
-    const order = (s: Store<BenchSchema>) => s.events().map((e) => e.id).join(',')
+    const order = (s: Store<BenchSchema>) =>
+      s
+        .events()
+        .map((e) => e.id)
+        .join(',')
     const reference = order(stores[0]!)
-    const converged = stores.every((s) => order(s) === reference && s.query<{ n: number }>({ sql: 'SELECT count(*) AS n FROM items', params: [] }).value[0]!.n === total)
+    const converged = stores.every(
+      (s) => order(s) === reference && s.query<{ n: number }>({ sql: 'SELECT count(*) AS n FROM items', params: [] }).value[0]!.n === total,
+    )
     return { total, seconds, converged, counts }
   } finally {
     for (const s of stores) await s.close().catch(() => {})
@@ -91,7 +111,12 @@ async function syncRun(urls: string[], ws: WebSocketModule) {
 async function catchUp(backend: SyncBackend, url: string, ws: WebSocketModule, transport?: Transport, storeId = 'p10-catch-up'): Promise<number> {
   for (let head = (await backend.pull(storeId, 0, 1)).head; head < CATCH_UP; head += 1000) {
     const events: PendingEvent[] = Array.from({ length: 1000 }, (_, i) => ({
-      id: `seed:${head + i + 1}`, name: 'itemCreated', args: itemArgs(head + i, 'seed') as unknown as PendingEvent['args'], clientId: 'seed', sessionId: 's', createdAt: 0,
+      id: `seed:${head + i + 1}`,
+      name: 'itemCreated',
+      args: itemArgs(head + i, 'seed') as unknown as PendingEvent['args'],
+      clientId: 'seed',
+      sessionId: 's',
+      createdAt: 0,
     }))
     const answer = await backend.push(storeId, { parentSeq: head, events })
     if (answer.type !== 'pushed') throw new Error(`seeding the catch-up log was answered ${answer.type} at ${head}`)
@@ -138,11 +163,20 @@ async function fileLine(server: ServerModule, ws: WebSocketModule): Promise<Resu
     const http = await optional<HttpModule>('../transports/http.ts', ['httpTransport'])
     const httpCatchUp = typeof http === 'string' ? http : await catchUp(backend, srv.url, ws, http.httpTransport({ url: srv.url }))
     return {
-      id: 'P10', what: FILE_WHAT, baseline: null, tidelog: run.total / run.seconds, unit: 'events/s', ratio: null, target: TARGET, pass: run.converged,
+      id: 'P10',
+      what: FILE_WHAT,
+      baseline: null,
+      tidelog: run.total / run.seconds,
+      unit: 'events/s',
+      ratio: null,
+      target: TARGET,
+      pass: run.converged,
       notes: [
         `file: ${run.converged ? 'all converged' : 'DIVERGED'}: same eventlog order and ${run.total} rows on every client; ${run.total} events in ${run.seconds.toFixed(2)} s end to end`,
         `file: client requests during the run: ${run.counts.pushes} pushes, of which ${run.counts.rejected} rejected (each rejection means a pull and a rebase of that client's pending events), ${run.counts.pulls} pulls; server and all ${CLIENTS} clients share this process`,
-        fsyncs === undefined ? 'file: server fsyncs per event: not reported (fileBackend has no stats())' : `file: server fsyncs: ${fsyncs} (${(fsyncs / run.total).toFixed(3)} per event)`,
+        fsyncs === undefined
+          ? 'file: server fsyncs per event: not reported (fileBackend has no stats())'
+          : `file: server fsyncs: ${fsyncs} (${(fsyncs / run.total).toFixed(3)} per event)`,
         `file: a new client caught up on ${CATCH_UP} events in ${catchUpSeconds.toFixed(2)} s over WebSocket, ${typeof httpCatchUp === 'string' ? `not over HTTP (${httpCatchUp})` : `${httpCatchUp.toFixed(2)} s over HTTP`}`,
       ],
     }
@@ -169,17 +203,32 @@ async function postgresLine(server: ServerModule, ws: WebSocketModule): Promise<
     for (const backend of backends) servers.push(await server.createSyncServer({ backend, port: 0, host: '127.0.0.1' }))
     const stat = (key: string) => backends.reduce((sum, b) => sum + Number(b.stats?.()[key] ?? 0), 0)
     const before = { queries: stat('queries'), pushes: stat('pushes') }
-    const run = await syncRun(servers.map((s) => s.url), ws)
+    const run = await syncRun(
+      servers.map((s) => s.url),
+      ws,
+    )
     const queries = stat('queries') - before.queries
     const pushes = stat('pushes') - before.pushes
     // one push alone, to tell the statements of an accepted push from those of everything around it
     const single = stat('queries')
-    const alone = await backends[0]!.push('p10-alone', { parentSeq: 0, events: [{ id: 'alone:1', name: 'itemCreated', args: itemArgs(0, 'alone') as unknown as PendingEvent['args'], clientId: 'alone', sessionId: 's', createdAt: 0 }] })
+    const alone = await backends[0]!.push('p10-alone', {
+      parentSeq: 0,
+      events: [
+        { id: 'alone:1', name: 'itemCreated', args: itemArgs(0, 'alone') as unknown as PendingEvent['args'], clientId: 'alone', sessionId: 's', createdAt: 0 },
+      ],
+    })
     if (alone.type !== 'pushed') throw new Error(`a push on a new store was answered ${alone.type}`)
     const perPush = stat('queries') - single
     const catchUpSeconds = await catchUp(backends[0]!, servers[1]!.url, ws)
     return {
-      id: 'P10', what: PG_WHAT, baseline: null, tidelog: run.total / run.seconds, unit: 'events/s', ratio: null, target: TARGET, pass: run.converged,
+      id: 'P10',
+      what: PG_WHAT,
+      baseline: null,
+      tidelog: run.total / run.seconds,
+      unit: 'events/s',
+      ratio: null,
+      target: TARGET,
+      pass: run.converged,
       notes: [
         `postgres: ${run.converged ? 'all converged' : 'DIVERGED'}: same eventlog order and ${run.total} rows on every client, half of them on each server; ${run.total} events in ${run.seconds.toFixed(2)} s end to end`,
         `postgres: client requests during the run: ${run.counts.pushes} pushes, of which ${run.counts.rejected} rejected, ${run.counts.pulls} pulls; both servers and all ${CLIENTS} clients share this process, PostgreSQL on the same machine`,

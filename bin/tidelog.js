@@ -90,7 +90,8 @@ if (values.help || positionals.length === 0) {
   console.log(HELP)
   process.exit(values.help ? 0 : 1)
 }
-if (!['serve', 'migrate', 'check'].includes(positionals[0]) || positionals.length > 1) fail(`unknown command "${positionals.join(' ')}"; the commands are "tidelog serve", "tidelog migrate" and "tidelog check".\n\n${HELP}`)
+if (!['serve', 'migrate', 'check'].includes(positionals[0]) || positionals.length > 1)
+  fail(`unknown command "${positionals.join(' ')}"; the commands are "tidelog serve", "tidelog migrate" and "tidelog check".\n\n${HELP}`)
 if (positionals[0] === 'migrate' && !values.postgres) fail(`tidelog migrate needs --postgres <url>.\n\n${HELP}`)
 if (values.schema !== undefined && !values.postgres) fail('--schema applies to --postgres only.')
 if (!/^\d+$/.test(values.port) || Number(values.port) > 65535) fail(`--port must be a number from 0 to 65535, got "${values.port}".`)
@@ -108,7 +109,9 @@ try {
 } catch (error) {
   // src/ ships only in a checkout of the repository, where dist/ is built by hand
   const checkout = existsSync(new URL('../src/server/index.ts', import.meta.url))
-  fail(`cannot load the server (${error.message}); ${checkout ? 'run "npm run build" first.' : 'the tidelog package looks incomplete: reinstall it (npm install tidelog).'}`)
+  fail(
+    `cannot load the server (${error.message}); ${checkout ? 'run "npm run build" first.' : 'the tidelog package looks incomplete: reinstall it (npm install tidelog).'}`,
+  )
 }
 const { createSyncServer, fileBackend, postgresBackend, migratePostgres, checkFileBackend } = server
 
@@ -116,8 +119,12 @@ if (positionals[0] === 'check') {
   try {
     const { stores, damaged, problems } = await checkFileBackend(values.data)
     for (const s of stores) {
-      if (s.damage) console.error(`tidelog: DAMAGED store "${s.storeId}": ${s.path} record ${s.damage.record} (byte offset ${s.damage.offset}): ${s.damage.problem}`)
-      else log(`ok store "${s.storeId}": ${s.head} events${s.tornBytes ? ` (a torn tail of ${s.tornBytes} bytes, never acknowledged, is trimmed at the next start)` : ''}`)
+      if (s.damage)
+        console.error(`tidelog: DAMAGED store "${s.storeId}": ${s.path} record ${s.damage.record} (byte offset ${s.damage.offset}): ${s.damage.problem}`)
+      else
+        log(
+          `ok store "${s.storeId}": ${s.head} events${s.tornBytes ? ` (a torn tail of ${s.tornBytes} bytes, never acknowledged, is trimmed at the next start)` : ''}`,
+        )
     }
     for (const problem of problems) console.error(`tidelog: ${problem}`)
     log(`${stores.length} stores checked in ${values.data}, ${damaged.length} damaged${damaged.length ? ': restore those files from a backup' : ''}`)
@@ -140,9 +147,7 @@ if (positionals[0] === 'migrate') {
 }
 let backend
 try {
-  backend = values.postgres
-    ? postgresBackend({ connectionString: values.postgres }, { schema: values.schema })
-    : fileBackend({ dir: values.data })
+  backend = values.postgres ? postgresBackend({ connectionString: values.postgres }, { schema: values.schema }) : fileBackend({ dir: values.data })
   // open the store now, so that a wrong URL or a missing pg fails at start rather than at the first client
   if (values.postgres) await backend.pull('tidelog-start-check', 0, 1)
 } catch (error) {
@@ -163,7 +168,9 @@ try {
   await backend.close().catch(() => {})
   fail(error.code === 'EADDRINUSE' ? `port ${values.port} is in use; pick another with --port.` : `cannot start: ${error.message}`)
 }
-log(`serving ${sync.url} (${values.postgres ? `PostgreSQL ${redacted(values.postgres)}, schema ${backend.schema}` : `data ${values.data}`}${values.static ? `, files from ${values.static}` : ''})`)
+log(
+  `serving ${sync.url} (${values.postgres ? `PostgreSQL ${redacted(values.postgres)}, schema ${backend.schema}` : `data ${values.data}`}${values.static ? `, files from ${values.static}` : ''})`,
+)
 
 let stopping = false
 const stop = async (signal) => {

@@ -35,7 +35,9 @@ function serveDist(request, response) {
   }
   response.writeHead(200, { 'content-type': type, 'content-length': size, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' })
   if (request.method === 'HEAD') return void response.end()
-  createReadStream(file).on('error', () => response.destroy()).pipe(response)
+  createReadStream(file)
+    .on('error', () => response.destroy())
+    .pipe(response)
 }
 
 /**

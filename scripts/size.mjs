@@ -91,8 +91,12 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     console.log(`  core                               ${kb(result.core.gzip).padStart(9)}  (min ${kb(result.core.min)})`)
     console.log(`  core + websocket                   ${kb(result.coreWebsocket.gzip).padStart(9)}  (min ${kb(result.coreWebsocket.min)})`)
     console.log(`  core + websocket + IndexedDB (P9)  ${kb(result.coreWebsocketIndexedDb.gzip).padStart(9)}  (min ${kb(result.coreWebsocketIndexedDb.min)})`)
-    console.log(`  every export of tidelog + websocket + IndexedDB  ${kb(result.everyCoreExportWebsocketIndexedDb.gzip)}  (min ${kb(result.everyCoreExportWebsocketIndexedDb.min)})`)
-    console.log(`P9 ${result.pass ? 'PASS' : 'FAIL'}: ${kb(result.coreWebsocketIndexedDb.gzip)} ≤ ${kb(result.limitGzip)} (budget today ${kb(result.budgetGzip)})`)
+    console.log(
+      `  every export of tidelog + websocket + IndexedDB  ${kb(result.everyCoreExportWebsocketIndexedDb.gzip)}  (min ${kb(result.everyCoreExportWebsocketIndexedDb.min)})`,
+    )
+    console.log(
+      `P9 ${result.pass ? 'PASS' : 'FAIL'}: ${kb(result.coreWebsocketIndexedDb.gzip)} ≤ ${kb(result.limitGzip)} (budget today ${kb(result.budgetGzip)})`,
+    )
   }
   if (!result.pass) process.exitCode = 1
 }

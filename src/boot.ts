@@ -31,13 +31,7 @@ const PAGE = 5000
  * pending events are materialized again in one pass. Nothing is written back
  * until the store saves a new snapshot, so an interrupted rebuild is simply redone.
  */
-export function bootLog(
-  SQL: SqlJsStatic,
-  schema: Schema<any>,
-  loaded: LoadedLog,
-  hooks: EventLogHooks,
-  onProgress: (p: BootProgress) => void,
-): BootedLog {
+export function bootLog(SQL: SqlJsStatic, schema: Schema<any>, loaded: LoadedLog, hooks: EventLogHooks, onProgress: (p: BootProgress) => void): BootedLog {
   const { snapshot, records } = loaded
   let log: EventLog
   let clientId: string | undefined
@@ -53,7 +47,10 @@ export function bootLog(
       log = createEventLog(SQL, schema, hooks, snapshot.bytes, rebuild)
     } catch (error) {
       if (error instanceof SchemaError) throw error
-      throw new StorageError(`The snapshot at journal position ${snapshot.position} cannot be opened (${(error as Error).message}). Restore the storage from a backup or delete it to start over.`, { cause: error })
+      throw new StorageError(
+        `The snapshot at journal position ${snapshot.position} cannot be opened (${(error as Error).message}). Restore the storage from a backup or delete it to start over.`,
+        { cause: error },
+      )
     }
     clientId = log.meta('clientId')
     counter = Number(log.meta('counter') ?? 0)
@@ -77,7 +74,9 @@ export function bootLog(
   let done = 0
   for (const r of records) {
     if (r.pos !== position + 1) {
-      throw new StorageError(`The journal is not contiguous (expected record ${position + 1}, found ${r.pos}); the storage adapter lost records. Restore from a backup.`)
+      throw new StorageError(
+        `The journal is not contiguous (expected record ${position + 1}, found ${r.pos}); the storage adapter lost records. Restore from a backup.`,
+      )
     }
     position = r.pos
     const c = replayRecord({ SQL, schema, hooks }, log, r, clientId)
@@ -104,7 +103,10 @@ export function bootLog(
     clientId = randomId(10)
     counter = 0
     initRecord = { t: 'init', clientId }
-    if (was) hooks.onWarning(`local storage lost records, so this client continues as ${clientId} (was ${was}): events it made before the damage may be gone, but no event id is used twice.`)
+    if (was)
+      hooks.onWarning(
+        `local storage lost records, so this client continues as ${clientId} (was ${was}): events it made before the damage may be gone, but no event id is used twice.`,
+      )
   }
   return { log, clientId, counter, backendId, position, snapshotSoon, initRecord, dropped }
 }
@@ -129,7 +131,6 @@ function rebuildInPlace(log: EventLog, onProgress: (p: BootProgress) => void, dr
     onProgress({ phase: 'rebuild', done: (done += page.length), total })
   }
 }
-
 
 /** Applies one journal record exactly as the store did when it wrote it. */
 function replayRecord(env: { SQL: SqlJsStatic; schema: Schema<any>; hooks: EventLogHooks }, log: EventLog, r: JournalRecord, clientId: string | undefined) {
@@ -184,7 +185,11 @@ function replayRecord(env: { SQL: SqlJsStatic; schema: Schema<any>; hooks: Event
  * and `pending` materialized on top. Closes the old log.
  */
 export function resetLog(
-  SQL: SqlJsStatic, schema: Schema<any>, hooks: EventLogHooks, old: EventLog, pending: readonly PendingEvent[],
+  SQL: SqlJsStatic,
+  schema: Schema<any>,
+  hooks: EventLogHooks,
+  old: EventLog,
+  pending: readonly PendingEvent[],
 ): { log: EventLog; dropped: Map<string, DropReason> } {
   const log = createEventLog(SQL, schema, hooks)
   log.replayLocal(old.readLocal())

@@ -1,5 +1,5 @@
-import initSqlJs from 'sql.js'
 import type { Database, SqlJsStatic, Statement } from 'sql.js'
+import initSqlJs from 'sql.js'
 import { WasmLoadError } from './errors.js'
 import type { SqlFragment } from './sql.js'
 
@@ -42,7 +42,9 @@ async function fetchWasm(options: SqlJsOptions | undefined): Promise<Uint8Array>
   const type = response.headers.get('content-type') || 'no content-type'
   const first = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ') || 'nothing'
   const html = response.ok && (/html/i.test(type) || /^\s*</.test(new TextDecoder().decode(bytes.subarray(0, 32))))
-  const received = `HTTP ${response.status} ${type}, ${bytes.length} bytes starting ${first}` + (html ? ' (got HTML, not the wasm: the server answered with a page, such as a dev server answering index.html for unknown paths)' : '')
+  const received =
+    `HTTP ${response.status} ${type}, ${bytes.length} bytes starting ${first}` +
+    (html ? ' (got HTML, not the wasm: the server answered with a page, such as a dev server answering index.html for unknown paths)' : '')
   throw new WasmLoadError(url, received, WASM_FIX)
 }
 
@@ -143,7 +145,11 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
   const bind = (stmt: Statement, params: readonly unknown[]) => {
     if (!params.length) return
     let plain = true
-    for (const v of params) if (v === undefined || (typeof v === 'object' && v !== null && !(v instanceof Uint8Array))) { plain = false; break }
+    for (const v of params)
+      if (v === undefined || (typeof v === 'object' && v !== null && !(v instanceof Uint8Array))) {
+        plain = false
+        break
+      }
     stmt.bind((plain ? params : params.map(bindable)) as never)
   }
 
@@ -225,7 +231,11 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
     },
     tablesRead(sql) {
       const roots = new Map<number, string>()
-      for (const r of db.all<{ rootpage: number; tbl_name: string }>({ sql: 'SELECT rootpage, tbl_name FROM main.sqlite_schema WHERE rootpage > 0', params: [] })) roots.set(r.rootpage, r.tbl_name)
+      for (const r of db.all<{ rootpage: number; tbl_name: string }>({
+        sql: 'SELECT rootpage, tbl_name FROM main.sqlite_schema WHERE rootpage > 0',
+        params: [],
+      }))
+        roots.set(r.rootpage, r.tbl_name)
       const tables = new Set<string>()
       const plan = raw.prepare(`EXPLAIN ${sql}`)
       try {

@@ -22,9 +22,7 @@ export class ValidationError extends TidelogError {
   readonly eventName: string
   readonly issues: readonly { message: string; path?: readonly PropertyKey[] }[]
   constructor(eventName: string, issues: readonly { message: string; path?: readonly unknown[] }[]) {
-    const detail = issues
-      .map((i) => (i.path && i.path.length ? `${i.path.map(pathKey).join('.')}: ` : '') + i.message)
-      .join('; ')
+    const detail = issues.map((i) => (i.path?.length ? `${i.path.map(pathKey).join('.')}: ` : '') + i.message).join('; ')
     super('validation_failed', `Event "${eventName}" args invalid: ${detail}. Nothing was committed.`)
     this.name = 'ValidationError'
     this.eventName = eventName
@@ -92,10 +90,7 @@ export class WasmLoadError extends TidelogError {
 export class UnknownEventError extends TidelogError {
   readonly eventName: string
   constructor(eventName: string, known: readonly string[]) {
-    super(
-      'unknown_event',
-      `Unknown event "${eventName}". Commit values made by schema.events.<name>(args); known events: ${known.join(', ') || '(none)'}.`,
-    )
+    super('unknown_event', `Unknown event "${eventName}". Commit values made by schema.events.<name>(args); known events: ${known.join(', ') || '(none)'}.`)
     this.name = 'UnknownEventError'
     this.eventName = eventName
   }
@@ -192,8 +187,5 @@ const errorNames: ReadonlySet<string> = new Set(TIDELOG_ERROR_NAMES)
 
 /** True for any tidelog error, also one thrown by another copy of the library. */
 export function isTidelogError(error: unknown): error is TidelogError {
-  return (
-    error instanceof TidelogError ||
-    (error instanceof Error && typeof (error as { code?: unknown }).code === 'string' && errorNames.has(error.name))
-  )
+  return error instanceof TidelogError || (error instanceof Error && typeof (error as { code?: unknown }).code === 'string' && errorNames.has(error.name))
 }

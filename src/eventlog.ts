@@ -23,12 +23,12 @@
  *      a client that lost its storage is dropped, never confirmed as another's.
  */
 import type { SqlJsStatic } from 'sql.js'
-import { openDb, type Db } from './database.js'
-import { dropUndoLog, dropUndoTriggers, installUndoLog, type UndoLog } from './undo-log.js'
+import { type Db, openDb } from './database.js'
 import { MaterializeError, SchemaError } from './errors.js'
 import { createMaterializer, type EventRef } from './materialize.js'
 import type { ConfirmedEvent, JsonValue, PendingEvent } from './protocol.js'
 import type { Schema } from './schema.js'
+import { dropUndoLog, dropUndoTriggers, installUndoLog, type UndoLog } from './undo-log.js'
 
 type Ev = PendingEvent & { local?: true }
 
@@ -44,7 +44,16 @@ const LONG_COMMIT = 64
 const MAX_PENDING_POS = { sql: 'SELECT coalesce(max(pos), 0) FROM __tl_pending', params: [] }
 
 const COLS = 'id, name, args, client_id, session_id, created_at'
-interface EventRow { seq?: number; pos?: number; id: string; name: string; args: string; client_id: string; session_id: string; created_at: number }
+interface EventRow {
+  seq?: number
+  pos?: number
+  id: string
+  name: string
+  args: string
+  client_id: string
+  session_id: string
+  created_at: number
+}
 
 const INTERNAL_DDL = `
   CREATE TABLE IF NOT EXISTS __tl_events (seq INTEGER PRIMARY KEY, ${COLS.replace(/, /g, ' NOT NULL, ')} NOT NULL);
@@ -55,7 +64,12 @@ const INTERNAL_DDL = `
 
 function rowToEvent(r: EventRow): PendingEvent & { seq?: number } {
   const e: PendingEvent & { seq?: number } = {
-    id: r.id, name: r.name, args: JSON.parse(r.args) as JsonValue, clientId: r.client_id, sessionId: r.session_id, createdAt: r.created_at,
+    id: r.id,
+    name: r.name,
+    args: JSON.parse(r.args) as JsonValue,
+    clientId: r.client_id,
+    sessionId: r.session_id,
+    createdAt: r.created_at,
   }
   if (r.seq !== undefined) e.seq = r.seq
   return e
@@ -69,9 +83,7 @@ function rowToEvent(r: EventRow): PendingEvent & { seq?: number } {
  * dropped it. `takeover`: the storage a tab took over no longer holds it. `by` says what dropped it,
  * as ConflictDroppedError words it ("was dropped by <by>").
  */
-export type DropReason =
-  | { reason: 'no-longer-applies'; error: MaterializeError }
-  | { reason: 'conflict' | 'id-collision' | 'reset' | 'takeover'; by: string }
+export type DropReason = { reason: 'no-longer-applies'; error: MaterializeError } | { reason: 'conflict' | 'id-collision' | 'reset' | 'takeover'; by: string }
 
 /** What an operation changed, for signals, receipts and the journal. */
 export interface LogChange {
@@ -127,7 +139,8 @@ export interface EventLog {
 }
 
 /** Everything of the state schema in a database: what is not the eventlog's (`__tl_`) or SQLite's own. */
-const STATE_OBJECTS = "SELECT type, name FROM main.sqlite_schema WHERE name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid"
+const STATE_OBJECTS =
+  "SELECT type, name FROM main.sqlite_schema WHERE name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid"
 
 /**
  * Rebuild in place: drops the old schema's state (tables, indexes, views,
@@ -161,14 +174,17 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       throw error
     }
     try {
-      for (const [name, ddl] of Object.entries(schema.tables)) db.exec(ddl.sql)
+      for (const ddl of Object.values(schema.tables)) db.exec(ddl.sql)
       for (const ddl of schema.indexes) db.exec(ddl.sql)
     } catch (error) {
       db.close()
       throw new SchemaError(`Schema DDL failed: ${(error as Error).message}. Check the CREATE statements in defineSchema().`, { cause: error })
     }
   }
-  const userTables = db.column<string>({ sql: "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'", params: [] })
+  const userTables = db.column<string>({
+    sql: "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    params: [],
+  })
   db.watchTables(userTables)
   // The undo log's triggers are made when capture is first needed (a commit, a rebase), not at open: a store
   // that boots and reads does not wait for them. Made outside any transaction, so no rollback can take them back.
@@ -220,7 +236,10 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     } catch (error) {
       depth--
       if (depth === 0) db.run({ sql: 'ROLLBACK', params: [] })
-      else { db.run({ sql: `ROLLBACK TO ${sp}`, params: [] }); db.run({ sql: `RELEASE ${sp}`, params: [] }) }
+      else {
+        db.run({ sql: `ROLLBACK TO ${sp}`, params: [] })
+        db.run({ sql: `RELEASE ${sp}`, params: [] })
+      }
       // the flag table is rolled back with everything else
       capture = savedCapture
       throw error
@@ -249,8 +268,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
   const json = (e: PendingEvent) => (e as { argsJson?: string }).argsJson ?? JSON.stringify(e.args)
   const insertRow = (table: '__tl_pending' | '__tl_local', e: PendingEvent) =>
     db.run({ sql: table === '__tl_pending' ? INSERT_PENDING : INSERT_LOCAL, params: [e.id, e.name, json(e), e.clientId, e.sessionId, e.createdAt] })
-  const insertConfirmed = (e: ConfirmedEvent) =>
-    db.run({ sql: INSERT_CONFIRMED, params: [e.seq, e.id, e.name, json(e), e.clientId, e.sessionId, e.createdAt] })
+  const insertConfirmed = (e: ConfirmedEvent) => db.run({ sql: INSERT_CONFIRMED, params: [e.seq, e.id, e.name, json(e), e.clientId, e.sessionId, e.createdAt] })
 
   /** I5: a local event may not write a synced table, and the other way round. */
   const checkTables = (ev: Ev, written: Set<string>) => {
@@ -306,7 +324,10 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         for (const e of events) insertConfirmed(e)
         for (const e of events) {
           const ref: EventRef = { name: e.name, id: e.id, clientId: e.clientId, seq: e.seq, args: e.args }
-          if (!guarded) { applyRef(ref); continue }
+          if (!guarded) {
+            applyRef(ref)
+            continue
+          }
           try {
             tx(() => applyRef(ref))
           } catch (error) {
@@ -382,12 +403,18 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
 
   return {
     db,
-    get head() { return head },
-    get pendingCount() { return pendingCount },
+    get head() {
+      return head
+    },
+    get pendingCount() {
+      return pendingCount
+    },
     meta,
     setMeta(values: Record<string, string>) {
       values.tables = JSON.stringify({ synced: [...syncedTables], local: [...localTables] })
-      tx(() => { for (const [k, v] of Object.entries(values)) db.run({ sql: 'INSERT OR REPLACE INTO __tl_meta (k, v) VALUES (?, ?)', params: [k, v] }) })
+      tx(() => {
+        for (const [k, v] of Object.entries(values)) db.run({ sql: 'INSERT OR REPLACE INTO __tl_meta (k, v) VALUES (?, ?)', params: [k, v] })
+      })
     },
 
     /** A local commit: append + materialize, all or nothing (I1). Throws MaterializeError or SchemaError. */
@@ -466,9 +493,10 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       }
       undo()
       if (recordedPending && extendTail(events, recordedPending, change)) return change
-      const front = pendingCount >= events.length && !recordedPending
-        ? db.all<EventRow>({ sql: `SELECT ${COLS} FROM __tl_pending ORDER BY pos LIMIT ?`, params: [events.length] }).map(rowToEvent)
-        : []
+      const front =
+        pendingCount >= events.length && !recordedPending
+          ? db.all<EventRow>({ sql: `SELECT ${COLS} FROM __tl_pending ORDER BY pos LIMIT ?`, params: [events.length] }).map(rowToEvent)
+          : []
       if (events.length > 0 && front.length === events.length && front.every((p, i) => p.id === events[i]!.id && sameEvent(p, events[i]!))) {
         // Our own oldest pending events came back in order: confirm them, state is already right.
         tx(() => {
@@ -492,7 +520,11 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
           if (!e) continue
           if (sameEvent(p, e)) change.confirmed.set(e.id, e.seq)
           // I6
-          else change.dropped.set(p.id, { reason: 'id-collision', by: `an id collision: the backend holds another event ${p.id} (made by this client before its local storage was damaged or lost); commit it again` })
+          else
+            change.dropped.set(p.id, {
+              reason: 'id-collision',
+              by: `an id collision: the backend holds another event ${p.id} (made by this client before its local storage was damaged or lost); commit it again`,
+            })
         }
         const survivors = before.filter((p) => !back.has(p.id))
         let next = recordedPending ?? (resolve && survivors.length ? resolve(survivors, [...events]) : survivors)
@@ -502,7 +534,11 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         const reapply = (guarded: boolean) => {
           const kept: PendingEvent[] = []
           for (const p of next) {
-            if (!guarded) { applyPending(p, false, change.written); kept.push(p); continue }
+            if (!guarded) {
+              applyPending(p, false, change.written)
+              kept.push(p)
+              continue
+            }
             try {
               tx(() => applyPending(p, false, change.written))
               kept.push(p)
@@ -553,7 +589,12 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     replayLocal(events: readonly PendingEvent[]) {
       if (!events.length) return
       setCapture(false)
-      tx(() => { for (const e of events) { insertRow('__tl_local', e); checkTables({ ...e, local: true }, apply(e)) } })
+      tx(() => {
+        for (const e of events) {
+          insertRow('__tl_local', e)
+          checkTables({ ...e, local: true }, apply(e))
+        }
+      })
       setCapture(true)
     },
     /**
@@ -574,7 +615,10 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
             const [seq, id, name, args, clientId] = page.get() as [number, string, string, string, string]
             const ref: EventRef = { name, id, clientId, seq, args: JSON.parse(args) }
             last = seq
-            if (!guarded) { applyRef(ref); continue }
+            if (!guarded) {
+              applyRef(ref)
+              continue
+            }
             try {
               tx(() => applyRef(ref))
             } catch (error) {

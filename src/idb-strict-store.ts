@@ -21,7 +21,8 @@ export function strictStore(dbName: string, objectStore: string): StrictStore {
     request.onupgradeneeded = () => {
       if (!request.result.objectStoreNames.contains(objectStore)) request.result.createObjectStore(objectStore)
     }
-    request.onblocked = () => console.warn(`tidelog: waiting for other connections to IndexedDB "${dbName}" to close, to add the "${objectStore}" object store.`)
+    request.onblocked = () =>
+      console.warn(`tidelog: waiting for other connections to IndexedDB "${dbName}" to close, to add the "${objectStore}" object store.`)
     return promisifyRequest(request).then((db) => {
       if (db.objectStoreNames.contains(objectStore)) return db
       db.close()
@@ -32,18 +33,31 @@ export function strictStore(dbName: string, objectStore: string): StrictStore {
     if (dbp) return dbp
     const opened = openDb()
     dbp = opened
-    opened.then((db) => {
-      db.onclose = () => { if (dbp === opened) dbp = undefined }
-      // let another tab upgrade or delete the database instead of blocking it
-      db.onversionchange = () => { db.close(); if (dbp === opened) dbp = undefined }
-    }, () => { if (dbp === opened) dbp = undefined })
+    opened.then(
+      (db) => {
+        db.onclose = () => {
+          if (dbp === opened) dbp = undefined
+        }
+        // let another tab upgrade or delete the database instead of blocking it
+        db.onversionchange = () => {
+          db.close()
+          if (dbp === opened) dbp = undefined
+        }
+      },
+      () => {
+        if (dbp === opened) dbp = undefined
+      },
+    )
     return opened
   }
   return {
     use: (mode, callback) =>
       getDb().then((db) => callback(db.transaction(objectStore, mode, mode === 'readwrite' ? { durability: 'strict' } : {}).objectStore(objectStore))),
     close: () => {
-      void dbp?.then((db) => db.close(), () => {})
+      void dbp?.then(
+        (db) => db.close(),
+        () => {},
+      )
       dbp = undefined
     },
   }

@@ -11,15 +11,14 @@ import { indexedDbStorage } from '../adapters/indexeddb.js'
 import { broadcastChannelTransport, hostBroadcastChannel } from '../transports/broadcast-channel.js'
 import { httpTransport } from '../transports/http.js'
 import { websocketTransport } from '../transports/websocket.js'
-import { WASM_FILE, type SqlJsOptions } from './database.js'
+import { type SqlJsOptions, WASM_FILE } from './database.js'
 import { createStore as createStoreWithSqlJs } from './store.js'
 
 // Everything `tidelog` exports (its createStore is replaced below), plus what a page
 // without a bundler cannot import itself.
 export * from './index.js'
-export { batch, computed, effect, signal }
 export { mountInspector } from './inspect.js'
-export { indexedDbStorage, websocketTransport, httpTransport, broadcastChannelTransport, hostBroadcastChannel }
+export { batch, broadcastChannelTransport, computed, effect, hostBroadcastChannel, httpTransport, indexedDbStorage, signal, websocketTransport }
 
 // Read while the script runs: document.currentScript is null once loading is over.
 function scriptBaseUrl(): string {

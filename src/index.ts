@@ -1,65 +1,65 @@
-export { createStore } from './store.js'
-export { defineSchema, defineEvent } from './schema.js'
-export { sql } from './sql.js'
-export { memoryStorage } from './memory-storage.js'
-export { withStoragePolicy } from './storage-policy.js'
-export { localTransport, type LocalTransportOptions } from './local-transport.js'
-export { createRequestTable, type RequestTable, type RequestTableOptions, type TakenRequest, type Rid } from './request-table.js'
 export { backoffDelay } from './backoff.js'
+export type { SqlJsOptions } from './database.js'
 export {
-  TidelogError,
-  ValidationError,
-  MaterializeError,
-  QueryError,
-  StoreClosedError,
-  UnknownEventError,
-  SchemaError,
   BackendResetError,
-  TransportError,
-  StorageLockedError,
-  WasmLoadError,
-  StorageError,
   ConflictDroppedError,
   isTidelogError,
+  MaterializeError,
+  QueryError,
+  SchemaError,
+  StorageError,
+  StorageLockedError,
+  StoreClosedError,
   TIDELOG_ERROR_NAMES,
+  TidelogError,
   type TidelogErrorName,
+  TransportError,
+  UnknownEventError,
+  ValidationError,
+  WasmLoadError,
 } from './errors.js'
-export type { SqlFragment } from './sql.js'
+export { type LocalTransportOptions, localTransport } from './local-transport.js'
+export { memoryStorage } from './memory-storage.js'
 export type {
-  Schema,
-  SchemaInput,
-  EventDefinition,
-  EventOptions,
-  EventValue,
-  EventCreator,
-  Materializer,
-  MaterializeContext,
-  StandardSchemaV1,
-} from './schema.js'
-export type {
-  Store,
-  StoreOptions,
-  StoreSync,
-  SyncStatus,
-  CommitReceipt,
-  StoredEvent,
-  ConflictInfo,
-  BootProgress,
-} from './store-types.js'
-export type { SqlJsOptions } from './database.js'
-export type {
+  ClientMessage,
+  ConfirmedEvent,
+  ErrorCode,
   JsonValue,
   PendingEvent,
-  ConfirmedEvent,
   PullRequest,
   PullResponse,
   PushRequest,
   PushResponse,
   QueuedResponse,
-  SyncState,
-  ClientMessage,
   ServerMessage,
-  ErrorCode,
+  SyncState,
 } from './protocol.js'
-export type { Transport, TransportHandlers, TransportStatus, OwnerNotice, SyncBackend } from './transport.js'
-export type { Storage, StorageHandle, StorageOpenOptions, JournalRecord, Snapshot, LoadedLog, TabLinks, TabOwner } from './storage.js'
+export { createRequestTable, type RequestTable, type RequestTableOptions, type Rid, type TakenRequest } from './request-table.js'
+export type {
+  EventCreator,
+  EventDefinition,
+  EventOptions,
+  EventValue,
+  MaterializeContext,
+  Materializer,
+  Schema,
+  SchemaInput,
+  StandardSchemaV1,
+} from './schema.js'
+export { defineEvent, defineSchema } from './schema.js'
+export type { SqlFragment } from './sql.js'
+export { sql } from './sql.js'
+export type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions, TabLinks, TabOwner } from './storage.js'
+export { withStoragePolicy } from './storage-policy.js'
+export { createStore } from './store.js'
+export type {
+  BootProgress,
+  CommitReceipt,
+  ConflictInfo,
+  Store,
+  StoredEvent,
+  StoreOptions,
+  StoreSync,
+  SyncStatus,
+} from './store-types.js'
+export type { OwnerNotice, SyncBackend, Transport, TransportHandlers, TransportStatus } from './transport.js'

@@ -32,7 +32,13 @@ export function renderEventRows(tbody: HTMLTableSectionElement, events: readonly
     if (text && !(event.id + ' ' + event.clientId + ' ' + args).toLowerCase().includes(text)) continue
     const tr = doc.createElement('tr')
     tr.className = event.seq === null ? 'tl-pending' : ''
-    const cells = [event.seq === null ? 'pending' : String(event.seq), event.name, event.clientId, event.createdAt ? new Date(event.createdAt).toISOString().replace('T', ' ').slice(0, 19) : '', args]
+    const cells = [
+      event.seq === null ? 'pending' : String(event.seq),
+      event.name,
+      event.clientId,
+      event.createdAt ? new Date(event.createdAt).toISOString().replace('T', ' ').slice(0, 19) : '',
+      args,
+    ]
     for (const value of cells) {
       const td = doc.createElement('td')
       td.textContent = value

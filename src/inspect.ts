@@ -3,7 +3,7 @@
 // tables — updating as the store changes. `tidelog serve` shows the server's
 // side of a storeId at /inspect.
 import { effect, signal } from '@preact/signals-core'
-import { INSPECTOR_CSS, renderEventRows, type EventFilter } from './inspect-view.js'
+import { type EventFilter, INSPECTOR_CSS, renderEventRows } from './inspect-view.js'
 import type { SqlFragment } from './sql.js'
 import type { Store } from './store-types.js'
 
@@ -63,7 +63,12 @@ export function mountInspector(target: HTMLElement, store: Store, options: Inspe
 
   // state tables
   const tableSelect = el('select', { title: 'table' })
-  const tables = (store.query<{ name: string }>({ sql: "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", params: [] }).value).map((t) => t.name)
+  const tables = store
+    .query<{ name: string }>({
+      sql: "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+      params: [],
+    })
+    .value.map((t) => t.name)
   for (const name of tables) tableSelect.append(el('option', { value: name, textContent: name }))
   const selected = signal(tables[0] ?? '')
   tableSelect.addEventListener('change', () => (selected.value = tableSelect.value))
@@ -75,7 +80,12 @@ export function mountInspector(target: HTMLElement, store: Store, options: Inspe
     effect(() => {
       const { state, head: confirmed, pending, error } = store.sync.status.value
       status.replaceChildren(
-        ...[['sync', state], ['confirmed head', String(confirmed)], ['pending', String(pending)], ['client', store.clientId]].map(([k, v]) => el('span', {}, `${k} `, el('b', { textContent: v, className: `tl-${k!.replace(' ', '-')}` }))),
+        ...[
+          ['sync', state],
+          ['confirmed head', String(confirmed)],
+          ['pending', String(pending)],
+          ['client', store.clientId],
+        ].map(([k, v]) => el('span', {}, `${k} `, el('b', { textContent: v, className: `tl-${k!.replace(' ', '-')}` }))),
         ...(error ? [el('span', { className: 'tl-error', textContent: error.message })] : []),
       )
     }),

@@ -73,7 +73,9 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
   }
 
   return {
-    get position() { return position },
+    get position() {
+      return position
+    },
     add(record: NewRecord): Promise<void> {
       queue.push({ ...record, pos: ++position } as JournalRecord)
       if (!batchPromise) {

@@ -31,7 +31,15 @@ export function localTransport(backend: SyncBackend, options: LocalTransportOpti
 
   const deliver = (text: string) => {
     if (closed || !handlers) return
-    const message = JSON.parse(text) as { type: string; rid?: number; events?: PullResponse['events']; head?: number; code?: ErrorMessage['code']; message?: string; retryable?: boolean }
+    const message = JSON.parse(text) as {
+      type: string
+      rid?: number
+      events?: PullResponse['events']
+      head?: number
+      code?: ErrorMessage['code']
+      message?: string
+      retryable?: boolean
+    }
     if (message.type === 'events') {
       if (message.events?.length) handlers.onEvents(message.events, message.head ?? 0)
       return

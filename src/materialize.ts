@@ -1,6 +1,6 @@
 import type { Db } from './database.js'
-import { isSqlFragment, type SqlFragment } from './sql.js'
 import type { MaterializeContext, Schema } from './schema.js'
+import { isSqlFragment, type SqlFragment } from './sql.js'
 
 /** What a materializer needs to know about the event it applies. */
 export interface EventRef {
@@ -27,7 +27,7 @@ export function createMaterializer(db: Db, schema: Schema<any>, dev: boolean) {
     query: (f) => db.all(f) as never,
   }
   return function materialize(ev: EventRef, checkDeterminism = false): boolean {
-    const creator = (schema.events as Record<string, { definition: { materialize: Function } } | undefined>)[ev.name]
+    const creator = (schema.events as Record<string, { definition: { materialize: (...args: never[]) => unknown } } | undefined>)[ev.name]
     if (!creator) return false
     current = ev
     const fn = creator.definition.materialize as (args: unknown, ctx: MaterializeContext) => unknown
@@ -37,7 +37,9 @@ export function createMaterializer(db: Db, schema: Schema<any>, dev: boolean) {
       // A second run on the same state must give the same SQL; Date.now(), Math.random() and outside state break replays.
       const again = normalize(fn(structuredClone(ev.args), ctx), ev.name)
       if (JSON.stringify(again) !== JSON.stringify(statements)) {
-        throw new Error('the materializer is not deterministic (two runs on the same args and state gave different SQL); move clocks, random values and outside state into the event args')
+        throw new Error(
+          'the materializer is not deterministic (two runs on the same args and state gave different SQL); move clocks, random values and outside state into the event args',
+        )
       }
     }
     for (const s of statements) db.run(s)

@@ -55,12 +55,12 @@ export interface PullResponse {
 /** A client's sync state, as `store.sync.status.value.state` shows it. */
 export type SyncState = 'offline' | 'connecting' | 'syncing' | 'synced' | 'error'
 
-export type PushResponse =
-  | { type: 'pushed'; firstSeq: number; head: number; backendId: string }
-  | { type: 'rejected'; reason: 'behind'; head: number }
+export type PushResponse = { type: 'pushed'; firstSeq: number; head: number; backendId: string } | { type: 'rejected'; reason: 'behind'; head: number }
 
 /** Only from a storage owner tab (PROTOCOL.md, Tabs): the events are in its pending list and durable in its storage, not ordered yet. */
-export interface QueuedResponse { type: 'queued' }
+export interface QueuedResponse {
+  type: 'queued'
+}
 
 export type ErrorCode =
   | 'unauthorized'
@@ -80,9 +80,7 @@ export interface ErrorMessage {
   retryable: boolean
 }
 
-export type ClientMessage =
-  | ({ v: 1; type: 'pull'; rid?: string | number } & PullRequest)
-  | ({ v: 1; type: 'push'; rid?: string | number } & PushRequest)
+export type ClientMessage = ({ v: 1; type: 'pull'; rid?: string | number } & PullRequest) | ({ v: 1; type: 'push'; rid?: string | number } & PushRequest)
 
 export type ServerMessage =
   | ({ v: 1; rid?: string | number } & PullResponse)
@@ -158,7 +156,8 @@ export function utf8Length(text: string): number {
   let bytes = text.length
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (c >= 0x800) bytes += c >= 0xd800 && c <= 0xdfff ? 1 : 2 // a surrogate pair: 4 bytes for 2 units
+    if (c >= 0x800)
+      bytes += c >= 0xd800 && c <= 0xdfff ? 1 : 2 // a surrogate pair: 4 bytes for 2 units
     else if (c >= 0x80) bytes += 1
   }
   return bytes
@@ -215,9 +214,7 @@ export function parseClientMessage(input: unknown, limits: MessageLimits = {}): 
 /** Builds the protocol `error` message for a violation or an unexpected failure. */
 export function errorMessage(code: ErrorCode, message: string, rid?: string | number): ServerMessage {
   const retryable = code === 'rate_limited' || code === 'internal'
-  return rid === undefined
-    ? { v: 1, type: 'error', code, message, retryable }
-    : { v: 1, rid, type: 'error', code, message, retryable }
+  return rid === undefined ? { v: 1, type: 'error', code, message, retryable } : { v: 1, rid, type: 'error', code, message, retryable }
 }
 
 /** Strips a confirmed event down to its pending shape (used when re-pushing). */

@@ -36,7 +36,7 @@ export function encodeFrames(payloads: readonly (string | Uint8Array)[]): Buffer
 
 /** One read of the frame at an offset: a checked payload, or why there is none. */
 export type Frame =
-  | { ok: true; payload: Buffer; end: number; /** the last record of its batch */ last: boolean }
+  | { ok: true; payload: Buffer; end: number /** the last record of its batch */; last: boolean }
   | { ok: false; problem: 'short header' | 'length past the end' | 'zero length' | 'checksum mismatch' }
 
 /** Reads the frame at `at` of `buf` (which must reach the end of the file for 'past the end' to mean torn). */

@@ -7,9 +7,7 @@ export interface StandardSchemaV1<Input = unknown, Output = Input> {
   readonly '~standard': {
     readonly version: 1
     readonly vendor: string
-    readonly validate: (value: unknown) =>
-      | StandardResult<Output>
-      | Promise<StandardResult<Output>>
+    readonly validate: (value: unknown) => StandardResult<Output> | Promise<StandardResult<Output>>
     readonly types?: { readonly input: Input; readonly output: Output } | undefined
   }
 }
@@ -124,12 +122,18 @@ export function defineSchema<E extends Record<string, EventDefinition<any>>>(inp
   }
   const version = input.version ?? 0
   const norm = (s: string) => s.replace(/\s+/g, ' ').trim()
-  const hash = hashString(JSON.stringify({
-    v: version,
-    tables: Object.entries(tables).sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, d]) => [n, norm(d.sql)]),
-    indexes: indexes.map((d) => norm(d.sql)),
-    events: Object.entries(input.events ?? {}).sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, d]) => [n, d.version, d.local]),
-  }))
+  const hash = hashString(
+    JSON.stringify({
+      v: version,
+      tables: Object.entries(tables)
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([n, d]) => [n, norm(d.sql)]),
+      indexes: indexes.map((d) => norm(d.sql)),
+      events: Object.entries(input.events ?? {})
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([n, d]) => [n, d.version, d.local]),
+    }),
+  )
   return Object.freeze({ tables, indexes, events, version, hash }) as unknown as Schema<E>
 }
 
@@ -158,7 +162,8 @@ function makeCreator<A>(name: string, def: EventDefinition<A>): EventCreator<A> 
 
 /** 53-bit string hash (cyrb53), hex; stable across platforms. */
 export function hashString(text: string): string {
-  let h1 = 0xdeadbeef, h2 = 0x41c6ce57
+  let h1 = 0xdeadbeef,
+    h2 = 0x41c6ce57
   for (let i = 0; i < text.length; i++) {
     const ch = text.charCodeAt(i)
     h1 = Math.imul(h1 ^ ch, 2654435761)

@@ -14,8 +14,5 @@ export function sql(strings: TemplateStringsArray, ...values: unknown[]): SqlFra
 }
 
 export function isSqlFragment(value: unknown): value is SqlFragment {
-  return (
-    typeof value === 'object' && value !== null &&
-    typeof (value as SqlFragment).sql === 'string' && Array.isArray((value as SqlFragment).params)
-  )
+  return typeof value === 'object' && value !== null && typeof (value as SqlFragment).sql === 'string' && Array.isArray((value as SqlFragment).params)
 }

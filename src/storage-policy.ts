@@ -23,6 +23,22 @@ export function withStoragePolicy<S extends Storage>(storage: S): S {
   return storage
 }
 
+/**
+ * For an adapter's load, before it repairs anything: throws when the log has
+ * nothing to start from, i.e. no intact snapshot and a journal (or only
+ * damaged snapshots) not starting at position 1. A fresh log has neither.
+ * `fix` says what the user can do about it.
+ */
+export function refuseWithoutStart(where: string, found: { snapshot: Snapshot | undefined; firstPos: number | undefined; damagedSnapshots: number }, fix: string): void {
+  if (found.snapshot || (found.firstPos === undefined && found.damagedSnapshots === 0) || found.firstPos === 1) return
+  throw new StorageError(`Storage ${where} has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. ${fix}`)
+}
+
+/** The `dropped` note of an adapter's load that found a gap in the journal and dropped what follows it. */
+export function journalGapNote(found: number, expected: number, droppedCount: number): string {
+  return `journal: found position ${found} where ${expected} was expected; ${droppedCount} records from there on were dropped`
+}
+
 function policed(handle: StorageHandle, where: string): StorageHandle {
   let open = true
   /** Position of the journal's last record, once a load said it. */

@@ -1,24 +1,24 @@
-import { batch, computed, signal, type ReadonlySignal } from '@preact/signals-core'
-import { bootLog, resetLog, type BootedLog } from './boot.js'
+import { batch, computed, type ReadonlySignal, signal } from '@preact/signals-core'
+import { type BootedLog, bootLog, resetLog } from './boot.js'
 import { loadSqlJs } from './database.js'
 import { ConflictDroppedError, StoreClosedError, TidelogError, UnknownEventError } from './errors.js'
 import type { DropReason, EventLog, EventLogHooks } from './eventlog.js'
-import { createJournal, type Journal } from './journal.js'
 import { randomId } from './ids.js'
+import { createJournal, type Journal } from './journal.js'
 import { memoryStorage } from './memory-storage.js'
 import type { JsonValue, PendingEvent } from './protocol.js'
 import { toPending } from './protocol.js'
 import { createQueryRegistry } from './queries.js'
 import type { EventValue, Schema } from './schema.js'
-import type { StorageHandle } from './storage.js'
-import { createTabClient, createTabOwner, heldIds, openShared, type TabClient } from './tabs.js'
 import type { SqlFragment } from './sql.js'
+import type { StorageHandle } from './storage.js'
 import { createPushGate } from './store-push-gate.js'
 import { createReceipts } from './store-receipts.js'
 import { createSnapshots } from './store-snapshots.js'
 import { createStoreSyncHost } from './store-sync-host.js'
-import type { CommitReceipt, Store, StoreOptions, StoredEvent, SyncStatus } from './store-types.js'
+import type { CommitReceipt, Store, StoredEvent, StoreOptions, SyncStatus } from './store-types.js'
 import { createSyncEngine, type SyncEngine } from './sync-engine.js'
+import { createTabClient, createTabOwner, heldIds, openShared, type TabClient } from './tabs.js'
 
 const quiet = <T>(p: Promise<T>): Promise<T> => {
   p.catch(() => {}) // receipts never cause unhandled-rejection noise; awaiting them still throws
@@ -91,7 +91,11 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   let closed = false
   let engine: SyncEngine | undefined
 
-  const queries = createQueryRegistry(() => log.db, () => closed, (what) => assertOpen(what))
+  const queries = createQueryRegistry(
+    () => log.db,
+    () => closed,
+    (what) => assertOpen(what),
+  )
   const status = signal<SyncStatus>({ state: options.transport ? 'connecting' : 'offline', pending: log.pendingCount, head: log.head })
   const receipts = createReceipts(() => log.db, warn)
   const settle = receipts.settle
@@ -141,8 +145,12 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     clientId,
     log: () => log,
     backendId: () => backendId,
-    setBackendId: (id) => { backendId = id },
-    raiseCounter: (n) => { if (n > counter) counter = n },
+    setBackendId: (id) => {
+      backendId = id
+    },
+    raiseCounter: (n) => {
+      if (n > counter) counter = n
+    },
     makePending,
     onConflict: options.onConflict,
     gate,
@@ -187,7 +195,9 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   let tabServer: { close(): Promise<void> } | undefined
   let paused = false // carried over when a client tab takes over the storage
   let tabClient: TabClient | undefined
-  const serveTabs = () => { if (storage.tabs && !closed) tabServer = storage.tabs.serve(storeId, tabOwner) }
+  const serveTabs = () => {
+    if (storage.tabs && !closed) tabServer = storage.tabs.serve(storeId, tabOwner)
+  }
 
   /** The lock passed to this client tab: boot the storage, put what is unacknowledged on top, sync upstream. */
   const takeOver = async (h: StorageHandle) => {
@@ -215,12 +225,21 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     backendId = next.backendId
     tabClient = undefined
     queries.reset()
-    const held = heldIds(log, left.events.map((e) => e.id), 0)
-    const applied = appendPending(left.events.filter((e) => !held.has(e.id)), 'pending event')
+    const held = heldIds(
+      log,
+      left.events.map((e) => e.id),
+      0,
+    )
+    const applied = appendPending(
+      left.events.filter((e) => !held.has(e.id)),
+      'pending event',
+    )
     if (applied.events.length) gate.minted(applied.events.map((e) => e.id))
     const kept = new Set(applied.events.map((e) => e.id))
     const lost = new Map<string, Error>()
-    for (const e of left.events) if (!held.has(e.id) && !kept.has(e.id)) lost.set(e.id, new ConflictDroppedError(e.id, 'the takeover of the storage: it does not apply to the state this tab booted'))
+    for (const e of left.events)
+      if (!held.has(e.id) && !kept.has(e.id))
+        lost.set(e.id, new ConflictDroppedError(e.id, 'the takeover of the storage: it does not apply to the state this tab booted'))
     left.settle(applied.events.length ? record({ t: 'commit', events: applied.events }) : journal.settled(), lost)
     if (local.length) {
       // this tab's UI state goes on top of the storage's; where it no longer applies, the storage's wins
@@ -320,15 +339,29 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       flush() {
         if (closed) return Promise.reject(new StoreClosedError('flush'))
         if (log.pendingCount === 0) return Promise.resolve()
-        if (!engine) return Promise.reject(new TidelogError('no_transport', 'sync.flush() cannot confirm events: this store has no transport. Pass createStore({ transport }) to sync.'))
+        if (!engine)
+          return Promise.reject(
+            new TidelogError('no_transport', 'sync.flush() cannot confirm events: this store has no transport. Pass createStore({ transport }) to sync.'),
+          )
         return receipts.flushed()
       },
-      pause() { paused = true; engine?.pause() },
-      resume() { paused = false; engine?.resume() },
+      pause() {
+        paused = true
+        engine?.pause()
+      },
+      resume() {
+        paused = false
+        engine?.resume()
+      },
       async resetToBackend({ repush }) {
         assertOpen('reset to the backend')
         const droppedByReset = new Map<string, DropReason>()
-        const own = repush ? log.events(0).filter((e) => e.clientId === clientId).map(toPending) : []
+        const own = repush
+          ? log
+              .events(0)
+              .filter((e) => e.clientId === clientId)
+              .map(toPending)
+          : []
         const pending = repush ? own : []
         const kept = new Set(pending.map((e) => e.id))
         for (const e of log.readPending()) if (!kept.has(e.id)) droppedByReset.set(e.id, { reason: 'reset', by: 'sync.resetToBackend({ repush: false })' })
@@ -367,7 +400,9 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   settle({ confirmed: new Map(), dropped: booted.dropped })
   if (booted.snapshotSoon) snapshots.schedule()
   // the undo log's triggers are made once the store is idle (or by the first commit), not before the first query
-  const prepare = setTimeout(() => { if (!closed) log.prepareCapture() }, 0)
+  const prepare = setTimeout(() => {
+    if (!closed) log.prepareCapture()
+  }, 0)
   ;(prepare as { unref?: () => void }).unref?.()
   if (!handle) {
     tabClient = createTabClient({
@@ -375,7 +410,9 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       log: () => log,
       backendId: () => backendId,
       // '' (an owner that has not heard from the backend) leaves what this tab knows: a later real id is judged against it
-      setBackendId: (id) => { if (id) backendId = id },
+      setBackendId: (id) => {
+        if (id) backendId = id
+      },
       applied(change) {
         publish(change.written)
         settle(change)

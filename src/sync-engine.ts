@@ -24,11 +24,23 @@
  */
 import { backoffDelay } from './backoff.js'
 import { BackendResetError, TransportError } from './errors.js'
-import { MAX_PULL_LIMIT, type ConfirmedEvent, type PendingEvent, type PullResponse, type PushResponse, type QueuedResponse, type SyncState } from './protocol.js'
+import {
+  type ConfirmedEvent,
+  MAX_PULL_LIMIT,
+  type PendingEvent,
+  type PullResponse,
+  type PushResponse,
+  type QueuedResponse,
+  type SyncState,
+} from './protocol.js'
 import type { Transport, TransportStatus } from './transport.js'
 
 /** A storage owner tab's view after its confirmed head (S6). */
-export interface OwnerView { pending: PendingEvent[]; head: number; state?: SyncState }
+export interface OwnerView {
+  pending: PendingEvent[]
+  head: number
+  state?: SyncState
+}
 
 /** What the engine needs from the store. */
 export interface SyncHost {
@@ -94,8 +106,19 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     dirty = true
     wakeUp?.()
   }
-  const nextWake = () =>
-    dirty ? ((dirty = false), Promise.resolve()) : new Promise<void>((r) => (wakeUp = () => { wakeUp = undefined; dirty = false; r() }))
+  const nextWake = (): Promise<void> => {
+    if (dirty) {
+      dirty = false
+      return Promise.resolve()
+    }
+    return new Promise<void>((r) => {
+      wakeUp = () => {
+        wakeUp = undefined
+        dirty = false
+        r()
+      }
+    })
+  }
 
   const behind = (head: number) =>
     new TransportError(
@@ -123,7 +146,8 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     host.applyUpstream(fresh, id, upstream)
     return true
   }
-  const upstreamOf = (page: PullResponse): Upstream => (page.pending && !page.more ? { pending: page.pending, head: page.head, state: page.ownerState } : undefined)
+  const upstreamOf = (page: PullResponse): Upstream =>
+    page.pending && !page.more ? { pending: page.pending, head: page.head, state: page.ownerState } : undefined
 
   /**
    * Pulls to the backend head. Pages are applied as they come while nothing is
@@ -141,7 +165,8 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
       if (page.head < host.head() && page.pending === undefined) throw behind(page.head)
       const fresh = page.events.filter((e) => e.seq > host.head())
       if (held.length === 0 && host.pendingCount() === 0) {
-        if (!apply(fresh, page.backendId, upstreamOf(page))) throw new TransportError('pull answered a page that does not start at head + 1', { retryable: true })
+        if (!apply(fresh, page.backendId, upstreamOf(page)))
+          throw new TransportError('pull answered a page that does not start at head + 1', { retryable: true })
         if (upstreamOf(page)) return { events: [], backendId: page.backendId, upstream: undefined }
       } else {
         for (const e of fresh) {
@@ -215,7 +240,8 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
           pushing = push(upstream[upstream.length - 1]!.seq, new Set(upstream.map((e) => e.id)))
           if (!apply(upstream, pulled.backendId, pulled.upstream)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
         } else {
-          if (changed && !apply(upstream, pulled.backendId, pulled.upstream)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
+          if (changed && !apply(upstream, pulled.backendId, pulled.upstream))
+            throw new TransportError('pulled events do not start at head + 1', { retryable: true })
           pushing = host.pendingCount() > 0 ? push(host.head(), new Set()) : undefined
         }
         if (pushing) {
@@ -244,7 +270,10 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         const final = err instanceof TransportError && !err.retryable
         await new Promise<void>((r) => {
           const t = setTimeout(r, final ? (options.maxBackoffMs ?? 30_000) : backoffDelay(attempt++, options.minBackoffMs, options.maxBackoffMs))
-          onlineWaiter = () => { clearTimeout(t); r() }
+          onlineWaiter = () => {
+            clearTimeout(t)
+            r()
+          }
         })
       }
     }
@@ -255,43 +284,45 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
   return {
     start() {
       loop = (async () => {
-        await transport.connect({
-          storeId: host.storeId,
-          onEvents(events, head, owner) {
-            if (closed || paused || blocked || backendId === undefined) return
-            if (owner?.backendId !== undefined) {
-              // an owner tab's log can be reset under a live link (S5, S6)
-              try {
-                checkBackend(owner.backendId)
-              } catch (error) {
-                blocked = error as Error
-                return poke()
+        await transport
+          .connect({
+            storeId: host.storeId,
+            onEvents(events, head, owner) {
+              if (closed || paused || blocked || backendId === undefined) return
+              if (owner?.backendId !== undefined) {
+                // an owner tab's log can be reset under a live link (S5, S6)
+                try {
+                  checkBackend(owner.backendId)
+                } catch (error) {
+                  blocked = error as Error
+                  return poke()
+                }
               }
-            }
-            const upstream = owner ? { pending: owner.pending, head, state: owner.state } : undefined
-            if (host.pendingCount() === 0 && !drainTimer) {
-              if (!apply(events, backendId, upstream)) poke()
-              return
-            }
-            buffered.push(...events)
-            if (upstream) bufferedUpstream = upstream
-            drainTimer ??= setTimeout(drain, 0)
-          },
-          onStatus(status: TransportStatus) {
-            const was = online
-            online = status.state === 'online'
-            if (online && !was) {
-              dirty = true
-              const w = onlineWaiter
-              onlineWaiter = undefined
-              w?.()
-            }
-            if (online) refused = undefined
-            else if (status.error) refused = (status.error as { code?: unknown }).code === 'unauthorized' ? status.error : undefined
-            if (!online && status.error && !paused) show(refused ? 'error' : 'offline', status.error)
-            if (!online) poke()
-          },
-        }).catch((error) => show('error', error as Error))
+              const upstream = owner ? { pending: owner.pending, head, state: owner.state } : undefined
+              if (host.pendingCount() === 0 && !drainTimer) {
+                if (!apply(events, backendId, upstream)) poke()
+                return
+              }
+              buffered.push(...events)
+              if (upstream) bufferedUpstream = upstream
+              drainTimer ??= setTimeout(drain, 0)
+            },
+            onStatus(status: TransportStatus) {
+              const was = online
+              online = status.state === 'online'
+              if (online && !was) {
+                dirty = true
+                const w = onlineWaiter
+                onlineWaiter = undefined
+                w?.()
+              }
+              if (online) refused = undefined
+              else if (status.error) refused = (status.error as { code?: unknown }).code === 'unauthorized' ? status.error : undefined
+              if (!online && status.error && !paused) show(refused ? 'error' : 'offline', status.error)
+              if (!online) poke()
+            },
+          })
+          .catch((error) => show('error', error as Error))
         await run()
       })()
       loop.catch(() => {})

@@ -21,7 +21,7 @@
  *      ids it already holds (and still acknowledges them once durable).
  */
 import type { EventLog, LogChange } from './eventlog.js'
-import { MAX_PULL_LIMIT, toPending, type PendingEvent, type PullResponse, type SyncState } from './protocol.js'
+import { MAX_PULL_LIMIT, type PendingEvent, type PullResponse, type SyncState, toPending } from './protocol.js'
 import type { Storage, StorageHandle, TabOwner } from './storage.js'
 import { dropError } from './store-receipts.js'
 import type { SyncHost } from './sync-engine.js'
@@ -42,10 +42,12 @@ export async function openShared(storage: Storage, storeId: string, waitForLock:
 /** The ids among `ids` that `log` holds, pending or confirmed after `since`. */
 export function heldIds(log: EventLog, ids: readonly string[], since: number): Set<string> {
   if (!ids.length) return new Set()
-  return new Set(log.db.column<string>({
-    sql: 'SELECT value FROM json_each(?) WHERE value IN (SELECT id FROM __tl_pending) OR value IN (SELECT id FROM __tl_events WHERE seq > ?)',
-    params: [JSON.stringify(ids), since],
-  }))
+  return new Set(
+    log.db.column<string>({
+      sql: 'SELECT value FROM json_each(?) WHERE value IN (SELECT id FROM __tl_pending) OR value IN (SELECT id FROM __tl_events WHERE seq > ?)',
+      params: [JSON.stringify(ids), since],
+    }),
+  )
 }
 
 /** What the owner side needs from the store. */
@@ -68,11 +70,18 @@ export function createTabOwner(ctx: TabOwnerContext): TabOwner & { changed(): vo
       const last = events.length ? events[events.length - 1]!.seq : since
       const more = last < log.head
       const page: PullResponse = { type: 'pulled', events, head: log.head, backendId: ctx.backendId() ?? '', more }
-      if (!more) (page.pending = log.readPending()), (page.ownerState = ctx.state())
+      if (!more) {
+        page.pending = log.readPending()
+        page.ownerState = ctx.state()
+      }
       return page
     },
     push(parentSeq: number, events: PendingEvent[]): Promise<void> {
-      const held = heldIds(ctx.log(), events.map((e) => e.id), parentSeq)
+      const held = heldIds(
+        ctx.log(),
+        events.map((e) => e.id),
+        parentSeq,
+      )
       return ctx.add(events.filter((e) => !held.has(e.id)).map(toPending))
     },
     subscribe(onChange: () => void) {
@@ -96,7 +105,11 @@ export interface TabClientContext {
   setState: SyncHost['setState']
 }
 
-interface Commit { left: number; resolve(): void; reject(error: Error): void }
+interface Commit {
+  left: number
+  resolve(): void
+  reject(error: Error): void
+}
 
 /** What a client tab hands over when it takes over the storage (T4). */
 export interface RetiredTabClient {
@@ -158,11 +171,18 @@ export function createTabClient(ctx: TabClientContext): TabClient {
     applyUpstream(events, backendId, upstream) {
       if (!active) return
       const log = ctx.log()
-      if (upstream) (list = upstream.pending), (listHead = upstream.head)
-      if (upstream?.state && upstream.state !== ownerState) (ownerState = upstream.state), show()
+      if (upstream) {
+        list = upstream.pending
+        listHead = upstream.head
+      }
+      if (upstream?.state && upstream.state !== ownerState) {
+        ownerState = upstream.state
+        show()
+      }
       const back = new Set(events.map((e) => e.id))
       // a list made at an older head may name events confirmed since (an owner that is behind this tab)
-      const since = listHead < log.head ? new Set(log.db.column<string>({ sql: 'SELECT id FROM __tl_events WHERE seq > ?', params: [listHead] })) : new Set<string>()
+      const since =
+        listHead < log.head ? new Set(log.db.column<string>({ sql: 'SELECT id FROM __tl_events WHERE seq > ?', params: [listHead] })) : new Set<string>()
       list = list.filter((e) => !back.has(e.id) && !since.has(e.id))
       listHead = Math.max(log.head, events.length ? events[events.length - 1]!.seq : 0)
       const inList = new Set(list.map((e) => e.id))
@@ -216,8 +236,12 @@ export function createTabClient(ctx: TabClientContext): TabClient {
         settle: (done, dropped) => {
           for (const o of left) if (dropped.has(o.event.id)) o.commit.reject(dropped.get(o.event.id)!)
           done.then(
-            () => { for (const o of left) if (--o.commit.left === 0) o.commit.resolve() },
-            (error: Error) => { for (const o of left) o.commit.reject(error) },
+            () => {
+              for (const o of left) if (--o.commit.left === 0) o.commit.resolve()
+            },
+            (error: Error) => {
+              for (const o of left) o.commit.reject(error)
+            },
           )
         },
       }

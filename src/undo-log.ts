@@ -69,7 +69,10 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     }
     if (/WITHOUT\s+ROWID/i.test(ddl)) {
       textEntries = true
-      const pk = info.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => q(c.name))
+      const pk = info
+        .filter((c) => c.pk > 0)
+        .sort((a, b) => a.pk - b.pk)
+        .map((c) => q(c.name))
       const key = (ref: string) => pk.map((c) => `'${lit(c)}=' || quote(${ref}.${c})`).join(` || ' AND ' || `)
       const Tl = lit(T)
       trigger(`
@@ -84,7 +87,9 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     // op: 0 = inserted (delete it), 1 = updated from image (rid -> nrid), 2 = deleted image
     const shadow = q(`__tl_undo__${table}`) // named after the table: stable across boots
     const image = cols.map((_, i) => `c${i}`)
-    db.exec(`CREATE TABLE IF NOT EXISTS main.${shadow} (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, op INTEGER NOT NULL, rid INTEGER NOT NULL, nrid INTEGER NOT NULL${image.map((c) => `, ${c}`).join('')})`)
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS main.${shadow} (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, op INTEGER NOT NULL, rid INTEGER NOT NULL, nrid INTEGER NOT NULL${image.map((c) => `, ${c}`).join('')})`,
+    )
     const into = `INSERT INTO main.${shadow} (pos, op, rid, nrid${image.map((c) => `, ${c}`).join('')})`
     const old = cols.map((c) => `, old.${c}`).join('')
     const nulls = cols.map(() => ', NULL').join('')
@@ -101,11 +106,17 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
   const newest = shadows.map(({ name, shadow }) => ({ name, sql: { sql: `SELECT pos FROM main.${shadow} ORDER BY id DESC LIMIT 1`, params: [] } }))
   const restore = shadows.map(({ table, shadow, cols }) => {
     const firsts = `WITH m (r, first) AS (SELECT r, min(id) FROM (SELECT rid AS r, id FROM main.${shadow} UNION ALL SELECT nrid, id FROM main.${shadow}) GROUP BY r)`
-    const image = cols.split(', ').map((_, i) => `u.c${i}`).join(', ')
+    const image = cols
+      .split(', ')
+      .map((_, i) => `u.c${i}`)
+      .join(', ')
     return {
       any: { sql: `SELECT 1 FROM main.${shadow} LIMIT 1`, params: [] },
       clear: { sql: `${firsts} DELETE FROM main.${table} WHERE rowid IN (SELECT r FROM m)`, params: [] },
-      put: { sql: `${firsts} INSERT INTO main.${table} (rowid, ${cols}) SELECT u.rid, ${image} FROM m JOIN main.${shadow} u ON u.id = m.first WHERE u.op <> 0 AND u.rid = m.r`, params: [] },
+      put: {
+        sql: `${firsts} INSERT INTO main.${table} (rowid, ${cols}) SELECT u.rid, ${image} FROM m JOIN main.${shadow} u ON u.id = m.first WHERE u.op <> 0 AND u.rid = m.r`,
+        params: [],
+      },
       empty: { sql: `DELETE FROM main.${shadow}`, params: [] },
       release: `DELETE FROM main.${shadow} WHERE pos <= ?`,
     }
@@ -115,7 +126,10 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     rollback() {
       // The images include what the schema's own triggers wrote, so those triggers must not fire
       // again while they are put back: drop them and re-create them inside the same transaction.
-      const triggers = db.all<{ name: string; sql: string }>({ sql: "SELECT name, sql FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL", params: [] })
+      const triggers = db.all<{ name: string; sql: string }>({
+        sql: "SELECT name, sql FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL",
+        params: [],
+      })
       for (const t of triggers) db.exec(`DROP TRIGGER main.${q(t.name)}`)
       for (const r of restore) {
         if (!db.column(r.any).length) continue
@@ -165,6 +179,9 @@ export function dropUndoLog(db: Db): void {
  * every row written. `installUndoLog` on the same tables makes them again.
  */
 export function dropUndoTriggers(db: Db): void {
-  const triggers = db.column<string>({ sql: "SELECT name FROM temp.sqlite_schema WHERE type = 'trigger' AND name LIKE '\\_\\_tl\\_u%' ESCAPE '\\'", params: [] })
+  const triggers = db.column<string>({
+    sql: "SELECT name FROM temp.sqlite_schema WHERE type = 'trigger' AND name LIKE '\\_\\_tl\\_u%' ESCAPE '\\'",
+    params: [],
+  })
   for (const name of triggers) db.exec(`DROP TRIGGER temp.${q(name)}`)
 }

@@ -1,5 +1,5 @@
 import { effect, type ReadonlySignal } from '@preact/signals-core'
-import { getCurrentScope, onScopeDispose, shallowRef, type Ref } from 'vue'
+import { getCurrentScope, onScopeDispose, type Ref, shallowRef } from 'vue'
 
 /**
  * Turns a signal (a tidelog query, `store.sync.status`, any signals-core

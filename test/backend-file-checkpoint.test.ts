@@ -8,9 +8,9 @@
 import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
 import type { PendingEvent } from 'tidelog'
 import { checkFileBackend, fileBackend } from 'tidelog/server'
+import { afterAll, describe, expect, it } from 'vitest'
 import { encodeFrames } from '../src/records.js'
 import { pullAll } from './helpers/backend.js'
 import { within } from './helpers/wait.js'
@@ -90,14 +90,22 @@ describe('fileBackend() checkpoints', () => {
     const backend = fileBackend({ dir, onWarning: () => {}, onError: () => {} })
     await expect(backend.pull('s', 0, 10)).rejects.toMatchObject({ code: 'store_damaged', message: expect.stringContaining('it held 200 events') })
     await backend.close()
-    expect((await checkFileBackend(dir)).damaged).toEqual([expect.objectContaining({ storeId: 's', damage: expect.objectContaining({ problem: expect.stringContaining('its checkpoint says it held 200 events') }) })])
+    expect((await checkFileBackend(dir)).damaged).toEqual([
+      expect.objectContaining({
+        storeId: 's',
+        damage: expect.objectContaining({ problem: expect.stringContaining('its checkpoint says it held 200 events') }),
+      }),
+    ])
   })
 
   it('quarantines a log deleted while the server was down, instead of serving head 0 to clients that hold its events', async () => {
     const { dir, log } = await closedLog()
     await rm(log)
     const backend = fileBackend({ dir, onError: () => {} })
-    await expect(backend.pull('s', 200, 10)).rejects.toMatchObject({ code: 'store_damaged', message: expect.stringContaining('missing, but it held 200 events') })
+    await expect(backend.pull('s', 200, 10)).rejects.toMatchObject({
+      code: 'store_damaged',
+      message: expect.stringContaining('missing, but it held 200 events'),
+    })
     await expect(backend.push('s', { parentSeq: 0, events: events('n', 1, 1) })).rejects.toMatchObject({ code: 'store_damaged' })
     await backend.close()
   })

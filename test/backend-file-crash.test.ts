@@ -4,9 +4,9 @@ import { mkdtemp, open, readdir, readFile, rm, stat, truncate } from 'node:fs/pr
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { afterAll, describe, expect, it } from 'vitest'
 import type { PendingEvent } from 'tidelog'
 import { fileBackend } from 'tidelog/server'
+import { afterAll, describe, expect, it } from 'vitest'
 import { pullAll } from './helpers/backend.js'
 
 const child = fileURLToPath(new URL('./fixtures/backend-crash-child.ts', import.meta.url))
@@ -32,7 +32,11 @@ function mulberry32(seed: number): () => number {
   }
 }
 
-interface Acknowledged { storeId: string; firstSeq: number; events: PendingEvent[] }
+interface Acknowledged {
+  storeId: string
+  firstSeq: number
+  events: PendingEvent[]
+}
 
 /** Runs the child until it has printed `acks` lines, lets it go on for `extraMs`, then SIGKILLs it. */
 async function runAndKill(dir: string, seed: number, round: number, acks: number, extraMs: number): Promise<Acknowledged[]> {
@@ -75,13 +79,16 @@ describe('fileBackend() crash safety', () => {
       for (const { storeId, firstSeq, events } of printed) {
         const bySeq = acknowledged.get(storeId) ?? new Map<number, PendingEvent>()
         acknowledged.set(storeId, bySeq)
-        events.forEach((e, i) => bySeq.set(firstSeq + i, e))
+        for (const [i, e] of events.entries()) bySeq.set(firstSeq + i, e)
       }
       const backend = fileBackend({ dir })
       for (const [storeId, bySeq] of acknowledged) {
         const stored = await pullAll(backend, storeId)
         const where = `seed ${seed}, round ${round}, ${storeId}`
-        expect(stored.map((e) => e.seq), where).toEqual(stored.map((_, i) => i + 1))
+        expect(
+          stored.map((e) => e.seq),
+          where,
+        ).toEqual(stored.map((_, i) => i + 1))
         expect(new Set(stored.map((e) => e.id)).size, where).toBe(stored.length)
         for (const [seq, event] of bySeq) expect(stored[seq - 1], `${where}, seq ${seq}`).toStrictEqual({ ...event, seq })
       }
@@ -93,7 +100,12 @@ describe('fileBackend() crash safety', () => {
 
 function events(clientId: string, from: number, count: number): PendingEvent[] {
   return Array.from({ length: count }, (_, i) => ({
-    id: `${clientId}:${from + i}`, name: 'e', args: { i: from + i, text: 'ü'.repeat(20) }, clientId, sessionId: 's', createdAt: 0,
+    id: `${clientId}:${from + i}`,
+    name: 'e',
+    args: { i: from + i, text: 'ü'.repeat(20) },
+    clientId,
+    sessionId: 's',
+    createdAt: 0,
   }))
 }
 
@@ -178,7 +190,11 @@ describe('fileBackend() damage', () => {
   const cases: { name: string; record: number; damage: (file: string, ends: number[]) => Promise<void> }[] = [
     { name: 'a flipped byte in the last record payload', record: 5, damage: (f, ends) => corrupt(f, ends[4]! - 2, Buffer.from('#')) },
     { name: 'a flipped byte in the last record length', record: 5, damage: (f, ends) => corrupt(f, ends[3]!, Buffer.from([0x07])) },
-    { name: 'garbage appended past the last record', record: 6, damage: (f, ends) => corrupt(f, ends[4]!, Buffer.from('\u0003\u0000\u0000\u0000garbage-tail')) },
+    {
+      name: 'garbage appended past the last record',
+      record: 6,
+      damage: (f, ends) => corrupt(f, ends[4]!, Buffer.from('\u0003\u0000\u0000\u0000garbage-tail')),
+    },
     { name: 'a corrupt record followed by valid ones', record: 3, damage: (f, ends) => corrupt(f, ends[2]! - 1, Buffer.from('#')) },
   ]
   for (const { name, record, damage } of cases) {

@@ -11,16 +11,16 @@ import { mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFile } from 'n
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { afterEach, describe, expect, it } from 'vitest'
-import { WebSocket } from 'ws'
 import { createStore, type PendingEvent, type Store } from 'tidelog'
 import { checkFileBackend, createSyncServer, fileBackend, type SyncBackend, type SyncServer } from 'tidelog/server'
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
-import { todoSchema, type TodoSchema } from './helpers/todo-schema.js'
-import { waitFor, within } from './helpers/wait.js'
+import { afterEach, describe, expect, it } from 'vitest'
+import { WebSocket } from 'ws'
 import { encodeFrames } from '../src/records.js'
 import { freePort } from './helpers/backend.js'
+import { type TodoSchema, todoSchema } from './helpers/todo-schema.js'
+import { waitFor, within } from './helpers/wait.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const cleanups: (() => Promise<unknown> | unknown)[] = []
@@ -36,7 +36,12 @@ async function freshDir(): Promise<string> {
 
 function events(clientId: string, from: number, count: number): PendingEvent[] {
   return Array.from({ length: count }, (_, i) => ({
-    id: `${clientId}:${from + i}`, name: 'kvSet', args: { k: `k${from + i}`, v: 'v'.repeat(40) }, clientId, sessionId: 's', createdAt: 0,
+    id: `${clientId}:${from + i}`,
+    name: 'kvSet',
+    args: { k: `k${from + i}`, v: 'v'.repeat(40) },
+    clientId,
+    sessionId: 's',
+    createdAt: 0,
   }))
 }
 
@@ -110,18 +115,32 @@ describe('fileBackend() damage in the middle of a log', () => {
     const errors: unknown[] = []
     let reported!: () => void
     const quarantined = new Promise<void>((resolve) => (reported = resolve))
-    const inner = fileBackend({ dir, onError: (error) => { errors.push(error); reported() } })
+    const inner = fileBackend({
+      dir,
+      onError: (error) => {
+        errors.push(error)
+        reported()
+      },
+    })
     const counted = counting(inner)
     backend = inner
     server = await createSyncServer({ backend: counted, port, onError: (error) => errors.push(error) })
-    cleanups.push(async () => { await server.close(); await inner.close() })
+    cleanups.push(async () => {
+      await server.close()
+      await inner.close()
+    })
     // the log reopens from its checkpoint, and the check of the records before it finds the damage
     await counted.pull(storeId, 100, 10).catch(() => {})
     await within(quarantined, 'the damage to be reported')
     for (const store of clients) store.sync.resume()
 
     for (const store of clients) {
-      const status = await waitFor(store.sync.status, (s) => s.state === 'error' && (s.error as { protocolCode?: string } | undefined)?.protocolCode === 'store_damaged', 'state error with store_damaged', 15_000)
+      const status = await waitFor(
+        store.sync.status,
+        (s) => s.state === 'error' && (s.error as { protocolCode?: string } | undefined)?.protocolCode === 'store_damaged',
+        'state error with store_damaged',
+        15_000,
+      )
       expect(status.error!.message).toContain(`${path} record 50`)
       expect(status.head).toBe(100)
     }
@@ -146,7 +165,11 @@ describe('fileBackend() damage in the middle of a log', () => {
     expect(await readFile(path)).toEqual(damagedBytes)
 
     // and the answer on the wire says what it is: HTTP 503, not retryable
-    const answer = await fetch(`${url}/pull`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ v: 1, type: 'pull', storeId, since: 0 }) })
+    const answer = await fetch(`${url}/pull`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ v: 1, type: 'pull', storeId, since: 0 }),
+    })
     expect(answer.status).toBe(503)
     expect(await answer.json()).toMatchObject({ type: 'error', code: 'store_damaged', retryable: false })
   })
@@ -193,7 +216,10 @@ describe('fileBackend() zero-length and deleted logs', () => {
     await backend.push('gone', { parentSeq: 0, events: events('a', 1, 3) })
     const path = await logPath(dir, 'gone')
     await unlink(path)
-    await expect(backend.push('gone', { parentSeq: 3, events: events('a', 4, 1) })).rejects.toMatchObject({ code: 'store_damaged', message: expect.stringContaining('deleted or replaced') })
+    await expect(backend.push('gone', { parentSeq: 3, events: events('a', 4, 1) })).rejects.toMatchObject({
+      code: 'store_damaged',
+      message: expect.stringContaining('deleted or replaced'),
+    })
     await expect(backend.pull('gone', 0, 10)).rejects.toMatchObject({ code: 'store_damaged' })
     expect(existsSync(path)).toBe(false)
     expect(errors).toHaveLength(1)
@@ -243,19 +269,28 @@ describe('checkFileBackend() and tidelog check', () => {
   it('reports nothing in a clean directory', async () => {
     const dir = await freshDir()
     await seed(dir, 'clean')
-    expect(await checkFileBackend(dir)).toMatchObject({ damaged: [], problems: [], stores: [{ storeId: 'clean', head: 100 }, { storeId: 'healthy', head: 3 }] })
+    expect(await checkFileBackend(dir)).toMatchObject({
+      damaged: [],
+      problems: [],
+      stores: [
+        { storeId: 'clean', head: 100 },
+        { storeId: 'healthy', head: 3 },
+      ],
+    })
   })
 
-  const built = existsSync(join(root, 'dist', 'server', 'index.js')) && readFileSync(join(root, 'dist', 'server', 'index.js'), 'utf8').includes('checkFileBackend')
+  const built =
+    existsSync(join(root, 'dist', 'server', 'index.js')) && readFileSync(join(root, 'dist', 'server', 'index.js'), 'utf8').includes('checkFileBackend')
   if (!built) console.log('tidelog check via bin/tidelog.js skipped: dist/ has no checkFileBackend yet (run npm run build)')
   it.skipIf(!built)('tidelog check exits 1 naming each damaged store, and 0 on a clean directory (needs the build)', async () => {
-    const run = (dir: string) => new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(process.execPath, [join(root, 'bin', 'tidelog.js'), 'check', '--data', dir], { cwd: root })
-      let out = ''
-      child.stdout.on('data', (c) => (out += c))
-      child.stderr.on('data', (c) => (out += c))
-      child.on('close', (code) => resolve({ code, out }))
-    })
+    const run = (dir: string) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, [join(root, 'bin', 'tidelog.js'), 'check', '--data', dir], { cwd: root })
+        let out = ''
+        child.stdout.on('data', (c) => (out += c))
+        child.stderr.on('data', (c) => (out += c))
+        child.on('close', (code) => resolve({ code, out }))
+      })
     const { dir, paths } = await damagedDir()
     const damaged = await run(dir)
     expect(damaged.code).toBe(1)

@@ -9,9 +9,9 @@ import { execFileSync } from 'node:child_process'
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
 import type { PendingEvent } from 'tidelog'
 import { checkFileBackend, fileBackend } from 'tidelog/server'
+import { afterEach, describe, expect, it } from 'vitest'
 import { pullAll } from './helpers/backend.js'
 
 const cleanups: (() => Promise<unknown> | unknown)[] = []
@@ -34,7 +34,12 @@ async function smallDisk(size: string): Promise<string | { skip: string }> {
 
 function batch(n: number): PendingEvent[] {
   return Array.from({ length: 20 }, (_, i) => ({
-    id: `c:${n * 20 + i + 1}`, name: 'e', args: { n, i, pad: 'x'.repeat(200) }, clientId: 'c', sessionId: 's', createdAt: 0,
+    id: `c:${n * 20 + i + 1}`,
+    name: 'e',
+    args: { n, i, pad: 'x'.repeat(200) },
+    clientId: 'c',
+    sessionId: 's',
+    createdAt: 0,
   }))
 }
 
@@ -82,7 +87,12 @@ describe('fileBackend() on a full disk', () => {
     pushed++
     await backend.close()
 
-    const reopened = fileBackend({ dir: disk, onWarning: (m) => { throw new Error(`unexpected warning: ${m}`) } })
+    const reopened = fileBackend({
+      dir: disk,
+      onWarning: (m) => {
+        throw new Error(`unexpected warning: ${m}`)
+      },
+    })
     const stored = await pullAll(reopened, 'full')
     expect(stored.map((e) => e.id)).toEqual(Array.from({ length: pushed }, (_, n) => batch(n).map((e) => e.id)).flat())
     await reopened.close()

@@ -28,7 +28,9 @@ describe('fileBackend() memory', () => {
     await run(process.execPath, ['--import', 'tsx', child, 'write', dir, '400000'], { cwd: root })
     const { stdout } = await run(process.execPath, ['--expose-gc', '--import', 'tsx', child, 'open', dir, '400000', '20000'], { cwd: root })
     const result = JSON.parse(stdout.trim().split('\n').pop()!) as { before: number; after: number; maxGapMs: number; head: number; cached: { logs: number } }
-    console.log(`fileBackend over 400k events: RSS +${((result.after - result.before) / 1e6).toFixed(1)} MB, longest event-loop gap while opening ${result.maxGapMs.toFixed(0)} ms`)
+    console.log(
+      `fileBackend over 400k events: RSS +${((result.after - result.before) / 1e6).toFixed(1)} MB, longest event-loop gap while opening ${result.maxGapMs.toFixed(0)} ms`,
+    )
     expect(result.head).toBe(400_000)
     expect(result.after - result.before).toBeLessThan(100e6)
     expect(result.maxGapMs).toBeLessThan(500)

@@ -1,10 +1,10 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
 import type { PendingEvent } from 'tidelog'
 import { fileBackend, type SyncBackend } from 'tidelog/server'
 import { runBackendConformance } from 'tidelog/testing'
+import { afterAll, describe, expect, it } from 'vitest'
 
 const dirs: string[] = []
 afterAll(async () => {
@@ -25,7 +25,12 @@ runBackendConformance('fileBackend', async () => fileBackend({ dir: await freshD
 
 function events(clientId: string, from: number, count: number): PendingEvent[] {
   return Array.from({ length: count }, (_, i) => ({
-    id: `${clientId}:${from + i}`, name: 'e', args: { i }, clientId, sessionId: 's', createdAt: 0,
+    id: `${clientId}:${from + i}`,
+    name: 'e',
+    args: { i },
+    clientId,
+    sessionId: 's',
+    createdAt: 0,
   }))
 }
 
@@ -62,8 +67,7 @@ describe('fileBackend()', () => {
     const backend = fileBackend({ dir: await freshDir() })
     await backend.push('s', { parentSeq: 0, events: events('a', 1, 1) })
     const before = backend.stats()
-    const answers = await Promise.all([0, 1, 2, 3].map((k) =>
-      backend.push('s', { parentSeq: 1 + k * 2, events: events('b', 1 + k * 2, 2) })))
+    const answers = await Promise.all([0, 1, 2, 3].map((k) => backend.push('s', { parentSeq: 1 + k * 2, events: events('b', 1 + k * 2, 2) })))
     expect(answers.map((a) => a.type === 'pushed' && a.firstSeq)).toEqual([2, 4, 6, 8])
     expect(backend.stats()).toEqual({ fsyncs: before.fsyncs + 1, events: before.events + 8 })
     await backend.close()

@@ -2,9 +2,10 @@
 // write-behind backend (answers `pushed` before the data is durable) and one
 // that accepts an empty push. Each broken backend is an honest one with one
 // change, and the honest one passes the same cases.
-import { describe, expect, it } from 'vitest'
+
 import { createSyncServer, judgePush, MAX_PULL_LIMIT, memoryBackend, ProtocolViolation, type SyncBackend } from 'tidelog/server'
-import { backendConformanceCases, type BackendConformanceCase } from 'tidelog/testing'
+import { type BackendConformanceCase, backendConformanceCases } from 'tidelog/testing'
+import { describe, expect, it } from 'vitest'
 
 /** What survives a crash: a log store standing in for a disk, and the storeIds on it. */
 interface Disk {
@@ -21,7 +22,7 @@ interface Disk {
 async function layered(disk: Disk, mode: 'durable' | 'write-behind'): Promise<SyncBackend & { disk: Disk; crash(): void }> {
   const cache = memoryBackend()
   for (const storeId of disk.storeIds) {
-    for (let since = 0; ;) {
+    for (let since = 0; ; ) {
       const page = await disk.log.pull(storeId, since, 1000)
       if (page.events.length > 0) await cache.push(storeId, { parentSeq: since, events: page.events.map(({ seq: _seq, ...e }) => e) })
       since += page.events.length
@@ -99,7 +100,9 @@ describe('backend kit: crash hook', () => {
 
   it('fails a write-behind backend, naming the push whose events the crash lost', async () => {
     const lost = find(casesOver('write-behind'), 'keeps every event answered pushed')
-    await expect(lost.run()).rejects.toThrow(/push\(conformance-\S+, parentSeq \d+, \[[^\]]+\]\) was answered pushed \(firstSeq \d+\) but is not in the log after the crash/)
+    await expect(lost.run()).rejects.toThrow(
+      /push\(conformance-\S+, parentSeq \d+, \[[^\]]+\]\) was answered pushed \(firstSeq \d+\) but is not in the log after the crash/,
+    )
   })
 
   it('fails a write-behind backend on the heads it told subscribers before they were durable', async () => {
@@ -118,11 +121,16 @@ describe('backend kit: crash hook', () => {
 describe('backend kit: empty pushes', () => {
   it('fails a backend that accepts an empty push, naming the request', async () => {
     const c = find(backendConformanceCases(acceptingEmptyPushes), 'refuses an empty push')
-    await expect(c.run()).rejects.toThrow(/push\(conformance-\S+, parentSeq 0, events: \[\]\) on an empty log must reject with an invalid_message protocol error, but it answered \{"type":"pushed"/)
+    await expect(c.run()).rejects.toThrow(
+      /push\(conformance-\S+, parentSeq 0, events: \[\]\) on an empty log must reject with an invalid_message protocol error, but it answered \{"type":"pushed"/,
+    )
   })
 
   it('passes memoryBackend on the same case', async () => {
-    await find(backendConformanceCases(() => memoryBackend()), 'refuses an empty push').run()
+    await find(
+      backendConformanceCases(() => memoryBackend()),
+      'refuses an empty push',
+    ).run()
   })
 })
 
@@ -141,8 +149,15 @@ describe('backend contract helpers from tidelog/server', () => {
     try {
       const push = async (name: string) => {
         const response = await fetch(`${server.url}/push`, {
-          method: 'POST', headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ v: 1, type: 'push', storeId: 's', parentSeq: 0, events: [{ id: 'c:1', name, args: null, clientId: 'c', sessionId: 's', createdAt: 0 }] }),
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            v: 1,
+            type: 'push',
+            storeId: 's',
+            parentSeq: 0,
+            events: [{ id: 'c:1', name, args: null, clientId: 'c', sessionId: 's', createdAt: 0 }],
+          }),
         })
         return (await response.json()) as { type: string; code?: string; message?: string }
       }
@@ -159,7 +174,7 @@ describe('backend contract helpers from tidelog/server', () => {
 
   it('exports judgePush, deciding retry before the head check, and the page cap', () => {
     const event = (id: string) => ({ id, name: 'e', args: null, clientId: 'c', sessionId: 's', createdAt: 0 })
-    const log = { head: 5, seqOf: (id: string) => ({ 'c:1': 2, 'c:2': 3 } as Record<string, number>)[id] }
+    const log = { head: 5, seqOf: (id: string) => (({ 'c:1': 2, 'c:2': 3 }) as Record<string, number>)[id] }
     expect(judgePush(log, 1, [event('c:1'), event('c:2')])).toEqual({ kind: 'retry', firstSeq: 2 })
     expect(judgePush(log, 1, [event('c:3')])).toEqual({ kind: 'rejected' })
     expect(judgePush(log, 5, [event('c:3')])).toEqual({ kind: 'append' })

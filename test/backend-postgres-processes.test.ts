@@ -1,7 +1,7 @@
 // postgresBackend under pushes from several processes, each with its own
 // pool, on one storeId: at one head exactly one push wins, and racing pushers
 // that retry from the answered head leave a dense log holding each event once.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { postgresBackend } from '../src/backends/postgres.js'
@@ -20,7 +20,10 @@ afterAll(async () => {
 
 /** A pusher process; `next()` resolves with its next stdout line. */
 function pusher(storeId: string, clientId: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/pg-pusher.ts', POSTGRES_URL, schema, storeId, clientId], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/pg-pusher.ts', POSTGRES_URL, schema, storeId, clientId], {
+    cwd: root,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
   children.push(child)
   const lines: string[] = []
   const waiting: ((line: string) => void)[] = []
@@ -67,7 +70,10 @@ describe.skipIf(unavailable)('postgresBackend, pushes from several processes', (
       for (const p of pushers) p.send(`at ${round} ${head}`)
       const answers = await Promise.all(pushers.map(async (p) => ({ p, answer: (await p.next()).split(' ') })))
       const won = answers.filter(({ answer }) => answer[1] === 'pushed')
-      expect(won.map(({ p }) => p.clientId), `round ${round} at head ${head}: the pushes answered pushed`).toHaveLength(1)
+      expect(
+        won.map(({ p }) => p.clientId),
+        `round ${round} at head ${head}: the pushes answered pushed`,
+      ).toHaveLength(1)
       for (const { answer } of answers) expect(Number(answer[2]), `round ${round}: every answer's head`).toBe(head + 2)
       winners.push(won[0]!.p.clientId)
       head += 2

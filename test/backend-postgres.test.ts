@@ -1,10 +1,11 @@
 // postgresBackend against the machine's PostgreSQL: the backend kit (crash
 // hook included) in a fresh schema dropped afterwards, migrations, the
 // listener connection's reconnect and catch-up, and pg missing.
-import { afterAll, describe, expect, it } from 'vitest'
+
 import type pg from 'pg'
-import { migratePostgres, postgresBackend, type PostgresBackend, type PostgresPool, type SyncBackend } from 'tidelog/server'
+import { migratePostgres, type PostgresBackend, type PostgresPool, postgresBackend, type SyncBackend } from 'tidelog/server'
 import { runBackendConformance } from 'tidelog/testing'
+import { afterAll, describe, expect, it } from 'vitest'
 // by path: loadPg is not part of the package's surface
 import { loadPg } from '../src/backends/postgres.js'
 import { dropSchema, freshSchemaName, killConnections, namedPool, POSTGRES_URL, postgresUnavailable, sql } from './helpers/postgres.js'
@@ -79,7 +80,10 @@ describe.skipIf(unavailable)('postgresBackend', () => {
     await migratePostgres({ connectionString: POSTGRES_URL }, { schema: mine })
     await sql(`INSERT INTO "${mine}".schema_version (version) VALUES (2)`)
     const backend = postgresBackend({ connectionString: POSTGRES_URL }, { schema: mine })
-    await expect(backend.pull('s', 0, 1)).rejects.toMatchObject({ name: 'StorageError', message: expect.stringMatching(/version 2, written by a newer tidelog .*upgrade tidelog/) })
+    await expect(backend.pull('s', 0, 1)).rejects.toMatchObject({
+      name: 'StorageError',
+      message: expect.stringMatching(/version 2, written by a newer tidelog .*upgrade tidelog/),
+    })
     await backend.close()
   })
 
@@ -153,7 +157,7 @@ describe.skipIf(unavailable)('postgresBackend', () => {
     for (const s of stores) backend.subscribe(s, (head) => told.set(s, head))
     const answers = await Promise.all(stores.map((s, k) => backend.push(s, { parentSeq: 0, events: events(`c${k}`, 1, 1 + (k % 3)) })))
     expect(answers.every((a) => a.type === 'pushed')).toBe(true)
-    await until(() => stores.every((s, k) => told.get(s) === 1 + (k % 3)), 'every store\'s subscriber to hear its head')
+    await until(() => stores.every((s, k) => told.get(s) === 1 + (k % 3)), "every store's subscriber to hear its head")
     const { rows } = await sql('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [name])
     expect(rows[0].n).toBeGreaterThanOrEqual(1)
     expect(rows[0].n).toBeLessThanOrEqual(3)

@@ -3,7 +3,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
 import { assertDistReady, distDir, fixturesDir } from './fixtures/browser/dist-ready.js'
-import { serveStatic, type StaticServer } from './fixtures/browser/static-server.js'
+import { type StaticServer, serveStatic } from './fixtures/browser/static-server.js'
 
 interface NotesApi {
   add(id: string, text: string): { persisted: Promise<void>; confirmed: Promise<number | null> }

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
-import { copyExample, packedProject, run, serve, tempDir, userEnv, type Served } from './fixtures/packaging/packed.js'
+import { copyExample, packedProject, run, type Served, serve, tempDir, userEnv } from './fixtures/packaging/packed.js'
 
 const screenshots = fileURLToPath(new URL('../test-results/screenshots/', import.meta.url))
 
@@ -31,11 +31,15 @@ const FIRST_ROWS = () => {
   const observer = new MutationObserver(() => seen() && observer.disconnect())
   observer.observe(document, { childList: true, subtree: true })
 }
-const firstRows = (page: Page) => page.waitForFunction(() => (window as unknown as { __firstRows?: number }).__firstRows).then((h) => h.jsonValue() as Promise<number>)
+const firstRows = (page: Page) =>
+  page.waitForFunction(() => (window as unknown as { __firstRows?: number }).__firstRows).then((h) => h.jsonValue() as Promise<number>)
 
 const texts = (page: Page) => page.$$eval('#todos li .text', (spans) => spans.map((s) => s.textContent))
 const waitTexts = (page: Page, expected: string[]) =>
-  page.waitForFunction((want) => JSON.stringify(Array.from(document.querySelectorAll('#todos li .text'), (s) => s.textContent)) === JSON.stringify(want), expected)
+  page.waitForFunction(
+    (want) => JSON.stringify(Array.from(document.querySelectorAll('#todos li .text'), (s) => s.textContent)) === JSON.stringify(want),
+    expected,
+  )
 const synced = (page: Page) => page.waitForSelector('#status[data-state=synced]')
 async function add(page: Page, text: string) {
   await page.waitForSelector('#new-todo:not([disabled])')
@@ -80,7 +84,7 @@ describe.skipIf(!hasChromium)('examples built from the packed package', () => {
     if (timings.length) console.log(`first render, navigation start → first todo row:\n${timings.join('\n')}`)
   })
 
-  it('npm run dev: each Vite example in Vite\'s dev server, /sync forwarded to tidelog serve', async () => {
+  it("npm run dev: each Vite example in Vite's dev server, /sync forwarded to tidelog serve", async () => {
     const data = tempDir('tidelog-dev-data-')
     const sync = await serve(project, ['--port', '0', '--data', data])
     const context = await browser.newContext()

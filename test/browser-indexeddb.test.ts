@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Browser } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
 import { assertDistReady, distDir, fixturesDir } from './fixtures/browser/dist-ready.js'
-import { serveStatic, type StaticServer } from './fixtures/browser/static-server.js'
+import { type StaticServer, serveStatic } from './fixtures/browser/static-server.js'
 
 interface NotesApi {
   add(id: string, text: string): { persisted: Promise<void>; confirmed: Promise<number | null> }
@@ -38,7 +38,11 @@ describe.skipIf(!hasChromium)('indexedDbStorage() in chromium, through the scrip
     expect(server.requests).toContain('/lib/sql-wasm.wasm')
 
     await page.evaluate(async () => {
-      for (const [id, text] of [['a', 'milk'], ['b', 'eggs']] as const) await notesApi.add(id, text).persisted
+      for (const [id, text] of [
+        ['a', 'milk'],
+        ['b', 'eggs'],
+      ] as const)
+        await notesApi.add(id, text).persisted
     })
     expect(await page.evaluate(() => notesApi.ids())).toEqual(['a', 'b'])
     // the data is in the browser's own IndexedDB database of that name

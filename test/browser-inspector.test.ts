@@ -5,8 +5,8 @@
 // bundled from the packed package.
 import { join } from 'node:path'
 import type { Browser } from 'playwright-core'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
 import { packedProject, run, serve, tempDir, userEnv } from './fixtures/packaging/packed.js'
 
@@ -28,7 +28,13 @@ describe.skipIf(!hasChromium)('inspector', () => {
     const event = (n: number, name: string, args: unknown) => ({ id: `c1:${n}`, name, args, clientId: 'c1', sessionId: 's', createdAt: 1_700_000_000_000 + n })
     await backend.push('notes', {
       parentSeq: 0,
-      events: [event(1, 'noteAdded', { text: 'one' }), event(2, 'noteAdded', { text: '<img src=x onerror="document.body.dataset.xss=1">' }), event(3, 'noteRemoved', { id: 1 }), event(4, 'noteAdded', { text: 'needle' }), event(5, 'noteAdded', { text: 'five' })],
+      events: [
+        event(1, 'noteAdded', { text: 'one' }),
+        event(2, 'noteAdded', { text: '<img src=x onerror="document.body.dataset.xss=1">' }),
+        event(3, 'noteRemoved', { id: 1 }),
+        event(4, 'noteAdded', { text: 'needle' }),
+        event(5, 'noteAdded', { text: 'five' }),
+      ],
     } as never)
     const context = await browser.newContext()
     try {
@@ -112,7 +118,10 @@ describe.skipIf(!hasChromium)('inspector', () => {
         ['pending', 'noteAdded', expect.any(String), expect.any(String), '{"id":"a","text":"first"}'],
         ['pending', 'noteAdded', expect.any(String), expect.any(String), '{"id":"b","text":"second"}'],
       ])
-      expect(await cells(page, '.tl-state tbody tr')).toEqual([['a', 'first'], ['b', 'second']])
+      expect(await cells(page, '.tl-state tbody tr')).toEqual([
+        ['a', 'first'],
+        ['b', 'second'],
+      ])
       // back online: confirmed, head 2; a removal shows in the state table
       await page.evaluate(() => (window as any).app.store.sync.resume())
       await page.waitForSelector('.tl-inspector .tl-confirmed-head:text-is("2")')

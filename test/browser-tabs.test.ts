@@ -10,11 +10,11 @@ import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSyncServer, memoryBackend, type SyncServer } from 'tidelog/server'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
 import { assertDistReady, distDir, fixturesDir } from './fixtures/browser/dist-ready.js'
-import { serveStatic, type StaticServer } from './fixtures/browser/static-server.js'
+import { type StaticServer, serveStatic } from './fixtures/browser/static-server.js'
 import { backendLog } from './helpers/wait.js'
 
 interface NotesApi {
@@ -72,7 +72,7 @@ describe.skipIf(!hasChromium)('indexedDbStorage in several tabs of one context, 
       const check = async () => {
         const have = new Set(await serverIds())
         missing = want.filter((id) => !have.has(id))
-        if (missing.length === 0) (stop(), clearTimeout(timer), resolve())
+        if (missing.length === 0) stop(), clearTimeout(timer), resolve()
       }
       const stop = backend.subscribe('notes', () => void check())
       const timer = setTimeout(() => (stop(), reject(new Error(`the server never got ${missing.join(', ')}`))), timeoutMs)
@@ -197,7 +197,18 @@ describe.skipIf(!hasChromium)('indexedDbStorage in several tabs of one context, 
     const tabs = await Promise.all([open(), open(), open()])
     const tag = randomUUID().slice(0, 6)
     const burst = (page: Page, prefix: string, n: number) =>
-      page.evaluate(({ prefix, n }) => Promise.all(Array.from({ length: n }, (_, i) => notesApi.add(`${prefix}${i}`, 'x').persisted.then(() => `${prefix}${i}`, () => ''))), { prefix: `${tag}-${prefix}`, n })
+      page.evaluate(
+        ({ prefix, n }) =>
+          Promise.all(
+            Array.from({ length: n }, (_, i) =>
+              notesApi.add(`${prefix}${i}`, 'x').persisted.then(
+                () => `${prefix}${i}`,
+                () => '',
+              ),
+            ),
+          ),
+        { prefix: `${tag}-${prefix}`, n },
+      )
     // which tab owns the storage is the browser's choice: close each in turn while the others commit
     const [first, second, third] = tabs as [Page, Page, Page]
     const bursts = [burst(second, 's', 100), burst(third, 't', 100)]

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startDemoServer, type DemoServer } from '../scripts/demo-server.mjs'
+import { type DemoServer, startDemoServer } from '../scripts/demo-server.mjs'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
 import { assertDistReady } from './fixtures/browser/dist-ready.js'
 

@@ -1,6 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { createStore, defineEvent, defineSchema, localTransport, sql, type Store } from 'tidelog'
+import { createStore, defineEvent, defineSchema, localTransport, type Store, sql } from 'tidelog'
 import { memoryBackend } from 'tidelog/server'
+import { afterEach, describe, expect, it } from 'vitest'
 import { freshStoreId } from './helpers/todo-schema.js'
 import { waitFor } from './helpers/wait.js'
 
@@ -39,7 +39,8 @@ describe('a long commit', () => {
       noted: defineEvent<{ body: string }>({ materialize: ({ body }) => sql`INSERT INTO notes (body) VALUES (${body})` }),
     },
   })
-  const counts = (store: Store<typeof wide>) => Object.fromEntries((['items', 'notes', 'idle'] as const).map((t) => [t, store.query<{ n: number }>({ sql: `SELECT count(*) AS n FROM ${t}`, params: [] })]))
+  const counts = (store: Store<typeof wide>) =>
+    Object.fromEntries((['items', 'notes', 'idle'] as const).map((t) => [t, store.query<{ n: number }>({ sql: `SELECT count(*) AS n FROM ${t}`, params: [] })]))
 
   it('notifies the live queries of every table it wrote, and only those', async () => {
     const store = await createStore({ schema: wide, storeId: freshStoreId('long'), dev: false })

@@ -9,12 +9,12 @@ import 'fake-indexeddb/auto'
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createStore as idbStore, del } from 'idb-keyval'
-import { afterEach, describe, expect, it } from 'vitest'
-import { ConflictDroppedError, createStore, localTransport, sql, type JournalRecord, type Storage, type Store } from 'tidelog'
+import { del, createStore as idbStore } from 'idb-keyval'
+import { ConflictDroppedError, createStore, type JournalRecord, localTransport, type Storage, type Store, sql } from 'tidelog'
 import { fileStorage } from 'tidelog/adapters/filesystem'
 import { indexedDbStorage } from 'tidelog/adapters/indexeddb'
 import { memoryBackend } from 'tidelog/server'
+import { afterEach, describe, expect, it } from 'vitest'
 import { withoutSnapshots } from './fixtures/persistence-schema.js'
 import { todoSchema } from './helpers/todo-schema.js'
 import { backendLog, within } from './helpers/wait.js'
@@ -132,7 +132,13 @@ describe('a client whose local storage lost records', () => {
     const reused = b.commit(todoCreated({ id: 'reused', text: 'b' }))
     expect(reused.event.id).toBe(`${clientId}:1`) // the same id as first-1 on the backend
     b.sync.resume()
-    const outcome = await within(reused.confirmed.then((seq) => ({ seq }), (error: unknown) => ({ error })), 'the reused id to settle')
+    const outcome = await within(
+      reused.confirmed.then(
+        (seq) => ({ seq }),
+        (error: unknown) => ({ error }),
+      ),
+      'the reused id to settle',
+    )
     expect(outcome).toMatchObject({ error: expect.any(ConflictDroppedError) })
     expect(String((outcome as { error: Error }).error.message)).toMatch(/id collision/)
     // and the next event gets an id past everything the backend holds from this client

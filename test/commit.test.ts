@@ -1,5 +1,5 @@
 import { effect } from '@preact/signals-core'
-import { afterEach, describe, expect, it } from 'vitest'
+import * as tidelog from 'tidelog'
 import {
   BackendResetError,
   ConflictDroppedError,
@@ -10,24 +10,24 @@ import {
   localTransport,
   MaterializeError,
   QueryError,
+  type Schema,
   SchemaError,
-  sql,
   StorageError,
   StorageLockedError,
+  type Store,
   StoreClosedError,
+  type StoreOptions,
+  sql,
   TIDELOG_ERROR_NAMES,
   TidelogError,
   TransportError,
   UnknownEventError,
   ValidationError,
   WasmLoadError,
-  type Schema,
-  type Store,
-  type StoreOptions,
 } from 'tidelog'
-import * as tidelog from 'tidelog'
 import { memoryBackend } from 'tidelog/server'
-import { freshStoreId, todoEvents, todoSchema, todoTables, type Todo } from './helpers/todo-schema.js'
+import { afterEach, describe, expect, it } from 'vitest'
+import { freshStoreId, type Todo, todoEvents, todoSchema, todoTables } from './helpers/todo-schema.js'
 import { backendLog, turn, within } from './helpers/wait.js'
 
 const open: Store<any>[] = []
@@ -75,12 +75,7 @@ describe('store.commit()', () => {
       joined.value
       runs++
     })
-    s.commit(
-      todoCreated({ id: 'a', text: 'milk' }),
-      todoCreated({ id: 'b', text: 'eggs' }),
-      todoCompleted({ id: 'a' }),
-      tagAdded({ todoId: 'b', tag: 'shop' }),
-    )
+    s.commit(todoCreated({ id: 'a', text: 'milk' }), todoCreated({ id: 'b', text: 'eggs' }), todoCompleted({ id: 'a' }), tagAdded({ todoId: 'b', tag: 'shop' }))
     dispose()
     expect(runs).toBe(2)
     expect(joined.value).toEqual([
@@ -112,7 +107,10 @@ describe('store.commit()', () => {
     const s = await makeStore({ schema, dev: false })
     // ctx.query sees what earlier events of the same commit wrote
     const r = s.commit(schema.events.todoCreated({ id: 'a', text: 'milk' }), schema.events.todoCopied({ from: 'a', to: 'b' }))
-    expect(s.query<Todo>(sql`SELECT id, text FROM todos ORDER BY id`).value).toEqual([{ id: 'a', text: 'milk' }, { id: 'b', text: 'milk' }])
+    expect(s.query<Todo>(sql`SELECT id, text FROM todos ORDER BY id`).value).toEqual([
+      { id: 'a', text: 'milk' },
+      { id: 'b', text: 'milk' },
+    ])
     expect(seen).toEqual([{ name: 'todoCopied', id: r.events[1]!.id, clientId: s.clientId, seq: null }])
   })
 })

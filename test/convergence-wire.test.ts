@@ -15,14 +15,14 @@
  * More runs (per transport): TIDELOG_WIRE_RUNS=200
  */
 import fc from 'fast-check'
-import { describe, it } from 'vitest'
-import { WebSocket } from 'ws'
 import type { Transport } from 'tidelog'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
-import { cuttableProxy, type CuttableProxy } from './fixtures/e2e-proxy.js'
-import { runScenario, scenario, type Scenario } from './helpers/convergence.js'
+import { describe, it } from 'vitest'
+import { WebSocket } from 'ws'
+import { type CuttableProxy, cuttableProxy } from './fixtures/e2e-proxy.js'
+import { runScenario, type Scenario, scenario } from './helpers/convergence.js'
 
 type Wire = 'websocket' | 'http'
 type Fault = { at: number; kind: 'cut' | 'loseAnswer' | 'restart'; client: number }
@@ -31,7 +31,9 @@ type Fault = { at: number; kind: 'cut' | 'loseAnswer' | 'restart'; client: numbe
 const wireScenario = fc.record({
   base: scenario,
   restartAt: fc.nat(30),
-  faults: fc.array(fc.record({ at: fc.nat(30), kind: fc.constantFrom('cut' as const, 'loseAnswer' as const, 'restart' as const), client: fc.nat(7) }), { maxLength: 4 }),
+  faults: fc.array(fc.record({ at: fc.nat(30), kind: fc.constantFrom('cut' as const, 'loseAnswer' as const, 'restart' as const), client: fc.nat(7) }), {
+    maxLength: 4,
+  }),
 })
 
 /**
@@ -99,7 +101,10 @@ describe('convergence over real wires (R1)', () => {
     it(`${wire}: every client ends with the backend order and the model state, across dropped connections and server restarts`, async () => {
       const seed = process.env.TIDELOG_WIRE_SEED ? Number(process.env.TIDELOG_WIRE_SEED) : Date.now() ^ (Math.random() * 2 ** 31)
       console.log(`convergence over ${wire}: seed ${seed}, ${numRuns} runs (replay with TIDELOG_WIRE_SEED=${seed})`)
-      await fc.assert(fc.asyncProperty(wireScenario, (s) => runOverWire(wire, s)), { seed, numRuns, path, endOnFailure: true })
+      await fc.assert(
+        fc.asyncProperty(wireScenario, (s) => runOverWire(wire, s)),
+        { seed, numRuns, path, endOnFailure: true },
+      )
     }, 600_000)
   }
 })

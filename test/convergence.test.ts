@@ -13,12 +13,12 @@
  * More runs: TIDELOG_RUNS=5000
  */
 import fc from 'fast-check'
-import { describe, it } from 'vitest'
 import { localTransport } from 'tidelog'
+import { describe, it } from 'vitest'
 import { memoryBackend } from '../src/backends/memory.js'
 import { broadcastTabLinks } from '../transports/tab-link.js'
-import { runScenario, scenario, type Scenario } from './helpers/convergence.js'
-import { faultyTransport, type Faults } from './helpers/faulty-transport.js'
+import { runScenario, type Scenario, scenario } from './helpers/convergence.js'
+import { type Faults, faultyTransport } from './helpers/faulty-transport.js'
 
 async function runInProcess(s: Scenario) {
   const backend = memoryBackend()
@@ -28,7 +28,9 @@ async function runInProcess(s: Scenario) {
     storeId: 'conv',
     transport: () => faultyTransport(localTransport(backend), faults),
     sync: { minBackoffMs: 1, maxBackoffMs: 8 },
-    heal: () => { faults.enabled = false },
+    heal: () => {
+      faults.enabled = false
+    },
     // the tabs of a shared storage talk over a real (in-process) BroadcastChannel; only the owner's server link is faulty
     tabs: (name) => broadcastTabLinks(name, { requestTimeoutMs: 1000, heartbeatMs: 500 }),
     healTimeoutMs: 30_000,

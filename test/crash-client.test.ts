@@ -14,9 +14,9 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { afterAll, describe, expect, it } from 'vitest'
 import { createStore } from 'tidelog'
 import { fileStorage } from 'tidelog/adapters/filesystem'
+import { afterAll, describe, expect, it } from 'vitest'
 import { model, mulberry32, schema, stateOf, uiOf } from './fixtures/persistence-schema.js'
 
 const child = fileURLToPath(new URL('./fixtures/crash-committer.ts', import.meta.url))
@@ -28,7 +28,15 @@ afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })))
 })
 
-interface Run { clientId: string; bootEvents: number; ids: string[]; filters: number[]; snapshotsStarted: number; snapshotsSaved: number; warnings: string[] }
+interface Run {
+  clientId: string
+  bootEvents: number
+  ids: string[]
+  filters: number[]
+  snapshotsStarted: number
+  snapshotsSaved: number
+  warnings: string[]
+}
 
 /**
  * Starts the committer and waits until it has printed `acks` persisted events
@@ -50,8 +58,7 @@ async function runAndKill(dir: string, seed: number, round: number, acks: number
     else if (kind === 's') {
       run.snapshotsStarted++
       snapshotStarted = run.ids.length >= acks
-    }
-    else throw new Error(`unexpected line from the committer: ${line}`)
+    } else throw new Error(`unexpected line from the committer: ${line}`)
   }
   proc.stderr.on('data', (chunk) => (stderr += chunk))
   const exited = once(proc, 'exit')
@@ -101,7 +108,10 @@ describe('client crash safety (kill -9 while committing)', () => {
       clientId ??= run.clientId
       expect(run.clientId, context).toBe(clientId)
       expect(run.bootEvents, context).toBeGreaterThanOrEqual(persisted.length)
-      if (process.env.TIDELOG_CRASH_VERBOSE) console.log(`${context}: booted with ${run.bootEvents} events, started ${run.snapshotsStarted} and saved ${run.snapshotsSaved} snapshots; ${run.warnings.join(' | ')}`)
+      if (process.env.TIDELOG_CRASH_VERBOSE)
+        console.log(
+          `${context}: booted with ${run.bootEvents} events, started ${run.snapshotsStarted} and saved ${run.snapshotsSaved} snapshots; ${run.warnings.join(' | ')}`,
+        )
       snapshots += run.snapshotsStarted
       persisted.push(...run.ids)
       if (run.filters.length) lastFilter = Math.max(lastFilter, ...run.filters)
@@ -120,8 +130,14 @@ describe('client crash safety (kill -9 while committing)', () => {
         expect(missing, `${context}: persisted events lost`).toEqual([])
         // receipts resolve in commit order, so the printed order is the eventlog's order
         const order = persisted.map((id) => position.get(id)!)
-        expect(order.every((p, i) => i === 0 || p > order[i - 1]!), `${context}: eventlog order`).toBe(true)
-        expect(events.every((e) => e.seq === null && e.clientId === clientId), context).toBe(true)
+        expect(
+          order.every((p, i) => i === 0 || p > order[i - 1]!),
+          `${context}: eventlog order`,
+        ).toBe(true)
+        expect(
+          events.every((e) => e.seq === null && e.clientId === clientId),
+          context,
+        ).toBe(true)
         // the eventlog and the state agree: the state is what a plain-JS replay of the log gives
         expect(stateOf(store), `${context}: state vs eventlog`).toEqual(model(events))
         const ui = uiOf(store)

@@ -12,18 +12,18 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
-import { WebSocket } from 'ws'
-import { createStore, sql, type CommitReceipt, type EventValue, type Store, type SyncStatus, type Transport } from 'tidelog'
-import { createSyncServer, fileBackend, memoryBackend, type AuthenticateContext, type SyncServer } from 'tidelog/server'
+import { type CommitReceipt, createStore, type EventValue, type Store, type SyncStatus, sql, type Transport } from 'tidelog'
+import { type AuthenticateContext, createSyncServer, fileBackend, memoryBackend, type SyncServer } from 'tidelog/server'
 import { broadcastChannelTransport, hostBroadcastChannel } from 'tidelog/transports/broadcast-channel'
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
+import { afterEach, describe, expect, it } from 'vitest'
+import { WebSocket } from 'ws'
 import { httpBackend } from './fixtures/e2e-http-backend.js'
-import { freshStoreId, todoSchema, type Todo, type TodoSchema } from './helpers/todo-schema.js'
-import { converged, logOf, turn, waitFor } from './helpers/wait.js'
 import { mulberry32 } from './helpers/random.js'
 import { upgradeStatus } from './helpers/server.js'
+import { freshStoreId, type Todo, type TodoSchema, todoSchema } from './helpers/todo-schema.js'
+import { converged, logOf, turn, waitFor } from './helpers/wait.js'
 
 const { todoCreated, todoRenamed, todoCompleted, todoDeleted, kvSet } = todoSchema.events
 const SYNC = { minBackoffMs: 5, maxBackoffMs: 50 }
@@ -45,7 +45,6 @@ const stateOf = (store: Store<TodoSchema>) => ({
   todos: store.query<Todo>(sql`SELECT * FROM todos ORDER BY id`).value,
   kv: store.query(sql`SELECT * FROM kv ORDER BY k`).value,
 })
-
 
 const SHARED = ['s0', 's1', 's2']
 
@@ -121,7 +120,14 @@ describe('end to end: WebSocket, HTTP and BroadcastChannel clients on one sync s
     expect(new Set(log.map((e) => e.id)).size).toBe(log.length)
     // every receipt names the seq the server gave its last event, and every committed event landed once
     const seqOf = new Map(log.map((e) => [e.id, e.seq]))
-    const outcomes = await Promise.all(receipts.map((r) => r.confirmed.then((seq) => ({ seq }), (error: Error) => ({ error: error.message }))))
+    const outcomes = await Promise.all(
+      receipts.map((r) =>
+        r.confirmed.then(
+          (seq) => ({ seq }),
+          (error: Error) => ({ error: error.message }),
+        ),
+      ),
+    )
     expect(outcomes).toEqual(receipts.map((r) => ({ seq: seqOf.get(r.events[r.events.length - 1]!.id) })))
     expect(log.map((e) => e.id).sort()).toEqual(receipts.flatMap((r) => r.events.map((e) => e.id)).sort())
     expect(new Set(log.map((e) => e.clientId))).toEqual(new Set(all.map((s) => s.clientId)))

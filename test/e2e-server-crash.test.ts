@@ -11,22 +11,22 @@
  * Replay a failure: TIDELOG_E2E_CRASH_SEED=<seed> npx vitest run test/e2e-server-crash.test.ts
  * (the seed fixes the kill points and the commit pacing; the OS still decides the exact interleaving)
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { afterEach, describe, expect, it } from 'vitest'
-import { WebSocket } from 'ws'
-import { createStore, sql, type Store, type Transport } from 'tidelog'
+import { createStore, type Store, sql, type Transport } from 'tidelog'
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
+import { afterEach, describe, expect, it } from 'vitest'
+import { WebSocket } from 'ws'
 import { httpBackend } from './fixtures/e2e-http-backend.js'
-import { freshStoreId, todoSchema, type TodoSchema } from './helpers/todo-schema.js'
-import { logOf, waitFor, within } from './helpers/wait.js'
-import { mulberry32 } from './helpers/random.js'
 import { freePort } from './helpers/backend.js'
+import { mulberry32 } from './helpers/random.js'
+import { freshStoreId, type TodoSchema, todoSchema } from './helpers/todo-schema.js'
+import { logOf, waitFor, within } from './helpers/wait.js'
 
 const fixture = fileURLToPath(new URL('./fixtures/e2e-server.ts', import.meta.url))
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -39,10 +39,12 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-interface ServerProcess { proc: ChildProcess; exited: Promise<unknown> }
+interface ServerProcess {
+  proc: ChildProcess
+  exited: Promise<unknown>
+}
 
 /** Starts the server child and resolves once it listens. */
 async function startServer(dir: string, port: number): Promise<ServerProcess> {
@@ -119,10 +121,14 @@ describe('end to end: kill -9 of the sync server', () => {
     })
     /** Resolves once `pred` holds, checked on every confirmation (no polling). */
     const until = (pred: () => boolean, what: string) =>
-      within(new Promise<void>((resolve) => {
-        progress = () => pred() && resolve()
-        progress()
-      }), what, 15_000)
+      within(
+        new Promise<void>((resolve) => {
+          progress = () => pred() && resolve()
+          progress()
+        }),
+        what,
+        15_000,
+      )
 
     const kills: { confirmed: number; extraMs: number }[] = []
     for (let round = 0; round < ROUNDS; round++) {
@@ -136,7 +142,11 @@ describe('end to end: kill -9 of the sync server', () => {
       kills.push({ confirmed: confirmed.size, extraMs })
 
       // every client notices the server is gone...
-      await Promise.all(all.map((s) => waitFor(s.sync.status, (st) => st.state === 'offline' || st.state === 'connecting' || st.state === 'error', `${s.clientId} to notice the crash`)))
+      await Promise.all(
+        all.map((s) =>
+          waitFor(s.sync.status, (st) => st.state === 'offline' || st.state === 'connecting' || st.state === 'error', `${s.clientId} to notice the crash`),
+        ),
+      )
       server = await startServer(dir, port)
       // ...and gets events confirmed by the restarted server without anyone telling it to reconnect
       const before = { ...confirmedBy }
@@ -147,8 +157,14 @@ describe('end to end: kill -9 of the sync server', () => {
     await Promise.all(loops)
     await Promise.all(all.map((s) => within(s.sync.flush(), `flush of ${s.clientId}`, 15_000)))
     const log = await httpBackend(url).pullAll(storeId)
-    await Promise.all(all.map((s) => waitFor(s.sync.status, (st) => st.state === 'synced' && st.pending === 0 && st.head === log.length, `${s.clientId} to reach head ${log.length}`)))
-    console.log(`e2e server crash: ${kills.length} kills after ${kills.map((k) => `${k.confirmed} confirmed (+${k.extraMs} ms)`).join(', ')}; ${log.length} events in the end`)
+    await Promise.all(
+      all.map((s) =>
+        waitFor(s.sync.status, (st) => st.state === 'synced' && st.pending === 0 && st.head === log.length, `${s.clientId} to reach head ${log.length}`),
+      ),
+    )
+    console.log(
+      `e2e server crash: ${kills.length} kills after ${kills.map((k) => `${k.confirmed} confirmed (+${k.extraMs} ms)`).join(', ')}; ${log.length} events in the end`,
+    )
 
     expect(failures).toEqual([])
     expect(log.map((e) => e.seq)).toEqual(log.map((_, i) => i + 1))

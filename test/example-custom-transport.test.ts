@@ -1,10 +1,10 @@
 // examples/custom-transport: an NDJSON-over-TCP transport whose server half is
 // createServerSession from tidelog/server passes the transport kit.
-import { createServer, connect, type Socket } from 'node:net'
-import { describe, expect, it } from 'vitest'
+import { connect, createServer, type Socket } from 'node:net'
 import type { TransportStatus } from 'tidelog'
 import { memoryBackend } from 'tidelog/server'
 import { runTransportConformance } from 'tidelog/testing'
+import { describe, expect, it } from 'vitest'
 import { serveTcp, type TcpServer } from '../examples/custom-transport/tcp-server.js'
 import { tcpTransport } from '../examples/custom-transport/tcp-transport.js'
 
@@ -63,7 +63,14 @@ describe('examples/custom-transport', () => {
       const text = 'x'.repeat(10_000)
       const total = 2000 // 20 MB of events
       for (let head = 0; head < total; head += 100) {
-        const events = Array.from({ length: 100 }, (_, i) => ({ id: `w:${head + i}`, name: 'noted', args: { text }, clientId: 'w', sessionId: 's', createdAt: head + i }))
+        const events = Array.from({ length: 100 }, (_, i) => ({
+          id: `w:${head + i}`,
+          name: 'noted',
+          args: { text },
+          clientId: 'w',
+          sessionId: 's',
+          createdAt: head + i,
+        }))
         await backend.push('slow-reader', { parentSeq: head, events })
       }
       // watch the server's buffer for a while: it holds about a page (1 MB) past the socket's high-water mark, never the 20 MB pushed

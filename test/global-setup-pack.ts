@@ -46,7 +46,9 @@ export const TOOLS = [
 const version = (name: string): string => JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version
 
 const testDir = fileURLToPath(new URL('.', import.meta.url))
-const packTests = readdirSync(testDir).filter((f) => /^(packaging|browser-example|browser-inspector).*\.test\.ts$/.test(f)).map((f) => `test/${f}`)
+const packTests = readdirSync(testDir)
+  .filter((f) => /^(packaging|browser-example|browser-inspector).*\.test\.ts$/.test(f))
+  .map((f) => `test/${f}`)
 
 function selected(project: TestProject): boolean {
   const filters = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern
@@ -55,7 +57,12 @@ function selected(project: TestProject): boolean {
 }
 
 const npm = (args: string[], cwd: string) =>
-  run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, timeout: 300_000, maxBuffer: 16 << 20, env: { ...process.env, npm_config_update_notifier: 'false' } })
+  run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], {
+    cwd,
+    timeout: 300_000,
+    maxBuffer: 16 << 20,
+    env: { ...process.env, npm_config_update_notifier: 'false' },
+  })
 
 /** Runs `fn` holding a lock directory, so that two test runs never npm-install into one project at once. */
 async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
@@ -67,7 +74,8 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
     } catch (error) {
       if ((error as { code?: string }).code !== 'EEXIST') throw error
       const age = Date.now() - (statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? Date.now())
-      if (age > 600_000) rmSync(path, { recursive: true, force: true }) // left by a run that was killed
+      if (age > 600_000)
+        rmSync(path, { recursive: true, force: true }) // left by a run that was killed
       else if (Date.now() > deadline) throw new Error(`another test run has held ${path} for 5 minutes; remove it if none is running`)
       else await new Promise((r) => setTimeout(r, 250))
     }
@@ -102,7 +110,8 @@ async function install(project: string, tools: Record<string, string>): Promise<
   if (existsSync(marker) && readFileSync(marker, 'utf8') === sha && existsSync(join(project, 'node_modules/tidelog/package.json'))) return { tarball, project }
   rmSync(marker, { force: true })
   const fresh = !existsSync(join(project, 'node_modules'))
-  if (fresh) writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'tidelog-packed-apps', private: true, type: 'module', dependencies: tools }, null, 2))
+  if (fresh)
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'tidelog-packed-apps', private: true, type: 'module', dependencies: tools }, null, 2))
   // the tarball by path (not file:), as a user installs a downloaded package
   await npm(['install', '--prefer-offline', '--ignore-scripts', tarball], project)
   writeFileSync(marker, sha)
@@ -120,7 +129,8 @@ export default async function setup(project: TestProject): Promise<void> {
     console.log(`global setup: packed and installed tidelog in ${Date.now() - started} ms (${packed.project})`)
     project.provide('tidelogPack', { ok: true, ...packed })
   } catch (error) {
-    const message = error instanceof Error ? `${error.message}${(error as { stderr?: string }).stderr ? `\n${(error as { stderr?: string }).stderr}` : ''}` : String(error)
+    const message =
+      error instanceof Error ? `${error.message}${(error as { stderr?: string }).stderr ? `\n${(error as { stderr?: string }).stderr}` : ''}` : String(error)
     console.error(`global setup: packing tidelog failed; the packaging tests will fail:\n${message}`)
     project.provide('tidelogPack', { ok: false, error: `packing tidelog failed: ${message}` })
   }

@@ -18,7 +18,9 @@ declare module 'vitest' {
 
 const testDir = fileURLToPath(new URL('.', import.meta.url))
 // server-postgres runs bin/tidelog.js, which loads dist/
-const browserTests = readdirSync(testDir).filter((f) => /^(browser-.*|readme|server-postgres)\.test\.ts$/.test(f)).map((f) => `test/${f}`)
+const browserTests = readdirSync(testDir)
+  .filter((f) => /^(browser-.*|readme|server-postgres)\.test\.ts$/.test(f))
+  .map((f) => `test/${f}`)
 
 // CLI filters are substrings of test paths; with none, every test runs.
 function browserTestSelected(project: TestProject): boolean {

@@ -1,8 +1,9 @@
 // The script bundle's entry (src/iife.ts) is `tidelog` whole, its createStore
 // replaced by one that finds the wasm next to the script, plus what a page
 // without a bundler cannot import itself.
-import { describe, expect, it } from 'vitest'
+
 import * as tidelog from 'tidelog'
+import { describe, expect, it } from 'vitest'
 import * as script from '../src/iife.js'
 
 const SCRIPT_TAG_ADDITIONS = [

@@ -38,7 +38,9 @@ describe('packed package: source maps', () => {
     const { project } = packedProject()
     const dist = join(project, 'node_modules/tidelog/dist')
     const maps = mapsUnder(dist)
-    expect(maps.map((m) => m.slice(dist.length + 1))).toEqual(expect.arrayContaining(['index.js.map', 'index.cjs.map', 'server/index.js.map', 'tidelog.iife.js.map']))
+    expect(maps.map((m) => m.slice(dist.length + 1))).toEqual(
+      expect.arrayContaining(['index.js.map', 'index.cjs.map', 'server/index.js.map', 'tidelog.iife.js.map']),
+    )
     let checked = 0
     for (const file of maps) {
       const map = JSON.parse(readFileSync(file, 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[] }

@@ -46,7 +46,11 @@ describe('the packed package in Node', () => {
     } finally {
       await server.stop()
     }
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('tidelog/server'); console.log(typeof m.createSyncServer)"], { cwd: project })
+    const { stdout } = await run(
+      process.execPath,
+      ['--input-type=module', '-e', "const m = await import('tidelog/server'); console.log(typeof m.createSyncServer)"],
+      { cwd: project },
+    )
     expect(stdout.trim()).toBe('function')
   })
 

@@ -11,19 +11,22 @@ import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import {
-  localTransport,
-  sql,
-  StorageLockedError,
-  type BootProgress,
-  type EventValue,
-  type Storage,
-  type Store,
-} from 'tidelog'
+import { type BootProgress, type EventValue, localTransport, type Storage, StorageLockedError, type Store, sql } from 'tidelog'
 import { fileStorage } from 'tidelog/adapters/filesystem'
 import { memoryBackend } from 'tidelog/server'
-import { model, mulberry32, randomEvent, schema, schemaNextVersion, schemaWithIndex, stateOf, uiOf, storeOpener, withoutSnapshots } from './fixtures/persistence-schema.js'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import {
+  model,
+  mulberry32,
+  randomEvent,
+  schema,
+  schemaNextVersion,
+  schemaWithIndex,
+  stateOf,
+  storeOpener,
+  uiOf,
+  withoutSnapshots,
+} from './fixtures/persistence-schema.js'
 import { wrapTransport } from './helpers/transports.js'
 import { backendLog, turn, within } from './helpers/wait.js'
 
@@ -45,12 +48,20 @@ async function tempDir(): Promise<string> {
 const { open, close, closeAll, forget } = storeOpener((dir: string) => fileStorage({ dir }))
 afterEach(closeAll)
 
-interface Opened { store: Store<any>; warnings: string[]; progress: BootProgress[] }
-
+interface Opened {
+  store: Store<any>
+  warnings: string[]
+  progress: BootProgress[]
+}
 
 /** What a reopened store must show exactly as before. */
 function everything(store: Store<any>) {
-  return { state: stateOf(store), ui: uiOf(store), events: store.events(), status: { pending: store.sync.status.value.pending, head: store.sync.status.value.head } }
+  return {
+    state: stateOf(store),
+    ui: uiOf(store),
+    events: store.events(),
+    status: { pending: store.sync.status.value.pending, head: store.sync.status.value.head },
+  }
 }
 
 /** Commits `count` random commits (some with several events), returns their receipts. */
@@ -67,10 +78,12 @@ function commitRandom(store: Store<any>, random: () => number, count: number) {
 const counterOf = (id: string) => Number(id.slice(id.lastIndexOf(':') + 1))
 const phases = (progress: BootProgress[]) => new Set(progress.map((p) => p.phase))
 
-
 const folder = (dir: string) => fileStorage({ dir }).folderOf(STORE)
 async function filesOf(dir: string, pattern: RegExp): Promise<string[]> {
-  return (await readdir(folder(dir))).filter((n) => pattern.test(n)).sort().map((n) => join(folder(dir), n))
+  return (await readdir(folder(dir)))
+    .filter((n) => pattern.test(n))
+    .sort()
+    .map((n) => join(folder(dir), n))
 }
 const snapshotFiles = (dir: string) => filesOf(dir, /^snapshot-\d+\.snap$/)
 const journalFiles = (dir: string) => filesOf(dir, /^journal-\d+\.log$/)
@@ -183,7 +196,12 @@ describe('fileStorage persistence through the store', () => {
       async open(storeId, options) {
         const handle = await fileStorage({ dir }).open(storeId, options)
         handles.push(handle)
-        return { load: () => handle.load(), close: () => handle.close(), saveSnapshot: (s) => handle.saveSnapshot(s), append: (r) => (stall ? new Promise<void>(() => {}) : handle.append(r)) }
+        return {
+          load: () => handle.load(),
+          close: () => handle.close(),
+          saveSnapshot: (s) => handle.saveSnapshot(s),
+          append: (r) => (stall ? new Promise<void>(() => {}) : handle.append(r)),
+        }
       },
     }
     const pushed: string[] = []
@@ -216,7 +234,10 @@ describe('fileStorage persistence through the store', () => {
     await within(b.store.sync.flush(), 'the new commit to sync')
     const log = await backendLog(backend, STORE)
     expect(new Set(log.map((e) => e.id)).size).toBe(log.length)
-    expect(log.map((e) => e.args)).toEqual([{ id: 'k', value: 1 }, { id: 'k', value: 2 }])
+    expect(log.map((e) => e.args)).toEqual([
+      { id: 'k', value: 1 },
+      { id: 'k', value: 2 },
+    ])
     expect(log.find((e) => e.id === again.event.id)?.args).toEqual({ id: 'k', value: 2 })
     expect(stateOf(b.store)).toEqual(model(log))
     expect(b.store.events().map((e) => e.id)).toEqual(log.map((e) => e.id))
@@ -230,7 +251,9 @@ describe('rebuild after a schema change', () => {
     const random = mulberry32(confirmed)
     const a = await open(dir, { transport: localTransport(backend), snapshotEvery: 1_000_000 })
     for (let n = 0; n < confirmed; n += 100) {
-      const batch = Array.from({ length: Math.min(100, confirmed - n) }, (_, i) => (i % 3 === 0 ? add({ id: `i${i % 7}`, by: 1 }) : set({ id: `i${(n + i) % 50}`, value: n + i })))
+      const batch = Array.from({ length: Math.min(100, confirmed - n) }, (_, i) =>
+        i % 3 === 0 ? add({ id: `i${i % 7}`, by: 1 }) : set({ id: `i${(n + i) % 50}`, value: n + i }),
+      )
       a.store.commit(...batch)
     }
     await within(a.store.sync.flush(), 'the seed events to sync', 30_000)
@@ -300,7 +323,10 @@ describe('rebuild after a schema change', () => {
     proc.stdout.on('data', (c) => (stdout += c))
     proc.stderr.on('data', (c) => (stderr += c))
     const [code, signal] = await within(once(proc, 'exit'), 'the rebuild child to exit', 30_000)
-    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as BootProgress)
+    const lines = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as BootProgress)
     expect({ code, signal, stderr }).toEqual({ code: null, signal: 'SIGKILL', stderr: '' })
     const last = lines.at(-1)!
     expect(last.phase).toBe('rebuild')

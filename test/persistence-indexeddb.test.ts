@@ -5,11 +5,11 @@
  * `indexedDbStorage()` instance over the same database, as a reloaded page would.
  */
 import 'fake-indexeddb/auto'
-import { afterEach, describe, expect, it } from 'vitest'
 import { localTransport, type Store } from 'tidelog'
 import { indexedDbStorage } from 'tidelog/adapters/indexeddb'
 import { memoryBackend } from 'tidelog/server'
-import { model, mulberry32, randomEvent, schema, schemaWithIndex, stateOf, uiOf, storeOpener, withoutSnapshots } from './fixtures/persistence-schema.js'
+import { afterEach, describe, expect, it } from 'vitest'
+import { model, mulberry32, randomEvent, schema, schemaWithIndex, stateOf, storeOpener, uiOf, withoutSnapshots } from './fixtures/persistence-schema.js'
 import { backendLog, within } from './helpers/wait.js'
 
 const { set, add, noteAdded, filterChanged } = schema.events

@@ -1,22 +1,22 @@
-import { afterEach, describe, expect, it } from 'vitest'
 import {
+  type BootProgress,
   createStore,
   defineEvent,
   defineSchema,
+  type LoadedLog,
   localTransport,
   memoryStorage,
-  SchemaError,
-  sql,
-  StorageLockedError,
-  type BootProgress,
-  type LoadedLog,
-  type Storage,
   type Schema,
+  SchemaError,
+  type Storage,
+  StorageLockedError,
   type Store,
   type StoreOptions,
+  sql,
 } from 'tidelog'
 import { memoryBackend } from 'tidelog/server'
-import { freshStoreId, todoEvents, todoIndexes, todoSchema, todoTables, type Todo, type TodoSchema } from './helpers/todo-schema.js'
+import { afterEach, describe, expect, it } from 'vitest'
+import { freshStoreId, type Todo, type TodoSchema, todoEvents, todoIndexes, todoSchema, todoTables } from './helpers/todo-schema.js'
 import { backendLog, converged, logOf, turn, within } from './helpers/wait.js'
 
 const { todoCreated, todoCompleted, todoRenamed, kvSet, noteAdded, filterChanged } = todoSchema.events
@@ -294,7 +294,10 @@ describe('pending events after a reopen', () => {
   it('keep the I5 table rules after a reopen', async () => {
     const overlapping = defineSchema({
       tables: todoTables,
-      events: { ...todoEvents(), todoDrafted: defineEvent<{ id: string }>({ local: true, materialize: ({ id }) => sql`INSERT INTO todos (id, text) VALUES (${id}, 'draft')` }) },
+      events: {
+        ...todoEvents(),
+        todoDrafted: defineEvent<{ id: string }>({ local: true, materialize: ({ id }) => sql`INSERT INTO todos (id, text) VALUES (${id}, 'draft')` }),
+      },
     })
     for (const skipSnapshots of [false, true]) {
       const o = observedStorage()
@@ -384,7 +387,12 @@ describe('createStore(): schema changes on reopen', () => {
     const storeId = freshStoreId('same')
     await seeded(o.storage, storeId)
     const progress: BootProgress[] = []
-    await openStore({ storage: o.storage, storeId, schema: defineSchema({ tables: todoTables, indexes: todoIndexes, events: todoEvents() }), onProgress: (p) => progress.push(p) })
+    await openStore({
+      storage: o.storage,
+      storeId,
+      schema: defineSchema({ tables: todoTables, indexes: todoIndexes, events: todoEvents() }),
+      onProgress: (p) => progress.push(p),
+    })
     expect(o.loads.at(-1)!.snapshot).toBeDefined()
     expect(progress.map((p) => p.phase)).not.toContain('rebuild')
   })

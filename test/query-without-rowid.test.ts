@@ -3,9 +3,10 @@
  * writes to such tables, so their live queries must learn of commits, pulled
  * events and rebases another way (database.ts `watchTables`).
  */
-import { afterEach, describe, expect, it } from 'vitest'
-import { createStore, localTransport, sql, type Store } from 'tidelog'
+
+import { createStore, localTransport, type Store, sql } from 'tidelog'
 import { memoryBackend } from 'tidelog/server'
+import { afterEach, describe, expect, it } from 'vitest'
 import { todoSchema } from './helpers/todo-schema.js'
 import { waitFor, within } from './helpers/wait.js'
 

@@ -1,8 +1,8 @@
 import { computed, effect, type ReadonlySignal } from '@preact/signals-core'
 import initSqlJs from 'sql.js'
+import { createStore, defineEvent, defineSchema, QueryError, type SqlFragment, type Store, sql } from 'tidelog'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { createStore, defineEvent, defineSchema, QueryError, sql, type SqlFragment, type Store } from 'tidelog'
-import { freshStoreId, todoSchema, type Todo, type TodoSchema } from './helpers/todo-schema.js'
+import { freshStoreId, type Todo, type TodoSchema, todoSchema } from './helpers/todo-schema.js'
 
 const { todoCreated, todoCompleted, todoRenamed, noteAdded, tagAdded, filterChanged } = todoSchema.events
 
@@ -56,7 +56,13 @@ function watch<T>(sig: ReadonlySignal<T>) {
   const dispose = effect(() => {
     values.push(sig.value)
   })
-  return { values, get count() { return values.length }, dispose }
+  return {
+    values,
+    get count() {
+      return values.length
+    },
+    dispose,
+  }
 }
 
 describe('store.query()', () => {
@@ -180,7 +186,12 @@ describe('store.query()', () => {
   // with duplicate rows is rebuilt with different objects on the first re-run and notifies.
   it('keeps the same array for an unchanged result with duplicate rows', async () => {
     const s = await fresh()
-    s.commit(todoCreated({ id: 'a', text: 'milk' }), todoCreated({ id: 'b', text: 'eggs' }), todoCreated({ id: 'c', text: 'bread' }), todoCompleted({ id: 'c' }))
+    s.commit(
+      todoCreated({ id: 'a', text: 'milk' }),
+      todoCreated({ id: 'b', text: 'eggs' }),
+      todoCreated({ id: 'c', text: 'bread' }),
+      todoCompleted({ id: 'c' }),
+    )
     const flags = s.query<{ completed: number }>(sql`SELECT completed FROM todos ORDER BY id`)
     const w = watch(flags)
     const first = flags.value // [{0}, {0}, {1}]

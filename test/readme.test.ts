@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { describe, expect, inject, it } from 'vitest'
 import { TIDELOG_ERROR_NAMES } from 'tidelog'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
+import { describe, expect, inject, it } from 'vitest'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))

@@ -10,8 +10,9 @@
  * afterwards (a rebase over new upstream events, then confirmations).
  * Replay a failure: TIDELOG_SEED=<seed> npx vitest run test/rebuild-in-place.test.ts
  */
+
+import { type BootProgress, type ConfirmedEvent, defineEvent, defineSchema, type PendingEvent, type Schema, sql } from 'tidelog'
 import { describe, expect, it } from 'vitest'
-import { defineEvent, defineSchema, sql, type BootProgress, type ConfirmedEvent, type PendingEvent, type Schema } from 'tidelog'
 import { bootLog } from '../src/boot.js'
 import { loadSqlJs } from '../src/database.js'
 import { createEventLog, type DropReason, type EventLog, type EventLogHooks } from '../src/eventlog.js'
@@ -59,7 +60,8 @@ const newSchema = defineSchema({
     ...commonEvents,
     set: defineEvent<{ id: string; value: number }>({
       version: 1,
-      materialize: ({ id, value }) => sql`INSERT INTO items (id, value, twice) VALUES (${id}, ${value}, ${2 * value}) ON CONFLICT(id) DO UPDATE SET value = excluded.value, twice = excluded.twice`,
+      materialize: ({ id, value }) =>
+        sql`INSERT INTO items (id, value, twice) VALUES (${id}, ${value}, ${2 * value}) ON CONFLICT(id) DO UPDATE SET value = excluded.value, twice = excluded.twice`,
     }),
     add: defineEvent<{ id: string; by: number }>({
       materialize: ({ id, by }, ctx) => {
@@ -72,10 +74,17 @@ const newSchema = defineSchema({
 
 const SQL = await loadSqlJs()
 
-interface Observed { hooks: EventLogHooks; warnings: string[]; unknown: string[]; progress: BootProgress[] }
+interface Observed {
+  hooks: EventLogHooks
+  warnings: string[]
+  unknown: string[]
+  progress: BootProgress[]
+}
 function observed(): Observed {
   const o: Observed = {
-    warnings: [], unknown: [], progress: [],
+    warnings: [],
+    unknown: [],
+    progress: [],
     hooks: { dev: false, onWarning: (m) => o.warnings.push(m), onUnknownEvent: (e) => o.unknown.push(`${e.name} ${e.id} ${e.seq}`) },
   }
   return o
@@ -110,7 +119,10 @@ function oldSnapshot(random: () => number): Uint8Array {
       })
       log.applyUpstream(batch, undefined)
     } else if (r < 0.85 || log.pendingCount === 0) {
-      log.commit(Array.from({ length: 1 + Math.floor(random() * 3) }, () => randomEvent(random, `me:${++mine}`, 'me', mine)), false)
+      log.commit(
+        Array.from({ length: 1 + Math.floor(random() * 3) }, () => randomEvent(random, `me:${++mine}`, 'me', mine)),
+        false,
+      )
     } else {
       const ids = log.pendingBatch(1 + Math.floor(random() * log.pendingCount)).map((p) => p.id)
       log.confirm(log.head + 1, ids)
@@ -132,7 +144,7 @@ function rebuildByCopy(bytes: Uint8Array, o: Observed): { log: EventLog; dropped
   const pending = old.readPending()
   const total = old.head + local.length + pending.length
   o.progress.push({ phase: 'rebuild', done: 0, total })
-  for (let since = 0; since < old.head;) {
+  for (let since = 0; since < old.head; ) {
     const page = old.readConfirmed(since, PAGE)
     if (!page.length) break
     log.applyUpstream(page, undefined) // nothing is pending yet: the confirmed events are applied as they come
@@ -155,7 +167,11 @@ function rebuildByCopy(bytes: Uint8Array, o: Observed): { log: EventLog; dropped
 function dump(log: EventLog) {
   log.setMeta({ clientId: 'me', counter: '0', backendId: 'b1', position: '42', schemaHash: newSchema.hash })
   const all = (text: string) => log.db.all({ sql: text, params: [] })
-  const objects = all("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_autoindex%' ORDER BY type, name") as { type: string; name: string; sql: string }[]
+  const objects = all("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_autoindex%' ORDER BY type, name") as {
+    type: string
+    name: string
+    sql: string
+  }[]
   const rows: Record<string, unknown[]> = {}
   for (const o of objects) {
     if (o.type !== 'table') continue
@@ -166,8 +182,14 @@ function dump(log: EventLog) {
   return { objects, rows, head: log.head, pendingCount: log.pendingCount, events: log.events() }
 }
 
-const errors = (m: Map<string, DropReason>) => [...m].map(([id, d]) => (d.reason === 'no-longer-applies' ? [id, d.reason, d.error.name, d.error.message] : [id, d.reason, d.by]))
-const changeOf = (c: ReturnType<EventLog['applyUpstream']>) => ({ written: [...c.written].sort(), confirmed: [...c.confirmed], dropped: errors(c.dropped), pendingAfter: c.pendingAfter })
+const errors = (m: Map<string, DropReason>) =>
+  [...m].map(([id, d]) => (d.reason === 'no-longer-applies' ? [id, d.reason, d.error.name, d.error.message] : [id, d.reason, d.by]))
+const changeOf = (c: ReturnType<EventLog['applyUpstream']>) => ({
+  written: [...c.written].sort(),
+  confirmed: [...c.confirmed],
+  dropped: errors(c.dropped),
+  pendingAfter: c.pendingAfter,
+})
 
 describe('rebuild in place after a schema change', () => {
   it('gives the same state, eventlog, undo log and later behaviour as copying every event into a fresh database', () => {
@@ -184,7 +206,13 @@ describe('rebuild in place after a schema change', () => {
       const byCopy = observed()
       const copied = rebuildByCopy(bytes, byCopy)
       const inPlace = observed()
-      const booted = bootLog(SQL, newSchema, { snapshot: { position: 42, schemaHash: oldSchema.hash, bytes: bytes.slice() }, records: [], dropped: [] }, inPlace.hooks, (p) => inPlace.progress.push(p))
+      const booted = bootLog(
+        SQL,
+        newSchema,
+        { snapshot: { position: 42, schemaHash: oldSchema.hash, bytes: bytes.slice() }, records: [], dropped: [] },
+        inPlace.hooks,
+        (p) => inPlace.progress.push(p),
+      )
       const [a, b] = [copied.log, booted.log]
       try {
         expect({ seed, run, ...dump(b) }).toEqual({ seed, run, ...dump(a) })

@@ -8,9 +8,9 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { crc32 as zlibCrc32 } from 'node:zlib'
-import { afterAll, describe, expect, it } from 'vitest'
 import { fileStorage } from 'tidelog/adapters/filesystem'
 import { fileBackend } from 'tidelog/server'
+import { afterAll, describe, expect, it } from 'vitest'
 import { crc32 } from '../src/crc32.js'
 import { encodeFrames, isTornTail, readFrame } from '../src/records.js'
 import { storeFileName, storeIdOfFileName } from '../src/store-file-name.js'
@@ -28,7 +28,14 @@ afterAll(async () => {
 describe('crc32()', () => {
   it('equals zlib crc32 on every length and offset, and continues from a previous value', () => {
     const bytes = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 7919 + 13) & 255))
-    for (const [from, to] of [[0, 0], [0, 1], [3, 10], [1, 999], [0, 1000], [17, 530]] as const) {
+    for (const [from, to] of [
+      [0, 0],
+      [0, 1],
+      [3, 10],
+      [1, 999],
+      [0, 1000],
+      [17, 530],
+    ] as const) {
       expect(crc32(bytes.subarray(from, to))).toBe(zlibCrc32(bytes.subarray(from, to)))
       expect(crc32(bytes.subarray(to), crc32(bytes.subarray(from, to)))).toBe(zlibCrc32(bytes.subarray(from)))
     }
@@ -39,7 +46,7 @@ describe('record framing', () => {
   it('reads back each payload of a batch, marking only the last as the end of its batch', () => {
     const buf = encodeFrames(['{"a":1}', 'ü€', Buffer.from([1, 2, 3])])
     const seen: { payload: string; last: boolean }[] = []
-    for (let at = 0; at < buf.length;) {
+    for (let at = 0; at < buf.length; ) {
       const frame = readFrame(buf, at)
       if (!frame.ok) throw new Error(frame.problem)
       seen.push({ payload: frame.payload.toString('latin1'), last: frame.last })
@@ -85,7 +92,13 @@ describe('record framing', () => {
 
 describe('storeFileName()', () => {
   it('keeps case apart on case-insensitive filesystems, keeps dots and device names out, and decodes back', () => {
-    for (const [storeId, name] of [['Todos', 'store-^todos'], ['todos', 'store-todos'], ['..', 'store-..'], ['CON', 'store-^c^o^n'], ['a.B_c~-9', 'store-a.^b_c~-9']]) {
+    for (const [storeId, name] of [
+      ['Todos', 'store-^todos'],
+      ['todos', 'store-todos'],
+      ['..', 'store-..'],
+      ['CON', 'store-^c^o^n'],
+      ['a.B_c~-9', 'store-a.^b_c~-9'],
+    ]) {
       expect(storeFileName(storeId!)).toBe(name)
       expect(storeIdOfFileName(name!)).toBe(storeId)
     }

@@ -45,7 +45,10 @@ describe('createRequestTable()', () => {
   it('builds rids with the given function and lists waiting requests oldest first', () => {
     const t = createRequestTable<string>({ timeoutMs: 100, timeoutError: () => new Error('late'), rid: (n) => `client-1:${n}` })
     for (const what of ['a', 'b']) t.open(what).answer.catch(() => {})
-    expect(t.pending()).toEqual([{ rid: 'client-1:1', data: 'a' }, { rid: 'client-1:2', data: 'b' }])
+    expect(t.pending()).toEqual([
+      { rid: 'client-1:1', data: 'a' },
+      { rid: 'client-1:2', data: 'b' },
+    ])
     expect(t.take(1)).toBeUndefined()
     expect(t.take('client-1:1')?.data).toBe('a')
     t.rejectAll(new Error('closed'))

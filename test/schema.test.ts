@@ -1,17 +1,17 @@
-import { afterEach, describe, expect, it } from 'vitest'
 import {
   createStore,
   defineEvent,
   defineSchema,
   isTidelogError,
   SchemaError,
+  type StandardSchemaV1,
+  type Store,
   sql,
   TidelogError,
   ValidationError,
-  type StandardSchemaV1,
-  type Store,
 } from 'tidelog'
-import { todoEvents, todoIndexes, todoSchema, todoTables, type Todo } from './helpers/todo-schema.js'
+import { afterEach, describe, expect, it } from 'vitest'
+import { type Todo, todoEvents, todoIndexes, todoSchema, todoTables } from './helpers/todo-schema.js'
 
 const open: Store<any>[] = []
 afterEach(async () => {
@@ -106,19 +106,31 @@ describe('defineSchema()', () => {
     ['a table definition', () => ({ ...base(), tables: { ...todoTables, notes: sql`CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT)` } })],
     ['an index', () => ({ ...base(), indexes: [...todoIndexes, sql`CREATE INDEX todos_text ON todos(text)`] })],
     ['no indexes', () => ({ ...base(), indexes: [] })],
-    ['an event name', () => {
-      const { todoDeleted, ...events } = todoEvents()
-      return { ...base(), events: { ...events, todoRemoved: todoDeleted } }
-    }],
+    [
+      'an event name',
+      () => {
+        const { todoDeleted, ...events } = todoEvents()
+        return { ...base(), events: { ...events, todoRemoved: todoDeleted } }
+      },
+    ],
     ['an added event', () => ({ ...base(), events: { ...todoEvents(), extra: defineEvent({ materialize: () => undefined }) } })],
-    ['an event version', () => ({
-      ...base(),
-      events: { ...todoEvents(), todoCompleted: defineEvent<{ id: string }>({ version: 2, materialize: ({ id }) => sql`UPDATE todos SET completed = 1 WHERE id = ${id}` }) },
-    })],
-    ['an event becoming local', () => ({
-      ...base(),
-      events: { ...todoEvents(), noteAdded: defineEvent<{ id: string; body: string }>({ local: true, materialize: () => undefined }) },
-    })],
+    [
+      'an event version',
+      () => ({
+        ...base(),
+        events: {
+          ...todoEvents(),
+          todoCompleted: defineEvent<{ id: string }>({ version: 2, materialize: ({ id }) => sql`UPDATE todos SET completed = 1 WHERE id = ${id}` }),
+        },
+      }),
+    ],
+    [
+      'an event becoming local',
+      () => ({
+        ...base(),
+        events: { ...todoEvents(), noteAdded: defineEvent<{ id: string; body: string }>({ local: true, materialize: () => undefined }) },
+      }),
+    ],
     ['the schema version', () => ({ ...base(), version: 1 })],
   ])('changes the hash with %s', (_what, make) => {
     expect(defineSchema(make() as Parameters<typeof defineSchema>[0]).hash).not.toBe(todoSchema.hash)

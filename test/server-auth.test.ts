@@ -1,9 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { WebSocket } from 'ws'
 import type { PendingEvent, SyncBackend, TransportStatus } from 'tidelog'
-import { createSyncServer, memoryBackend, type AuthenticateContext, type SyncServer } from 'tidelog/server'
+import { type AuthenticateContext, createSyncServer, memoryBackend, type SyncServer } from 'tidelog/server'
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { WebSocket } from 'ws'
 import { upgradeStatus } from './helpers/server.js'
 
 // R5: no event is read or written on a storeId without passing authenticate; tokens are re-asked on reconnect.
@@ -44,7 +44,6 @@ const event = (i: number): PendingEvent => ({ id: `a:${i}`, name: 'noted', args:
 const pullBody = (storeId = 'guarded') => JSON.stringify({ v: 1, type: 'pull', storeId, since: 0 })
 const pushBody = (storeId = 'guarded') => JSON.stringify({ v: 1, type: 'push', storeId, parentSeq: 0, events: [event(99)] })
 
-
 beforeEach(async () => {
   backend = memoryBackend()
   valid = 'secret-1'
@@ -70,7 +69,10 @@ describe('server: authenticate', () => {
   it.each(refusals)('refuses %s on every route before touching the backend', async (_what, headers, storeId) => {
     expect(await upgradeStatus(`ws://127.0.0.1:${port}/sync?storeId=${storeId}`, headers)).toBe(401)
     const base = `http://127.0.0.1:${port}`
-    for (const [path, body] of [['/pull', pullBody(storeId)], ['/push', pushBody(storeId)]] as const) {
+    for (const [path, body] of [
+      ['/pull', pullBody(storeId)],
+      ['/push', pushBody(storeId)],
+    ] as const) {
       const response = await fetch(base + path, { method: 'POST', headers, body })
       expect(response.status, path).toBe(401)
       expect(await response.json()).toMatchObject({ type: 'error', code: 'unauthorized', retryable: false })
@@ -112,8 +114,18 @@ describe('server: authenticate', () => {
     const base = `http://127.0.0.1:${port}`
     // the body never ends: only a refusal that does not wait for it can answer
     const controller = new AbortController()
-    const body = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('{"v":1,')) } })
-    const response = await fetch(`${base}/push?storeId=guarded`, { method: 'POST', headers: { authorization: 'Bearer nope' }, body, duplex: 'half', signal: controller.signal } as RequestInit)
+    const body = new ReadableStream({
+      start(c) {
+        c.enqueue(new TextEncoder().encode('{"v":1,'))
+      },
+    })
+    const response = await fetch(`${base}/push?storeId=guarded`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer nope' },
+      body,
+      duplex: 'half',
+      signal: controller.signal,
+    } as RequestInit)
     expect(response.status).toBe(401)
     expect(await response.json()).toMatchObject({ code: 'unauthorized' })
     controller.abort()
@@ -165,7 +177,10 @@ describe('transports: tokens are asked again on reconnect', () => {
     expect(statuses.at(-1)?.state).toBe('online')
     expect((await transport.pull({ storeId: 'guarded', since: 0 })).head).toBe(1)
     const mark = statuses.length
-    const refusedStale = new Promise<void>((resolve) => (onStatus = () => statuses.slice(mark).some((s) => (s.error as { protocolCode?: string } | undefined)?.protocolCode === 'unauthorized') && resolve()))
+    const refusedStale = new Promise<void>(
+      (resolve) =>
+        (onStatus = () => statuses.slice(mark).some((s) => (s.error as { protocolCode?: string } | undefined)?.protocolCode === 'unauthorized') && resolve()),
+    )
     await restartWithToken('secret-2')
     await refusedStale // the server now refuses the old token with 401; the transport keeps trying
     const refreshedAt = statuses.length

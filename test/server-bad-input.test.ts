@@ -1,10 +1,10 @@
 import { request as httpRequest } from 'node:http'
 import fc from 'fast-check'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { WebSocket } from 'ws'
 import type { ConfirmedEvent, PendingEvent, ServerMessage } from 'tidelog'
 import { createSyncServer, memoryBackend, type SyncServer } from 'tidelog/server'
 import { websocketTransport } from 'tidelog/transports/websocket'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { WebSocket } from 'ws'
 
 // R4: every bad input gets a typed protocol error, nothing is partially appended,
 // and the server keeps serving a good client that was connected all along.
@@ -147,12 +147,18 @@ describe('server: bad input over HTTP', () => {
     expect((await post('/push', JSON.stringify(push({ parentSeq: goodHead, events: [stored] })))).status).toBe(200)
     goodHead++
     const mixed = push({ parentSeq: goodHead, events: [stored, event(++n, 'bad')] })
-    expect(await post('/push', JSON.stringify(mixed))).toMatchObject({ status: 400, body: { code: 'invalid_message', message: expect.stringContaining('mixes') } })
+    expect(await post('/push', JSON.stringify(mixed))).toMatchObject({
+      status: 400,
+      body: { code: 'invalid_message', message: expect.stringContaining('mixes') },
+    })
   })
 
   it('answers 413 to a declared body over the limit without reading it', async () => {
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = httpRequest(`${server.url}/push`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(50 * MAX_BYTES) } })
+      const req = httpRequest(`${server.url}/push`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': String(50 * MAX_BYTES) },
+      })
       req.on('response', (res) => {
         let body = ''
         res.on('data', (c) => (body += c)).on('end', () => resolve({ status: res.statusCode!, body }))
@@ -182,7 +188,15 @@ describe('server: bad input over HTTP', () => {
   })
 
   it('answers bad long-poll parameters with 400', async () => {
-    for (const query of ['storeId=bad-input&since=abc', 'storeId=bad-input&since=-1', 'storeId=bad/input&since=0', 'since=0', 'storeId=bad-input', 'storeId=bad-input&since=0&wait=soon', 'storeId=bad-input&since=0&v=2']) {
+    for (const query of [
+      'storeId=bad-input&since=abc',
+      'storeId=bad-input&since=-1',
+      'storeId=bad/input&since=0',
+      'since=0',
+      'storeId=bad-input',
+      'storeId=bad-input&since=0&wait=soon',
+      'storeId=bad-input&since=0&v=2',
+    ]) {
       const response = await fetch(`${server.url}/pull?${query}`)
       expect(response.status, query).toBe(400)
       expect(await response.json(), query).toMatchObject({ type: 'error', code: expect.stringMatching(/invalid_message|unsupported_version/) })
@@ -268,7 +282,7 @@ describe('server: fuzzed message shapes', () => {
     sessionId: fc.constant('s'),
     createdAt: fc.integer(),
   })
-  const sometimes = <T,>(usual: fc.Arbitrary<T>, odd: fc.Arbitrary<unknown>) => fc.oneof({ weight: 10, arbitrary: usual }, { weight: 1, arbitrary: odd })
+  const sometimes = <T>(usual: fc.Arbitrary<T>, odd: fc.Arbitrary<unknown>) => fc.oneof({ weight: 10, arbitrary: usual }, { weight: 1, arbitrary: odd })
   const messageShape = fc.oneof(
     { weight: 1, arbitrary: fc.anything() },
     { weight: 1, arbitrary: fc.string() },
@@ -299,7 +313,10 @@ describe('server: fuzzed message shapes', () => {
           since: sometimes(fc.nat(12), fc.anything()),
           limit: sometimes(fc.integer({ min: 1, max: 5 }), fc.anything()),
           parentSeq: sometimes(fc.oneof(fc.constant('<head>'), fc.constant('<head>'), fc.nat(12)), fc.anything()),
-          events: sometimes(fc.array(goodEvent, { minLength: 1, maxLength: 4 }), fc.oneof(fc.array(fc.oneof(goodEvent, eventShape), { maxLength: 6 }), fc.anything())),
+          events: sometimes(
+            fc.array(goodEvent, { minLength: 1, maxLength: 4 }),
+            fc.oneof(fc.array(fc.oneof(goodEvent, eventShape), { maxLength: 6 }), fc.anything()),
+          ),
           rid: sometimes(fc.oneof(fc.string(), fc.integer()), fc.anything()),
         },
         { requiredKeys: ['v', 'type', 'storeId', 'since', 'parentSeq', 'events'] },
@@ -356,25 +373,29 @@ describe('server: fuzzed message shapes', () => {
   }
 
   it('over HTTP POST', async () => {
-    await run(fc.asyncProperty(messageShape, async (shape) => {
-      const before = (await logOf('fuzz-http')).length
-      const message = substitute(shape, before, 'fuzz-http')
-      const body = JSON.stringify(message) ?? 'undefined'
-      const path = (message as { type?: unknown })?.type === 'push' ? '/push' : '/pull'
-      const answer = await post(path, body)
-      await check('fuzz-http', message, answer.body, answer.status, before)
-    }))
+    await run(
+      fc.asyncProperty(messageShape, async (shape) => {
+        const before = (await logOf('fuzz-http')).length
+        const message = substitute(shape, before, 'fuzz-http')
+        const body = JSON.stringify(message) ?? 'undefined'
+        const path = (message as { type?: unknown })?.type === 'push' ? '/push' : '/pull'
+        const answer = await post(path, body)
+        await check('fuzz-http', message, answer.body, answer.status, before)
+      }),
+    )
     await goodClientStillWorks()
   })
 
   it('over WebSocket', async () => {
     const peer = await rawSocket('fuzz-ws')
-    await run(fc.asyncProperty(messageShape, async (shape) => {
-      const before = (await logOf('fuzz-ws')).length
-      const message = substitute(shape, before, 'fuzz-ws')
-      const answer = await peer.send(JSON.stringify(message) ?? 'undefined')
-      await check('fuzz-ws', message, answer, undefined, before)
-    }))
+    await run(
+      fc.asyncProperty(messageShape, async (shape) => {
+        const before = (await logOf('fuzz-ws')).length
+        const message = substitute(shape, before, 'fuzz-ws')
+        const answer = await peer.send(JSON.stringify(message) ?? 'undefined')
+        await check('fuzz-ws', message, answer, undefined, before)
+      }),
+    )
     expect(peer.socket.readyState).toBe(WebSocket.OPEN)
     peer.socket.close()
     await goodClientStillWorks()

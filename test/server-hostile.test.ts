@@ -1,17 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { connect as tcpConnect, type Socket } from 'node:net'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { type Socket, connect as tcpConnect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { WebSocket } from 'ws'
-import { createStore, type ConfirmedEvent, type PendingEvent, type ServerMessage, type SyncBackend } from 'tidelog'
+import { type ConfirmedEvent, createStore, type PendingEvent, type ServerMessage, type SyncBackend } from 'tidelog'
 import { createSyncServer, fileBackend, memoryBackend, type SyncServer } from 'tidelog/server'
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
-import { todoSchema } from './helpers/todo-schema.js'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { WebSocket } from 'ws'
 import { healthMs, pullFlood, watchHealth } from './fixtures/pull-flood.js'
+import { todoSchema } from './helpers/todo-schema.js'
 import { waitFor, within } from './helpers/wait.js'
 
 // R6: hostile clients. Each case here crashed or exhausted the server before
@@ -26,7 +26,14 @@ const deepText = (depth: number) => '['.repeat(depth) + '1' + ']'.repeat(depth)
 /** JSON of `message`, with each `deep(n)` placeholder spelled out as n nested arrays. */
 const wire = (message: object) => JSON.stringify(message).replace(/"__deep__:(\d+)"/g, (_, n) => deepText(Number(n)))
 const deep = (depth: number) => `__deep__:${depth}`
-const event = (id: string, args: unknown): PendingEvent => ({ id, name: 'noted', args: args as PendingEvent['args'], clientId: id.split(':')[0]!, sessionId: 's', createdAt: 1 })
+const event = (id: string, args: unknown): PendingEvent => ({
+  id,
+  name: 'noted',
+  args: args as PendingEvent['args'],
+  clientId: id.split(':')[0]!,
+  sessionId: 's',
+  createdAt: 1,
+})
 
 /** Counts events; `reached(n)` resolves once the count is at least n. */
 function counter() {
@@ -83,11 +90,17 @@ describe('sync server under hostile input (in process)', () => {
     pull: async (storeId, since, limit) => {
       if (storeId === 'oversized') {
         // stored before maxEventBytes existed: one event past the whole page budget
-        const events: ConfirmedEvent[] = [{ ...event('old:1', { text: 'z'.repeat(1_500_000) }), seq: 1 }, { ...event('old:2', {}), seq: 2 }]
+        const events: ConfirmedEvent[] = [
+          { ...event('old:1', { text: 'z'.repeat(1_500_000) }), seq: 1 },
+          { ...event('old:2', {}), seq: 2 },
+        ]
         return { type: 'pulled', events: events.slice(since, since + limit), head: 2, backendId: 'legacy', more: since + limit < 2 }
       }
       if (storeId !== 'legacy') return backend.pull(storeId, since, limit)
-      const events: ConfirmedEvent[] = [{ ...event('old:1', JSON.parse(deepText(20_000))), seq: 1 }, { ...event('old:2', { ok: true }), seq: 2 }]
+      const events: ConfirmedEvent[] = [
+        { ...event('old:1', JSON.parse(deepText(20_000))), seq: 1 },
+        { ...event('old:2', { ok: true }), seq: 2 },
+      ]
       return { type: 'pulled', events: events.slice(since, since + limit), head: 2, backendId: 'legacy', more: since + limit < 2 }
     },
     push: (storeId, request) => backend.push(storeId, request),
@@ -169,7 +182,7 @@ describe('sync server under hostile input (in process)', () => {
 })
 
 describe('a pipelining peer that never reads', () => {
-  it('waits in its connection\'s window, and once it goes away the server still closes promptly', async () => {
+  it("waits in its connection's window, and once it goes away the server still closes promptly", async () => {
     const backend = memoryBackend()
     const events = Array.from({ length: 500 }, (_, i) => event(`p:${i + 1}`, { text: 'q'.repeat(1000) }))
     await backend.push('big', { parentSeq: 0, events })
@@ -183,7 +196,13 @@ describe('a pipelining peer that never reads', () => {
     raw.pause()
     raw.write(`POST /pull HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`.repeat(200))
     // a few pages fill the socket; the other requests wait for the peer to read, without building their pages
-    await within(new Promise<void>((resolve) => { const check = () => (pulls > 0 ? resolve() : setTimeout(check, 20)); check() }), 'the first pulls')
+    await within(
+      new Promise<void>((resolve) => {
+        const check = () => (pulls > 0 ? resolve() : setTimeout(check, 20))
+        check()
+      }),
+      'the first pulls',
+    )
     await new Promise((resolve) => setTimeout(resolve, 300))
     expect(pulls).toBeLessThan(20)
     raw.destroy()
@@ -197,10 +216,14 @@ describe('sync server under hostile load (child process)', () => {
   let url: string
 
   async function start(events: number, bytes: number, limits: object = {}) {
-    child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join(root, 'test/fixtures/hostile-server.ts'), String(events), String(bytes), JSON.stringify(limits)], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    })
+    child = spawn(
+      process.execPath,
+      ['--expose-gc', '--import', 'tsx', join(root, 'test/fixtures/hostile-server.ts'), String(events), String(bytes), JSON.stringify(limits)],
+      {
+        cwd: root,
+        stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+      },
+    )
     url = await new Promise<string>((resolve, reject) => {
       let out = ''
       child.stdout!.on('data', (chunk) => {
@@ -234,7 +257,9 @@ describe('sync server under hostile load (child process)', () => {
     expect(alive()).toBe(true)
     expect(probes).toBeGreaterThan(5)
     expect(worst).toBeLessThan(1000)
-    console.log(`pull flood: server RSS ${Math.round(before / MB)} MB before, ${Math.round(during / MB)} MB during; slowest /health ${Math.round(worst)} ms over ${probes} probes`)
+    console.log(
+      `pull flood: server RSS ${Math.round(before / MB)} MB before, ${Math.round(during / MB)} MB during; slowest /health ${Math.round(worst)} ms over ${probes} probes`,
+    )
     expect(during - before).toBeLessThan(300 * MB)
     drop()
   }, 30_000)
@@ -253,9 +278,9 @@ describe('sync server under hostile load (child process)', () => {
     await Promise.all(sockets.map((s) => new Promise((resolve) => (s.once('connect', resolve), s.once('close', resolve)))))
     expect(await healthMs(url)).toBeLessThan(1000)
     // at the limit, the longest-idle connections made room: at most 100 of ours are still open
-    await within(closedByServer.reached(200), "200 of 300 idle sockets closed", 15_000)
+    await within(closedByServer.reached(200), '200 of 300 idle sockets closed', 15_000)
     // and the rest go once they have said nothing for the header timeout
-    await within(closedByServer.reached(300), "all 300 idle sockets closed", 15_000)
+    await within(closedByServer.reached(300), 'all 300 idle sockets closed', 15_000)
     expect(await healthMs(url)).toBeLessThan(1000)
     expect(alive()).toBe(true)
   }, 40_000)
@@ -288,7 +313,9 @@ describe('poison across a restart (file backend)', () => {
       let server = await createSyncServer({ backend, port: 0 })
       const refused = await post(server.url, '/push', { v: 1, type: 'push', storeId: 'p', parentSeq: 0, events: [event('x:1', deep(4115))] })
       expect(refused.status).toBe(400)
-      expect((await post(server.url, '/push', { v: 1, type: 'push', storeId: 'p', parentSeq: 0, events: [event('x:1', { fine: 1 })] })).body).toMatchObject({ type: 'pushed' })
+      expect((await post(server.url, '/push', { v: 1, type: 'push', storeId: 'p', parentSeq: 0, events: [event('x:1', { fine: 1 })] })).body).toMatchObject({
+        type: 'pushed',
+      })
       await server.close()
       await backend.close()
       backend = fileBackend({ dir })

@@ -3,11 +3,11 @@ import { createServer, request as httpRequest, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { WebSocket } from 'ws'
 import type { PendingEvent, PullResponse } from 'tidelog'
 import { attachWebSocket, createHttpHandler, createSyncServer, memoryBackend, type SyncServer } from 'tidelog/server'
 import { websocketTransport } from 'tidelog/transports/websocket'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { WebSocket } from 'ws'
 
 let backend: ReturnType<typeof memoryBackend>
 let server: SyncServer
@@ -21,7 +21,10 @@ function rawGet(url: string, path: string): Promise<{ status: number; body: stri
     req.path = path
     req.on('response', (res) => {
       let body = ''
-      res.setEncoding('utf8').on('data', (c) => (body += c)).on('end', () => resolve({ status: res.statusCode!, body, type: res.headers['content-type'] }))
+      res
+        .setEncoding('utf8')
+        .on('data', (c) => (body += c))
+        .on('end', () => resolve({ status: res.statusCode!, body, type: res.headers['content-type'] }))
     })
     req.on('error', reject)
     req.end()
@@ -59,7 +62,10 @@ describe('createSyncServer()', () => {
   })
 
   it('answers POST /pull and /push with the protocol answers, echoing rid', async () => {
-    const pushed = await fetch(`${server.url}/push`, { method: 'POST', body: JSON.stringify({ v: 1, rid: 7, type: 'push', storeId: 'http', parentSeq: 0, events: [event(1)] }) })
+    const pushed = await fetch(`${server.url}/push`, {
+      method: 'POST',
+      body: JSON.stringify({ v: 1, rid: 7, type: 'push', storeId: 'http', parentSeq: 0, events: [event(1)] }),
+    })
     expect(await pushed.json()).toMatchObject({ v: 1, rid: 7, type: 'pushed', firstSeq: 1, head: 1 })
     const pulled = await fetch(`${server.url}/pull`, { method: 'POST', body: JSON.stringify({ v: 1, type: 'pull', storeId: 'http', since: 0 }) })
     expect(await pulled.json()).toMatchObject({ v: 1, type: 'pulled', head: 1, more: false, events: [{ ...event(1), seq: 1 }] })

@@ -10,19 +10,19 @@
  * when this file is selected and dist/ is stale).
  * Replay a run: TIDELOG_PG_E2E_SEED=<seed> npx vitest run test/server-postgres.test.ts
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { afterAll, afterEach, describe, expect, inject, it } from 'vitest'
-import { WebSocket } from 'ws'
-import { createStore, sql, type Store, type Transport } from 'tidelog'
+import { createStore, type Store, sql, type Transport } from 'tidelog'
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest'
+import { WebSocket } from 'ws'
 import { postgresBackend } from '../src/backends/postgres.js'
 import { failoverProxy } from './fixtures/failover-proxy.js'
 import { dropSchema, freshSchemaName, POSTGRES_URL, postgresUnavailable } from './helpers/postgres.js'
 import { mulberry32 } from './helpers/random.js'
-import { freshStoreId, todoSchema, type TodoSchema } from './helpers/todo-schema.js'
+import { freshStoreId, type TodoSchema, todoSchema } from './helpers/todo-schema.js'
 import { backendLog, logOf, waitFor, within } from './helpers/wait.js'
 
 const unavailable = await postgresUnavailable()
@@ -42,23 +42,34 @@ afterAll(async () => {
   if (!unavailable) await dropSchema(schema)
 })
 
-interface Served { proc: ChildProcess; port: number; url: string; exited: Promise<unknown[]> }
+interface Served {
+  proc: ChildProcess
+  port: number
+  url: string
+  exited: Promise<unknown[]>
+}
 
 /** `tidelog serve --postgres` on a free port; resolves once it listens. */
 async function serve(): Promise<Served> {
-  const proc = spawn(process.execPath, [`${root}bin/tidelog.js`, 'serve', '--port', '0', '--postgres', POSTGRES_URL, '--schema', schema], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, [`${root}bin/tidelog.js`, 'serve', '--port', '0', '--postgres', POSTGRES_URL, '--schema', schema], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let stderr = ''
   proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
   const exited = once(proc, 'exit')
-  const url = await within(new Promise<string>((resolve, reject) => {
-    let out = ''
-    proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      out += chunk
-      const m = /serving (http:\/\/\S+)/.exec(out)
-      if (m) resolve(m[1]!)
-    })
-    void exited.then(([code, signal]) => reject(new Error(`tidelog serve exited before listening (${code ?? signal}): ${stderr}`)))
-  }), 'tidelog serve --postgres to listen')
+  const url = await within(
+    new Promise<string>((resolve, reject) => {
+      let out = ''
+      proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+        out += chunk
+        const m = /serving (http:\/\/\S+)/.exec(out)
+        if (m) resolve(m[1]!)
+      })
+      void exited.then(([code, signal]) => reject(new Error(`tidelog serve exited before listening (${code ?? signal}): ${stderr}`)))
+    }),
+    'tidelog serve --postgres to listen',
+  )
   const served = { proc, port: Number(new URL(url).port), url, exited }
   cleanups.push(() => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
@@ -108,7 +119,11 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
     await waitFor(onB.store.sync.status, (s) => s.state === 'synced', 'the client of B to be synced')
     // the WebSocket client of B only listens: the event can only come by B's live stream, woken by NOTIFY
     await onA.store.commit(todoCreated({ id: 'from-a', text: 'pushed through A' })).confirmed
-    await waitFor(onB.store.query(sql`SELECT count(*) AS n FROM todos WHERE id = 'from-a'`), (rows) => (rows as { n: number }[])[0]?.n === 1, 'the event pushed through A on the client of B')
+    await waitFor(
+      onB.store.query(sql`SELECT count(*) AS n FROM todos WHERE id = 'from-a'`),
+      (rows) => (rows as { n: number }[])[0]?.n === 1,
+      'the event pushed through A on the client of B',
+    )
     // and a server stops cleanly on SIGTERM, closing its pool
     b.proc.kill('SIGTERM')
     expect((await within(b.exited, 'tidelog serve to stop'))[0]).toBe(0)
@@ -157,10 +172,14 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
       return id
     }
     const until = (pred: () => boolean, what: string) =>
-      within(new Promise<void>((resolve) => {
-        progress = () => pred() && resolve()
-        progress()
-      }), what, 15_000)
+      within(
+        new Promise<void>((resolve) => {
+          progress = () => pred() && resolve()
+          progress()
+        }),
+        what,
+        15_000,
+      )
 
     const started = performance.now()
     const killAt = 30 + Math.floor(random() * 40)
@@ -173,7 +192,7 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
     // A's clients carry on through B
     const confirmedBy = (c: (typeof clients)[number]) => [...confirmed.keys()].filter((id) => id.startsWith(`${c.store.clientId}:`)).length
     const before = clients.map(confirmedBy)
-    await until(() => clients.every((c, i) => confirmedBy(c) > before[i]!), 'every client, A\'s included, to get events confirmed after the kill')
+    await until(() => clients.every((c, i) => confirmedBy(c) > before[i]!), "every client, A's included, to get events confirmed after the kill")
     const failedOver = performance.now()
     running = false
     await Promise.all(loops)
@@ -183,8 +202,19 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
     const reader = postgresBackend({ connectionString: POSTGRES_URL }, { schema })
     cleanups.push(() => reader.close())
     const log = await backendLog(reader, storeId)
-    await Promise.all(clients.map((c) => waitFor(c.store.sync.status, (st) => st.state === 'synced' && st.pending === 0 && st.head === log.length, `${c.name} to reach head ${log.length}`, 15_000)))
-    console.log(`server-postgres: killed server A after ${atKill} confirmations (${(killedAt - started).toFixed(0)} ms in), A's clients confirmed on B after ${(failedOver - killedAt).toFixed(0)} ms; ${log.length} events in the end`)
+    await Promise.all(
+      clients.map((c) =>
+        waitFor(
+          c.store.sync.status,
+          (st) => st.state === 'synced' && st.pending === 0 && st.head === log.length,
+          `${c.name} to reach head ${log.length}`,
+          15_000,
+        ),
+      ),
+    )
+    console.log(
+      `server-postgres: killed server A after ${atKill} confirmations (${(killedAt - started).toFixed(0)} ms in), A's clients confirmed on B after ${(failedOver - killedAt).toFixed(0)} ms; ${log.length} events in the end`,
+    )
 
     expect(failures).toEqual([])
     expect(log.map((e) => e.seq)).toEqual(log.map((_, i) => i + 1))

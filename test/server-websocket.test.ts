@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { WebSocket, type ClientOptions } from 'ws'
 import type { ConfirmedEvent, PendingEvent, ServerMessage } from 'tidelog'
 import { createSyncServer, memoryBackend, type SyncServer, type SyncServerOptions } from 'tidelog/server'
+import { afterEach, describe, expect, it } from 'vitest'
+import { type ClientOptions, WebSocket } from 'ws'
 
 let backend: ReturnType<typeof memoryBackend>
 let server: SyncServer | undefined
@@ -79,10 +79,13 @@ describe('sync server WebSocket backpressure', () => {
     let dropped!: () => void
     const unsubscribed = new Promise<void>((resolve) => (dropped = resolve))
     const inner = memoryBackend()
-    const watched = { ...inner, subscribe: (storeId: string, onHead: (head: number) => void) => {
-      const unsubscribe = inner.subscribe(storeId, onHead)
-      return () => (unsubscribe(), dropped())
-    } }
+    const watched = {
+      ...inner,
+      subscribe: (storeId: string, onHead: (head: number) => void) => {
+        const unsubscribe = inner.subscribe(storeId, onHead)
+        return () => (unsubscribe(), dropped())
+      },
+    }
     server = await createSyncServer({ backend: watched, port: 0, maxBufferedBytes: 64 * 1024, stalledTimeoutMs: 100 })
     backend = inner
     const peer = await streaming(server.url, 'stuck')

@@ -4,9 +4,10 @@
  * the same backendId. The client must show `error` and wait, not spin
  * between pull and a push that can never be accepted.
  */
-import { afterEach, describe, expect, it } from 'vitest'
+
 import { createStore, localTransport, type Store, type SyncBackend } from 'tidelog'
 import { memoryBackend } from 'tidelog/server'
+import { afterEach, describe, expect, it } from 'vitest'
 import { todoSchema } from './helpers/todo-schema.js'
 import { waitFor, within } from './helpers/wait.js'
 

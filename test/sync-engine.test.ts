@@ -4,8 +4,9 @@
  * in sync.test.ts; this checks what the store cannot show deterministically
  * in one thread: when the push leaves relative to the rebase.
  */
-import { describe, expect, it } from 'vitest'
+
 import type { ConfirmedEvent, PendingEvent, PullResponse, PushResponse, Transport } from 'tidelog'
+import { describe, expect, it } from 'vitest'
 import { createSyncEngine, type SyncHost } from '../src/sync-engine.js'
 
 const upstream = (seq: number): ConfirmedEvent => ({ seq, id: `o:${seq}`, name: 'x', args: null, clientId: 'o', sessionId: 's', createdAt: 0 })
@@ -20,7 +21,9 @@ function scripted(losses: number, pushBeforeRebase: boolean) {
   let done!: () => void
   const finished = new Promise<void>((r) => (done = r))
   const transport: Transport = {
-    async connect(h) { h.onStatus({ state: 'online' }) },
+    async connect(h) {
+      h.onStatus({ state: 'online' })
+    },
     async pull(req): Promise<PullResponse> {
       if (pending) backendHead++ // another client got in since
       const events = [] as ConfirmedEvent[]
@@ -41,8 +44,16 @@ function scripted(losses: number, pushBeforeRebase: boolean) {
     backendId: () => 'b',
     pendingCount: () => pending,
     pendingBatch: () => (pending ? [mine] : []),
-    applyUpstream(events) { trail.push(`rebase@${events[events.length - 1]!.seq}`); head = events[events.length - 1]!.seq },
-    confirm(firstSeq) { trail.push(`confirm@${firstSeq}`); head = firstSeq; pending = 0; done() },
+    applyUpstream(events) {
+      trail.push(`rebase@${events[events.length - 1]!.seq}`)
+      head = events[events.length - 1]!.seq
+    },
+    confirm(firstSeq) {
+      trail.push(`confirm@${firstSeq}`)
+      head = firstSeq
+      pending = 0
+      done()
+    },
     setState() {},
     pushBeforeRebase: () => pushBeforeRebase,
   }
@@ -57,9 +68,12 @@ describe('sync engine: when the push leaves', () => {
     await finished
     await engine.close()
     expect(trail).toEqual([
-      'rebase@1', 'push@1', // pull, rebase, push: rejected
-      'rebase@2', 'push@2', // rejected again: two losses
-      'push@3', 'rebase@3', // the push leaves on the pulled head before the rebase
+      'rebase@1',
+      'push@1', // pull, rebase, push: rejected
+      'rebase@2',
+      'push@2', // rejected again: two losses
+      'push@3',
+      'rebase@3', // the push leaves on the pulled head before the rebase
       'confirm@4',
     ])
   })

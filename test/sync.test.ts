@@ -1,27 +1,27 @@
-import { afterEach, describe, expect, it } from 'vitest'
 import {
   BackendResetError,
   ConflictDroppedError,
-  MaterializeError,
+  type ConflictInfo,
   createStore,
   defineEvent,
   defineSchema,
   localTransport,
-  sql,
-  StoreClosedError,
-  TidelogError,
-  TransportError,
-  type ConflictInfo,
-  type StoredEvent,
+  type MaterializeError,
   type Schema,
   type Store,
+  StoreClosedError,
+  type StoredEvent,
   type StoreOptions,
   type SyncBackend,
   type SyncStatus,
+  sql,
+  TidelogError,
+  TransportError,
 } from 'tidelog'
 import { memoryBackend } from 'tidelog/server'
-import { freshStoreId, todoEvents, todoIndexes, todoSchema, todoTables, type Todo, type TodoSchema } from './helpers/todo-schema.js'
-import { deferred, swappableBackend, wrapTransport, type Deferred, type TransportCall } from './helpers/transports.js'
+import { afterEach, describe, expect, it } from 'vitest'
+import { freshStoreId, type Todo, type TodoSchema, todoEvents, todoIndexes, todoSchema, todoTables } from './helpers/todo-schema.js'
+import { type Deferred, deferred, swappableBackend, type TransportCall, wrapTransport } from './helpers/transports.js'
 import { backendLog, converged, logOf, waitFor, within } from './helpers/wait.js'
 
 const { todoCreated, todoCompleted, todoRenamed, kvSet, noteAdded, filterChanged } = todoSchema.events
@@ -32,11 +32,7 @@ afterEach(async () => {
 })
 
 /** A store on `backend` (through localTransport unless a transport is given). */
-async function client<S extends Schema<any> = TodoSchema>(
-  backend: SyncBackend,
-  storeId: string,
-  options: Partial<StoreOptions<S>> = {},
-): Promise<Store<S>> {
+async function client<S extends Schema<any> = TodoSchema>(backend: SyncBackend, storeId: string, options: Partial<StoreOptions<S>> = {}): Promise<Store<S>> {
   const s = await createStore<S>({ schema: todoSchema as unknown as S, storeId, transport: localTransport(backend), ...options })
   open.push(s)
   return s
@@ -148,9 +144,17 @@ describe('store.sync with localTransport + memoryBackend', () => {
     expect(stateOf(a)).toEqual(stateOf(b))
     // each client's events keep their own order inside the total order
     const ids = log.map((e) => e.id)
-    for (const [s, count] of [[a, 4], [b, 3]] as const) {
+    for (const [s, count] of [
+      [a, 4],
+      [b, 3],
+    ] as const) {
       const own = ids.filter((id) => id.startsWith(`${s.clientId}:`))
-      expect(own).toEqual(s.events().filter((e) => e.clientId === s.clientId).map((e) => e.id))
+      expect(own).toEqual(
+        s
+          .events()
+          .filter((e) => e.clientId === s.clientId)
+          .map((e) => e.id),
+      )
       expect(own.map((id) => Number(id.split(':')[1]))).toEqual(Array.from({ length: count }, (_, i) => i + 1))
     }
     const x = stateOf(a).todos.find((t) => t.id === 'x')
@@ -196,7 +200,10 @@ describe('store.sync with localTransport + memoryBackend', () => {
     await expect(within(rb.confirmed, 'b confirmed')).resolves.toBe(4)
     const log = await converged(backend, storeId, a, b)
     const pushes = t.calls.filter((c) => c.op === 'push')
-    expect(pushes.map((p) => [p.parentSeq, p.result])).toEqual([[0, 'rejected'], [2, 'pushed']])
+    expect(pushes.map((p) => [p.parentSeq, p.result])).toEqual([
+      [0, 'rejected'],
+      [2, 'pushed'],
+    ])
     // the rebase ran onConflict with the surviving local events on top of upstream
     expect(seen).toHaveLength(1)
     expect(seen[0]!.local.map((e) => e.id)).toEqual(rb.events.map((e) => e.id))
@@ -637,7 +644,10 @@ describe('rebase rollback (I2) with more SQLite features', () => {
       (a) => a.commit(schema.events.itemAdded({ name: 'from a' })),
     )
     const items = sql`SELECT id, name FROM items ORDER BY id`
-    expect(a.query(items).value).toEqual([{ id: 1, name: 'from a' }, { id: 2, name: 'from b' }])
+    expect(a.query(items).value).toEqual([
+      { id: 1, name: 'from a' },
+      { id: 2, name: 'from b' },
+    ])
     expect(b.query(items).value).toEqual(a.query(items).value)
   })
 })
@@ -672,7 +682,7 @@ describe('store.sync.resetToBackend(): backend reset (S5)', () => {
     expect(a.query(sql`SELECT id FROM todos ORDER BY id`).value).toEqual([{ id: 'a1' }, { id: 'a2' }, { id: 'a3' }, { id: 'b1' }])
   })
 
-  it('resetToBackend({ repush: true }) pushes this client\'s own events onto the new log', async () => {
+  it("resetToBackend({ repush: true }) pushes this client's own events onto the new log", async () => {
     const { a, fresh, storeId, pending } = await resetScenario()
     const pendingConfirmed = pending.confirmed // read before the reset
     await a.sync.resetToBackend({ repush: true })
@@ -703,11 +713,14 @@ describe('store.sync.resetToBackend(): backend reset (S5)', () => {
     const confirmed = pending.confirmed
     await a.sync.resetToBackend({ repush: false })
     await converged(fresh, storeId, a)
-    await expect(within(confirmed, 'the dropped event\'s receipt', 500)).rejects.toBeInstanceOf(TidelogError)
-    await expect(confirmed).rejects.toMatchObject({ name: 'ConflictDroppedError', message: expect.stringContaining('dropped by sync.resetToBackend({ repush: false })') })
+    await expect(within(confirmed, "the dropped event's receipt", 500)).rejects.toBeInstanceOf(TidelogError)
+    await expect(confirmed).rejects.toMatchObject({
+      name: 'ConflictDroppedError',
+      message: expect.stringContaining('dropped by sync.resetToBackend({ repush: false })'),
+    })
   })
 
-  it('resetToBackend({ repush: false }) adopts the new log and drops this client\'s events', async () => {
+  it("resetToBackend({ repush: false }) adopts the new log and drops this client's events", async () => {
     const { a, fresh, storeId, pending } = await resetScenario()
     const todos = a.query(sql`SELECT id FROM todos`)
     const seen: unknown[] = []
@@ -766,8 +779,18 @@ describe('store.sync.flush(): liveness (S2)', () => {
     const turn = () => new Promise((resolve) => setImmediate(resolve))
     const slowWire = wrapTransport(localTransport(backend), {
       // a request leaves when it is sent (as a socket write does), its answer comes back a few turns later
-      async pull(request, inner) { const res = inner.pull(request); await turn(); await turn(); return res },
-      async push(request, inner) { const res = inner.push(request); await turn(); await turn(); return res },
+      async pull(request, inner) {
+        const res = inner.pull(request)
+        await turn()
+        await turn()
+        return res
+      },
+      async push(request, inner) {
+        const res = inner.push(request)
+        await turn()
+        await turn()
+        return res
+      },
     })
     const slow = await client(backend, storeId, { transport: slowWire })
     slow.sync.pause()

@@ -5,10 +5,22 @@
  * IndexedDB and Web Locks is test/browser-tabs.test.ts.
  */
 import { randomUUID } from 'node:crypto'
-import { describe, expect, it } from 'vitest'
-import { createStore, defineEvent, defineSchema, localTransport, memoryStorage, sql, type PendingEvent, type Storage, type Store, type Transport, type TransportHandlers } from 'tidelog'
-import { memoryBackend } from '../src/backends/memory.js'
+import {
+  createStore,
+  defineEvent,
+  defineSchema,
+  localTransport,
+  memoryStorage,
+  type PendingEvent,
+  type Storage,
+  type Store,
+  sql,
+  type Transport,
+  type TransportHandlers,
+} from 'tidelog'
 import { broadcastTabLinks } from 'tidelog/transports/broadcast-channel'
+import { describe, expect, it } from 'vitest'
+import { memoryBackend } from '../src/backends/memory.js'
 import { schema } from './helpers/convergence.js'
 import { swappableBackend } from './helpers/transports.js'
 import { backendLog, waitFor, within } from './helpers/wait.js'
@@ -24,7 +36,16 @@ const until = (store: Store<typeof schema>, want: Items, what: string) =>
 function setup(withServer = true) {
   const backend = memoryBackend()
   const storage = sharedStorage()
-  const open = () => createStore({ schema, storeId: 'tabs', storage, dev: false, onWarning: () => {}, transport: withServer ? localTransport(backend) : undefined, sync: { minBackoffMs: 5, maxBackoffMs: 50 } })
+  const open = () =>
+    createStore({
+      schema,
+      storeId: 'tabs',
+      storage,
+      dev: false,
+      onWarning: () => {},
+      transport: withServer ? localTransport(backend) : undefined,
+      sync: { minBackoffMs: 5, maxBackoffMs: 50 },
+    })
   return { backend, storage, open }
 }
 const set = (id: string, value: number) => schema.events.set({ id, value })
@@ -46,7 +67,11 @@ describe('several stores on one storage (tabs)', () => {
     owner.commit(set('c', 3))
     await until(tab, { a: 1, b: 2, c: 3 }, 'the tab to show the owner commit')
     await within(owner.sync.flush(), 'owner flush')
-    expect((await backendLog(backend, 'tabs')).map((e) => e.args)).toEqual([{ id: 'a', value: 1 }, { id: 'b', value: 2 }, { id: 'c', value: 3 }])
+    expect((await backendLog(backend, 'tabs')).map((e) => e.args)).toEqual([
+      { id: 'a', value: 1 },
+      { id: 'b', value: 2 },
+      { id: 'c', value: 3 },
+    ])
     await waitFor(tab.sync.status, (s) => s.head === 3 && s.pending === 0, 'the tab to hold the confirmed log')
     await tab.close()
     await owner.close()
@@ -101,7 +126,16 @@ describe('several stores on one storage (tabs)', () => {
         return { ...h, append: (records) => h.append(records.filter((r) => r.t !== 'upstream' && r.t !== 'confirm')), saveSnapshot: async () => {} }
       },
     }
-    const open = () => createStore({ schema, storeId: 'fresh', storage, dev: false, onWarning: () => {}, transport: localTransport(backend), sync: { minBackoffMs: 5, maxBackoffMs: 50 } })
+    const open = () =>
+      createStore({
+        schema,
+        storeId: 'fresh',
+        storage,
+        dev: false,
+        onWarning: () => {},
+        transport: localTransport(backend),
+        sync: { minBackoffMs: 5, maxBackoffMs: 50 },
+      })
     const a = await open()
     await a.commit(set('a', 1)).confirmed
     const b = await open()
@@ -122,7 +156,16 @@ describe('several stores on one storage (tabs)', () => {
   async function wiped() {
     const backend = swappableBackend(memoryBackend())
     const storage = sharedStorage()
-    const open = () => createStore({ schema, storeId: 'reset', storage, dev: false, onWarning: () => {}, transport: localTransport(backend), sync: { minBackoffMs: 5, maxBackoffMs: 50 } })
+    const open = () =>
+      createStore({
+        schema,
+        storeId: 'reset',
+        storage,
+        dev: false,
+        onWarning: () => {},
+        transport: localTransport(backend),
+        sync: { minBackoffMs: 5, maxBackoffMs: 50 },
+      })
     const owner = await open()
     const tab = await open()
     await within(tab.commit(set('t', 1)).confirmed, 'the tab commit to be confirmed')
@@ -153,7 +196,16 @@ describe('several stores on one storage (tabs)', () => {
     const first = memoryBackend()
     const backend = swappableBackend(first)
     const storage = sharedStorage()
-    const open = () => createStore({ schema, storeId: 'reset', storage, dev: false, onWarning: () => {}, transport: localTransport(backend), sync: { minBackoffMs: 5, maxBackoffMs: 50 } })
+    const open = () =>
+      createStore({
+        schema,
+        storeId: 'reset',
+        storage,
+        dev: false,
+        onWarning: () => {},
+        transport: localTransport(backend),
+        sync: { minBackoffMs: 5, maxBackoffMs: 50 },
+      })
     const owner = await open()
     const tab = await open()
     await within(tab.commit(set('t', 1)).confirmed, 'the tab commit to be confirmed')
@@ -190,7 +242,12 @@ describe('several stores on one storage (tabs)', () => {
     const commitMany = (s: Store<typeof schema>, prefix: string, n: number) => {
       for (let i = 0; i < n; i++) {
         const id = `${prefix}${i}`
-        persisted.push(s.commit(set(id, i)).persisted.then(() => id, () => ''))
+        persisted.push(
+          s.commit(set(id, i)).persisted.then(
+            () => id,
+            () => '',
+          ),
+        )
       }
     }
     commitMany(owner, 'o', 50)
@@ -218,13 +275,15 @@ describe('a store that is not the owner', () => {
       ui: sql`CREATE TABLE ui (k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
     },
     events: {
-      set: defineEvent<{ id: string; value: number }>({ materialize: ({ id, value }) => sql`INSERT OR REPLACE INTO items (id, value) VALUES (${id}, ${value})` }),
+      set: defineEvent<{ id: string; value: number }>({
+        materialize: ({ id, value }) => sql`INSERT OR REPLACE INTO items (id, value) VALUES (${id}, ${value})`,
+      }),
       uiSet: defineEvent<{ k: string; v: string }>({ local: true, materialize: ({ k, v }) => sql`INSERT OR REPLACE INTO ui (k, v) VALUES (${k}, ${v})` }),
     },
   })
   const ui = (store: Store<typeof uiSchema>) => store.query<{ k: string; v: string }>(sql`SELECT k, v FROM ui`)
 
-  it("keeps its local events in its own memory, and writes them to the storage when it becomes the owner", async () => {
+  it('keeps its local events in its own memory, and writes them to the storage when it becomes the owner', async () => {
     const storage = sharedStorage()
     const open = () => createStore({ schema: uiSchema, storeId: 'ui', storage, dev: false, onWarning: () => {} })
     const owner = await open()
@@ -281,7 +340,17 @@ describe('a store that is not the owner', () => {
     const storage = sharedStorage()
     // drop every pending `set` of value 13 when a rebase happens
     const onConflict = ({ local }: { local: PendingEvent[] }) => local.filter((e) => !(e.name === 'set' && (e.args as { value: number }).value === 13))
-    const open = (s: Storage) => createStore({ schema, storeId: 'drop', storage: s, dev: false, onWarning: () => {}, onConflict, transport: localTransport(backend), sync: { minBackoffMs: 5, maxBackoffMs: 50 } })
+    const open = (s: Storage) =>
+      createStore({
+        schema,
+        storeId: 'drop',
+        storage: s,
+        dev: false,
+        onWarning: () => {},
+        onConflict,
+        transport: localTransport(backend),
+        sync: { minBackoffMs: 5, maxBackoffMs: 50 },
+      })
     const owner = await open(storage)
     const tab = await open(storage)
     const other = await open(memoryStorage())
@@ -290,7 +359,10 @@ describe('a store that is not the owner', () => {
     await within(doomed.persisted, "the owner's acknowledgement")
     await within(other.commit(set('x', 1)).confirmed, 'the other client to confirm')
     owner.sync.resume()
-    await expect(within(doomed.confirmed, 'the verdict')).rejects.toMatchObject({ name: 'ConflictDroppedError', message: expect.stringContaining('dropped by the rebase in the tab that owns the storage') })
+    await expect(within(doomed.confirmed, 'the verdict')).rejects.toMatchObject({
+      name: 'ConflictDroppedError',
+      message: expect.stringContaining('dropped by the rebase in the tab that owns the storage'),
+    })
     await until(tab, { x: 1 }, 'the tab to follow the owner rebase')
     await Promise.all([tab.close(), owner.close(), other.close()])
   })
@@ -308,11 +380,17 @@ describe('the owner side of the tab link', () => {
     let notify = () => {}
     ghost.onmessage = (e: MessageEvent) => (heard.push(e.data), notify())
     const next = (pred: (m: Record<string, any>) => boolean, what: string) =>
-      within(new Promise<Record<string, any>>((resolve) => {
-        const check = () => { const m = heard.find(pred); if (m) resolve(m) }
-        notify = check
-        check()
-      }), what)
+      within(
+        new Promise<Record<string, any>>((resolve) => {
+          const check = () => {
+            const m = heard.find(pred)
+            if (m) resolve(m)
+          }
+          notify = check
+          check()
+        }),
+        what,
+      )
     ghost.postMessage({ v: 1, type: 'ping', from: 'ghost', to: '*' })
     const hostId = (await next((m) => m.type === 'host' && m.to === 'ghost', 'the owner to answer the ping')).from as string
     ghost.postMessage({ v: 1, type: 'pull', rid: 1, storeId: 'ttl', since: 0, from: 'ghost', to: hostId })
@@ -336,7 +414,10 @@ describe('the sync engine with an owner tab upstream (S6)', () => {
     const { createSyncEngine } = await import('../src/sync-engine.js')
     let handlers: TransportHandlers | undefined
     const transport: Transport = {
-      connect: async (h) => { handlers = h; h.onStatus({ state: 'online' }) },
+      connect: async (h) => {
+        handlers = h
+        h.onStatus({ state: 'online' })
+      },
       pull: async () => ({ type: 'pulled', events: [], head: 0, backendId: 'X', more: false, pending: [] }),
       push: async () => ({ type: 'queued' }),
       close: async () => {},
@@ -345,12 +426,31 @@ describe('the sync engine with an owner tab upstream (S6)', () => {
     const states: string[] = []
     let changed = () => {}
     const engine = createSyncEngine(transport, {
-      storeId: 's', head: () => 0, backendId: () => known, pendingCount: () => 0, pendingBatch: () => [],
-      applyUpstream: (_events, id) => { if (id) known = id },
-      confirm() {}, pushBeforeRebase: () => false,
-      setState: (state, error) => { states.push(error ? `${state}:${error.name}:${(error as { actual?: string }).actual}` : state); changed() },
+      storeId: 's',
+      head: () => 0,
+      backendId: () => known,
+      pendingCount: () => 0,
+      pendingBatch: () => [],
+      applyUpstream: (_events, id) => {
+        if (id) known = id
+      },
+      confirm() {},
+      pushBeforeRebase: () => false,
+      setState: (state, error) => {
+        states.push(error ? `${state}:${error.name}:${(error as { actual?: string }).actual}` : state)
+        changed()
+      },
     })
-    const until = (what: string) => within(new Promise<void>((resolve) => { changed = () => { if (states.includes(what)) resolve() }; changed() }), what)
+    const until = (what: string) =>
+      within(
+        new Promise<void>((resolve) => {
+          changed = () => {
+            if (states.includes(what)) resolve()
+          }
+          changed()
+        }),
+        what,
+      )
     engine.start()
     await until('synced')
     // were '' a verdict, sync would stop on it and never judge 'Y'
@@ -379,7 +479,10 @@ describe('eventlog.applyUpstream() with a given pending list (T1)', () => {
     expect(rows()).toEqual([{ id: 'x', value: 1 }])
     // appended (the fast path), then p2 dropped
     log.applyUpstream([], undefined, [p2, p1, p3])
-    expect(rows()).toEqual([{ id: 'x', value: 1 }, { id: 'y', value: 3 }])
+    expect(rows()).toEqual([
+      { id: 'x', value: 1 },
+      { id: 'y', value: 3 },
+    ])
     const change = log.applyUpstream([], undefined, [p1, p3])
     expect(change.dropped.get('c:2')).toEqual({ reason: 'conflict', by: 'onConflict' })
     expect(log.readPending().map((e) => e.id)).toEqual(['c:1', 'c:3'])
@@ -387,7 +490,10 @@ describe('eventlog.applyUpstream() with a given pending list (T1)', () => {
     log.applyUpstream([{ ...p1, seq: 1 }], undefined, [p3, p2])
     expect(log.head).toBe(1)
     expect(log.readPending().map((e) => e.id)).toEqual(['c:3', 'c:2'])
-    expect(rows()).toEqual([{ id: 'x', value: 11 }, { id: 'y', value: 3 }])
+    expect(rows()).toEqual([
+      { id: 'x', value: 11 },
+      { id: 'y', value: 3 },
+    ])
     // everything rolled back: the state is the confirmed one
     log.applyUpstream([], undefined, [])
     expect(rows()).toEqual([{ id: 'x', value: 1 }])

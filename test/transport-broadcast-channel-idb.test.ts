@@ -1,12 +1,12 @@
 import 'fake-indexeddb/auto'
 import { createStore as createKeyvalStore, get } from 'idb-keyval'
-import { describe, expect, it } from 'vitest'
-import { createStore, sql, type PendingEvent, type Store } from 'tidelog'
+import { createStore, type PendingEvent, type Store, sql } from 'tidelog'
 import { runBackendConformance } from 'tidelog/testing'
 import { broadcastChannelTransport, hostBroadcastChannel, type LockManagerLike } from 'tidelog/transports/broadcast-channel'
+import { describe, expect, it } from 'vitest'
 import { indexedDbBackend } from '../src/backends/indexeddb.js'
-import { freshStoreId, todoSchema, type Todo } from './helpers/todo-schema.js'
-import { backendLog, converged, logOf, waitFor, within } from './helpers/wait.js'
+import { freshStoreId, type Todo, todoSchema } from './helpers/todo-schema.js'
+import { backendLog, converged, logOf, within } from './helpers/wait.js'
 
 const fresh = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 10)}`
 const event = (clientId: string, n: number): PendingEvent => ({ id: `${clientId}:${n}`, name: 'noted', args: { n }, clientId, sessionId: 's', createdAt: n })
@@ -42,7 +42,10 @@ function fakeLocks(): LockManagerLike {
           Promise.resolve()
             .then(() => callback({ name }))
             .then(resolve, reject)
-            .finally(() => { held.delete(name); queue.shift()?.() })
+            .finally(() => {
+              held.delete(name)
+              queue.shift()?.()
+            })
         }
         if (!held.has(name)) return grant()
         queue.push(grant)

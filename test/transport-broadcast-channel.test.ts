@@ -1,10 +1,10 @@
 import { signal } from '@preact/signals-core'
-import { describe, expect, it } from 'vitest'
-import { createStore, sql, type PendingEvent, type Store, type TransportStatus } from 'tidelog'
+import { createStore, type PendingEvent, type Store, sql, type TransportStatus } from 'tidelog'
 import { runTransportConformance } from 'tidelog/testing'
 import { broadcastChannelTransport, hostBroadcastChannel } from 'tidelog/transports/broadcast-channel'
+import { describe, expect, it } from 'vitest'
 import { memoryBackend } from '../src/backends/memory.js'
-import { todoSchema, freshStoreId, type Todo } from './helpers/todo-schema.js'
+import { freshStoreId, type Todo, todoSchema } from './helpers/todo-schema.js'
 import { converged, logOf, waitFor, within } from './helpers/wait.js'
 
 const freshChannel = () => `tidelog-bc-${Math.random().toString(36).slice(2, 10)}`
@@ -15,7 +15,9 @@ runTransportConformance('broadcastChannelTransport', ({ backend }) => {
   return {
     transport: (options) => broadcastChannelTransport({ channel, ...options }),
     stopServer: () => host.close(),
-    startServer: async () => { host = hostBroadcastChannel({ channel, backend }) },
+    startServer: async () => {
+      host = hostBroadcastChannel({ channel, backend })
+    },
     teardown: () => host.close(),
   }
 })
@@ -25,16 +27,26 @@ function rawPeer(channel: string) {
   const bc = new BroadcastChannel(channel)
   const received: Record<string, any>[] = []
   const waiters = new Set<() => void>()
-  bc.onmessage = (e: MessageEvent) => { received.push(e.data); waiters.forEach((w) => w()) }
+  bc.onmessage = (e: MessageEvent) => {
+    received.push(e.data)
+    for (const w of waiters) w()
+  }
   return {
     id: 'raw-peer',
     received,
     post: (msg: Record<string, unknown>) => bc.postMessage({ from: 'raw-peer', ...msg }),
-    next: (pred: (m: Record<string, any>) => boolean) => within(new Promise<Record<string, any>>((resolve) => {
-      const check = () => { const m = received.find(pred); if (m) (waiters.delete(check), resolve(m)) }
-      waiters.add(check)
-      check()
-    }), 'a message on the channel'),
+    next: (pred: (m: Record<string, any>) => boolean) =>
+      within(
+        new Promise<Record<string, any>>((resolve) => {
+          const check = () => {
+            const m = received.find(pred)
+            if (m) waiters.delete(check), resolve(m)
+          }
+          waiters.add(check)
+          check()
+        }),
+        'a message on the channel',
+      ),
     close: () => bc.close(),
   }
 }

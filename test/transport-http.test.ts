@@ -1,9 +1,9 @@
-import { describe, expect, it } from 'vitest'
 import { TransportError } from 'tidelog'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
 import { runTransportConformance } from 'tidelog/testing'
-import { serverTransportSetup } from './helpers/server.js'
 import { httpTransport } from 'tidelog/transports/http'
+import { describe, expect, it } from 'vitest'
+import { serverTransportSetup } from './helpers/server.js'
 
 runTransportConformance('httpTransport', ({ backend }) => serverTransportSetup(backend, (url, options) => httpTransport({ url, ...options })))
 

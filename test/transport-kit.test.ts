@@ -2,17 +2,22 @@
 // Each broken transport is websocketTransport (a real one, over a real server
 // on 127.0.0.1) with one deliberate change, and the honest one passes the
 // same case.
+
+import { type ConfirmedEvent, type Transport, TransportError, type TransportHandlers } from 'tidelog'
+import { type TransportConformanceCase, type TransportKitOptions, transportConformanceCases } from 'tidelog/testing'
+import { websocketTransport } from 'tidelog/transports/websocket'
 import { describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
-import { TransportError, type ConfirmedEvent, type Transport, type TransportHandlers } from 'tidelog'
-import { transportConformanceCases, type TransportConformanceCase, type TransportKitOptions } from 'tidelog/testing'
-import { websocketTransport } from 'tidelog/transports/websocket'
 import { serverTransportSetup } from './helpers/server.js'
 
 const waitMs = 2000
 
 /** Cases over websocketTransport, each transport passed through `wrap`. */
-function casesOver(name: string, wrap: (inner: Transport, options: TransportKitOptions) => Transport, make = (url: string, options: TransportKitOptions & { token?: string }) => websocketTransport({ url, WebSocket, ...options })): TransportConformanceCase[] {
+function casesOver(
+  name: string,
+  wrap: (inner: Transport, options: TransportKitOptions) => Transport,
+  make = (url: string, options: TransportKitOptions & { token?: string }) => websocketTransport({ url, WebSocket, ...options }),
+): TransportConformanceCase[] {
   return transportConformanceCases(name, ({ backend }) => serverTransportSetup(backend, (url, options) => wrap(make(url, options), options)), { waitMs })
 }
 
@@ -43,43 +48,69 @@ function forward(inner: Transport, override: Partial<Transport> = {}): Transport
 
 describe('transport kit: planted bugs', () => {
   it('fails a connect() that waits for online, naming the connect, while the server is down', async () => {
-    const broken = casesOver('waits-for-online', (inner) => forward(inner, {
-      connect: (h) => new Promise<void>((resolve) => void inner.connect({ ...h, onStatus: (s) => (h.onStatus(s), s.state === 'online' && resolve()) })),
-    }))
-    await failsOnlyBroken(broken, 'connect() settles while the server is down', /waits-for-online: connect\(\{ storeId: "conformance-\S+" \}\) did not settle within 2000 ms/)
+    const broken = casesOver('waits-for-online', (inner) =>
+      forward(inner, {
+        connect: (h) => new Promise<void>((resolve) => void inner.connect({ ...h, onStatus: (s) => (h.onStatus(s), s.state === 'online' && resolve()) })),
+      }),
+    )
+    await failsOnlyBroken(
+      broken,
+      'connect() settles while the server is down',
+      /waits-for-online: connect\(\{ storeId: "conformance-\S+" \}\) did not settle within 2000 ms/,
+    )
   })
 
   it('fails a transport that keeps a dropped request waiting for the next connection', async () => {
     const broken = casesOver('retries-inside', (inner) => {
       let online: (() => void) | undefined
-      const retrying = <T>(call: () => Promise<T>) => async () => {
-        for (;;) {
-          try {
-            return await call()
-          } catch (error) {
-            if (!(error instanceof TransportError) || !error.retryable) throw error
-            await new Promise<void>((resolve) => (online = resolve))
+      const retrying =
+        <T>(call: () => Promise<T>) =>
+        async () => {
+          for (;;) {
+            try {
+              return await call()
+            } catch (error) {
+              if (!(error instanceof TransportError) || !error.retryable) throw error
+              await new Promise<void>((resolve) => (online = resolve))
+            }
           }
         }
-      }
       return forward(inner, {
         connect: (h) => inner.connect({ ...h, onStatus: (s) => (h.onStatus(s), s.state === 'online' && online?.()) }),
         pull: (r) => retrying(() => inner.pull(r))(),
       })
     })
-    await failsOnlyBroken(broken, 'rejects a request in flight when the connection drops', /retries-inside: pull\(\{ storeId: "conformance-\S+", since: 0 \}\) neither answered nor rejected within 2000 ms; the server went away while the request was in flight/)
+    await failsOnlyBroken(
+      broken,
+      'rejects a request in flight when the connection drops',
+      /retries-inside: pull\(\{ storeId: "conformance-\S+", since: 0 \}\) neither answered nor rejected within 2000 ms; the server went away while the request was in flight/,
+    )
   })
 
   it('fails a transport without a request timeout', async () => {
-    const broken = casesOver('no-timeout', (inner) => inner, (url, options) => websocketTransport({ url, WebSocket, ...options, requestTimeoutMs: 3_600_000 }))
-    await failsOnlyBroken(broken, 'rejects a request without an answer once its requestTimeoutMs passed', /no-timeout: pull\(\{ storeId: "conformance-\S+", since: 0 \}\) neither answered nor rejected within 2000 ms; the backend holds the answer back, and the transport was made with requestTimeoutMs: 100/)
+    const broken = casesOver(
+      'no-timeout',
+      (inner) => inner,
+      (url, options) => websocketTransport({ url, WebSocket, ...options, requestTimeoutMs: 3_600_000 }),
+    )
+    await failsOnlyBroken(
+      broken,
+      'rejects a request without an answer once its requestTimeoutMs passed',
+      /no-timeout: pull\(\{ storeId: "conformance-\S+", since: 0 \}\) neither answered nor rejected within 2000 ms; the backend holds the answer back, and the transport was made with requestTimeoutMs: 100/,
+    )
   })
 
   it('fails a transport that answers an offline pull with an empty page', async () => {
-    const broken = casesOver('fake-page', (inner) => forward(inner, {
-      pull: (r) => inner.pull(r).catch(() => ({ type: 'pulled' as const, events: [], head: r.since, backendId: 'offline', more: false })),
-    }))
-    await failsOnlyBroken(broken, 'rejects pulls and pushes while offline', /fake-page: pull\(\{ storeId: "conformance-\S+", since: 0 \}\) while offline resolved \{"type":"pulled","events":\[\],"head":0,"backendId":"offline","more":false\}, but it must reject with a TransportError/)
+    const broken = casesOver('fake-page', (inner) =>
+      forward(inner, {
+        pull: (r) => inner.pull(r).catch(() => ({ type: 'pulled' as const, events: [], head: r.since, backendId: 'offline', more: false })),
+      }),
+    )
+    await failsOnlyBroken(
+      broken,
+      'rejects pulls and pushes while offline',
+      /fake-page: pull\(\{ storeId: "conformance-\S+", since: 0 \}\) while offline resolved \{"type":"pulled","events":\[\],"head":0,"backendId":"offline","more":false\}, but it must reject with a TransportError/,
+    )
   })
 
   it('fails a server side that fans a push out before the backend accepted it', async () => {
@@ -109,32 +140,46 @@ describe('transport kit: planted bugs', () => {
         },
       })
     })
-    await failsOnlyBroken(broken, 'notifies only events the backend stored', /fan-out-first: after a rejected and a refused push, the notifications of "conformance-\S+" broke the protocol: .*notified events \[1=bob:\d+, 2=bob:\d+\] of "conformance-\S+" were not in the backend when notified/s)
+    await failsOnlyBroken(
+      broken,
+      'notifies only events the backend stored',
+      /fan-out-first: after a rejected and a refused push, the notifications of "conformance-\S+" broke the protocol: .*notified events \[1=bob:\d+, 2=bob:\d+\] of "conformance-\S+" were not in the backend when notified/s,
+    )
   })
 
   it('fails a transport that hands every notification to the store connected last', async () => {
     let current: TransportHandlers | undefined // the bug: one module-level slot for all instances
-    const broken = casesOver('one-slot', (inner) => forward(inner, {
-      connect(h) {
-        current = h
-        return inner.connect({ storeId: h.storeId, onStatus: (s) => h.onStatus(s), onEvents: (events, head) => current!.onEvents(events, head) })
-      },
-    }))
+    const broken = casesOver('one-slot', (inner) =>
+      forward(inner, {
+        connect(h) {
+          current = h
+          return inner.connect({ storeId: h.storeId, onStatus: (s) => h.onStatus(s), onEvents: (events, head) => current!.onEvents(events, head) })
+        },
+      }),
+    )
     await failsOnlyBroken(broken, 'keeps two storeIds apart within one process', /one-slot: no notification of seq 2 of "conformance-\S+" within 2000 ms/)
   })
 
   it('fails a transport that reports a refused token without its code', async () => {
     const plain = (error: Error | undefined) => error && new TransportError('websocketTransport: connection failed; reconnecting.')
-    const broken = casesOver('codeless', (inner) => forward(inner, {
-      connect: (h) => inner.connect({ ...h, onStatus: (s) => h.onStatus({ state: s.state, ...(s.error ? { error: plain(s.error) } : {}) }) }),
-    }))
-    await failsOnlyBroken(broken, 'reports a refused token as an error with code unauthorized', /a refused token must surface as a TransportError with code 'unauthorized'.*saw: connecting > offline \(transport_failed: websocketTransport: connection failed/s)
+    const broken = casesOver('codeless', (inner) =>
+      forward(inner, {
+        connect: (h) => inner.connect({ ...h, onStatus: (s) => h.onStatus({ state: s.state, ...(s.error ? { error: plain(s.error) } : {}) }) }),
+      }),
+    )
+    await failsOnlyBroken(
+      broken,
+      'reports a refused token as an error with code unauthorized',
+      /a refused token must surface as a TransportError with code 'unauthorized'.*saw: connecting > offline \(transport_failed: websocketTransport: connection failed/s,
+    )
   })
 
   it('fails a transport that never delivers notifications with a message, not a test timeout', async () => {
     const broken = casesOver('deaf', (inner) => forward(inner, { connect: (h) => inner.connect({ ...h, onEvents: () => {} }) }))
     const started = Date.now()
-    await expect(find(broken, 'streams events after a pull reached the head').run()).rejects.toThrow(/deaf: no notification up to seq 9 within 2000 ms \(storeId "conformance-\S+"; statuses: connecting > online; known seq 3; notified seqs: none\)/)
+    await expect(find(broken, 'streams events after a pull reached the head').run()).rejects.toThrow(
+      /deaf: no notification up to seq 9 within 2000 ms \(storeId "conformance-\S+"; statuses: connecting > online; known seq 3; notified seqs: none\)/,
+    )
     // the kit's own wait gave up, well before any per-test timeout would have
     expect(Date.now() - started).toBeLessThan(3 * waitMs + 10_000)
   })
@@ -146,7 +191,11 @@ describe('transport kit: setup', () => {
       transport: () => forward({} as Transport),
       teardown: async () => void backend,
     }))
-    for (const start of ['connect() settles while the server is down', 'rejects a request in flight when the connection drops', 'rejects pulls and pushes while offline']) {
+    for (const start of [
+      'connect() settles while the server is down',
+      'rejects a request in flight when the connection drops',
+      'rejects pulls and pushes while offline',
+    ]) {
       expect(await find(cases, start).run()).toEqual({ skipped: expect.stringMatching(/no stopServer\/startServer/) })
     }
     expect(await find(cases, 'reports a refused token').run()).toEqual({ skipped: expect.stringMatching(/no refusedTransport/) })

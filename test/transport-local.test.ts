@@ -1,7 +1,11 @@
 import { localTransport } from 'tidelog'
 import { runTransportConformance } from 'tidelog/testing'
 
-runTransportConformance('localTransport', ({ backend }) => ({
-  transport: (options) => localTransport(backend, options),
-  teardown: async () => {},
-}), { inProcess: true })
+runTransportConformance(
+  'localTransport',
+  ({ backend }) => ({
+    transport: (options) => localTransport(backend, options),
+    teardown: async () => {},
+  }),
+  { inProcess: true },
+)

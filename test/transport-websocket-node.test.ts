@@ -1,8 +1,9 @@
 // tidelog/transports/websocket under Node (the `node` export condition): with
 // no global WebSocket (Node 20) it dials with 'ws' by itself, and syncs.
-import { afterEach, describe, expect, it } from 'vitest'
+
 import { createStore, defineEvent, defineSchema, sql } from 'tidelog'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
+import { afterEach, describe, expect, it } from 'vitest'
 import { websocketTransport } from '../transports/websocket-node.js'
 
 const schema = defineSchema({
@@ -25,7 +26,10 @@ describe('websocketTransport under Node', () => {
     })
     const backend = memoryBackend()
     const server = await createSyncServer({ backend, port: 0 })
-    cleanups.push(() => backend.close(), () => server.close())
+    cleanups.push(
+      () => backend.close(),
+      () => server.close(),
+    )
     const store = await createStore({ schema, storeId: 'node-ws', transport: websocketTransport({ url: server.url }) })
     cleanups.push(() => store.close())
     expect(await store.commit(schema.events.added({ id: 'a' })).confirmed).toBe(1)

@@ -1,12 +1,14 @@
-import { describe, expect, it } from 'vitest'
-import { WebSocket, WebSocketServer } from 'ws'
 import { TransportError, type TransportStatus } from 'tidelog'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
 import { runTransportConformance } from 'tidelog/testing'
+import { type WebSocketConstructor, websocketTransport } from 'tidelog/transports/websocket'
+import { describe, expect, it } from 'vitest'
+import { WebSocket, WebSocketServer } from 'ws'
 import { serverTransportSetup } from './helpers/server.js'
-import { websocketTransport, type WebSocketConstructor } from 'tidelog/transports/websocket'
 
-runTransportConformance('websocketTransport', ({ backend }) => serverTransportSetup(backend, (url, options) => websocketTransport({ url, WebSocket, ...options })))
+runTransportConformance('websocketTransport', ({ backend }) =>
+  serverTransportSetup(backend, (url, options) => websocketTransport({ url, WebSocket, ...options })),
+)
 
 describe('websocketTransport()', () => {
   it('accepts the ws package and the browser WebSocket as constructors (types)', () => {

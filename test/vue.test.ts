@@ -1,11 +1,13 @@
-import { describe, expect, it } from 'vitest'
-import { effectScope, watch, nextTick } from 'vue'
 import { createStore, defineEvent, defineSchema, sql } from 'tidelog'
 import { useSignal } from 'tidelog/vue'
+import { describe, expect, it } from 'vitest'
+import { effectScope, nextTick, watch } from 'vue'
 
 const schema = defineSchema({
   tables: { todos: sql`CREATE TABLE todos (id TEXT PRIMARY KEY, text TEXT NOT NULL)` },
-  events: { todoCreated: defineEvent<{ id: string; text: string }>({ materialize: ({ id, text }) => sql`INSERT INTO todos (id, text) VALUES (${id}, ${text})` }) },
+  events: {
+    todoCreated: defineEvent<{ id: string; text: string }>({ materialize: ({ id, text }) => sql`INSERT INTO todos (id, text) VALUES (${id}, ${text})` }),
+  },
 })
 
 describe('useSignal() (tidelog/vue)', () => {

@@ -23,10 +23,10 @@
  */
 import { TransportError } from '../src/errors.js'
 import { randomId } from '../src/ids.js'
-import { createRequestTable } from '../src/request-table.js'
 import type { ClientMessage, PullResponse, PushResponse, QueuedResponse } from '../src/protocol.js'
+import { createRequestTable } from '../src/request-table.js'
 import type { Transport, TransportHandlers } from '../src/transport.js'
-import { routed, type ClientSends, type HostSends, type HostToClient } from './broadcast-channel-messages.js'
+import { type ClientSends, type HostSends, type HostToClient, routed } from './broadcast-channel-messages.js'
 import { expectType, protocolError } from './shared.js'
 
 /** A protocol request before the request table gives it its rid. */
@@ -48,7 +48,11 @@ export interface BroadcastChannelClientOptions {
 export type AlongsideClient = (onError: (error: Error) => void) => () => Promise<void>
 
 /** What the request table keeps of a request: the message, to send it again to a host found later, and whether a host got it. */
-interface Request { message: ClientSends; what: string; sent: boolean }
+interface Request {
+  message: ClientSends
+  what: string
+  sent: boolean
+}
 
 /**
  * The client half of the BroadcastChannel mapping, for `broadcastChannelTransport`
@@ -62,7 +66,8 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
   const requests = createRequestTable<Request>({
     timeoutMs: requestTimeoutMs,
     rid: (n) => `${clientId}:${n}`,
-    timeoutError: (req) => new TransportError(`broadcastChannelTransport: no answer to ${req.what} from a host on channel "${channel}" within ${requestTimeoutMs} ms; retrying`),
+    timeoutError: (req) =>
+      new TransportError(`broadcastChannelTransport: no answer to ${req.what} from a host on channel "${channel}" within ${requestTimeoutMs} ms; retrying`),
     // a host that does not answer a request it got is gone
     onTimeout: (error, req) => {
       if (req.sent && hostId) lost(error)
@@ -101,7 +106,10 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
     if (closed) return
     if (awaitingPong) {
       if (hostId) return lost(new TransportError(`broadcastChannelTransport: the host on channel "${channel}" stopped answering; waiting for a host`))
-      setOnline(false, new TransportError(`broadcastChannelTransport: no host answers on channel "${channel}"; start hostBroadcastChannel() or use host: 'auto'. Retrying.`))
+      setOnline(
+        false,
+        new TransportError(`broadcastChannelTransport: no host answers on channel "${channel}"; start hostBroadcastChannel() or use host: 'auto'. Retrying.`),
+      )
     }
     awaitingPong = true
     post({ v: 1, type: 'ping' }, hostId ?? '*')
@@ -155,7 +163,8 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
     if (m.from !== hostId) return
     if (m.type === 'bye') return lost(new TransportError(`broadcastChannelTransport: the host on channel "${channel}" closed; waiting for a new host`))
     if (m.type === 'events') {
-      if (handlers && m.storeId === handlers.storeId) handlers.onEvents(m.events, m.head, m.pending ? { pending: m.pending, state: m.ownerState, backendId: m.backendId } : undefined)
+      if (handlers && m.storeId === handlers.storeId)
+        handlers.onEvents(m.events, m.head, m.pending ? { pending: m.pending, state: m.ownerState, backendId: m.backendId } : undefined)
       return
     }
     const req = m.rid === undefined ? undefined : requests.take(String(m.rid))
@@ -165,8 +174,12 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
   }
 
   const request = (message: Unsent, what: string): Promise<Answer> => {
-    if (closed || !bc) return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false }))
-    if (state === 'offline' && !hostId) return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, no host answers on channel "${channel}"; retrying`))
+    if (closed || !bc)
+      return Promise.reject(
+        new TransportError(`broadcastChannelTransport: cannot ${what}, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false }),
+      )
+    if (state === 'offline' && !hostId)
+      return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, no host answers on channel "${channel}"; retrying`))
     // the table names the rid, which the message carries: it is filled in right after
     const req: Request = { message: { v: 1, type: 'ping' }, what, sent: false }
     const { rid, answer } = requests.open<Answer>(req)
@@ -192,13 +205,28 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
       settleFirst = undefined
     },
     async pull(request_): Promise<PullResponse> {
-      const m = expectType<PullResponse>(await request({ type: 'pull', storeId: request_.storeId, since: request_.since, limit: request_.limit }, 'pull'), ['pulled'], 'pull')
+      const m = expectType<PullResponse>(
+        await request({ type: 'pull', storeId: request_.storeId, since: request_.since, limit: request_.limit }, 'pull'),
+        ['pulled'],
+        'pull',
+      )
       if (!m.more) streaming = true
       // `pending` comes from a storage owner tab (PROTOCOL.md, Tabs)
-      return { type: 'pulled', events: m.events, head: m.head, backendId: m.backendId, more: m.more, ...(m.pending ? { pending: m.pending, ownerState: m.ownerState } : {}) }
+      return {
+        type: 'pulled',
+        events: m.events,
+        head: m.head,
+        backendId: m.backendId,
+        more: m.more,
+        ...(m.pending ? { pending: m.pending, ownerState: m.ownerState } : {}),
+      }
     },
     async push(request_): Promise<PushResponse | QueuedResponse> {
-      const m = expectType<PushResponse | QueuedResponse>(await request({ type: 'push', storeId: request_.storeId, parentSeq: request_.parentSeq, events: request_.events }, 'push'), ['pushed', 'rejected', 'queued'], 'push')
+      const m = expectType<PushResponse | QueuedResponse>(
+        await request({ type: 'push', storeId: request_.storeId, parentSeq: request_.parentSeq, events: request_.events }, 'push'),
+        ['pushed', 'rejected', 'queued'],
+        'push',
+      )
       if (m.type === 'pushed') return { type: 'pushed', firstSeq: m.firstSeq, head: m.head, backendId: m.backendId }
       if (m.type === 'rejected') return { type: 'rejected', reason: 'behind', head: m.head }
       return { type: 'queued' }

@@ -6,7 +6,7 @@
 import { randomId } from '../src/ids.js'
 import { createServerSession, type ServerSession } from '../src/server/session.js'
 import type { SyncBackend } from '../src/transport.js'
-import { routed, type HostSends } from './broadcast-channel-messages.js'
+import { type HostSends, routed } from './broadcast-channel-messages.js'
 
 /** Options of `hostBroadcastChannel`. */
 export interface HostBroadcastChannelOptions {
@@ -80,10 +80,13 @@ export function hostBroadcastChannel(options: HostBroadcastChannelOptions): Broa
   }
 
   // B3 holds per client: each session keeps its own cursor; forgotten clients learn it from the next heartbeat
-  const sweeper = setInterval(() => {
-    const now = Date.now()
-    for (const [id, c] of clients) if (now - c.seen > clientTtlMs) forget(id)
-  }, Math.min(clientTtlMs, 60_000))
+  const sweeper = setInterval(
+    () => {
+      const now = Date.now()
+      for (const [id, c] of clients) if (now - c.seen > clientTtlMs) forget(id)
+    },
+    Math.min(clientTtlMs, 60_000),
+  )
   ;(sweeper as { unref?: () => void }).unref?.()
 
   bc.onmessage = (event: MessageEvent) => {

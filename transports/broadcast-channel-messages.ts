@@ -13,10 +13,7 @@ export interface Routing {
 }
 
 /** A client's messages, before routing: protocol requests, heartbeat/discovery pings, and its goodbye. */
-export type ClientSends =
-  | (ClientMessage & { rid: string })
-  | { v: 1; type: 'ping' }
-  | { v: 1; type: 'bye' }
+export type ClientSends = (ClientMessage & { rid: string }) | { v: 1; type: 'ping' } | { v: 1; type: 'bye' }
 
 /**
  * A host's messages, before routing and epoch: protocol answers and live

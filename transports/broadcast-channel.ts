@@ -5,14 +5,14 @@
  */
 import { TransportError } from '../src/errors.js'
 import type { Transport } from '../src/transport.js'
+import { type BroadcastChannelClientOptions, broadcastChannelClient } from './broadcast-channel-client.js'
 import { hostBroadcastChannel } from './broadcast-channel-host.js'
-import { broadcastChannelClient, type BroadcastChannelClientOptions } from './broadcast-channel-client.js'
 import { campaignForHost, type LockManagerLike } from './tab-election.js'
 
-export { hostBroadcastChannel }
+export type { BroadcastChannelHost, HostBroadcastChannelOptions } from './broadcast-channel-host.js'
 export { broadcastTabLinks, type TabLinkOptions } from './tab-link.js'
-export type { HostBroadcastChannelOptions, BroadcastChannelHost } from './broadcast-channel-host.js'
 export type { LockManagerLike }
+export { hostBroadcastChannel }
 
 /** Options of `broadcastChannelTransport`. */
 export interface BroadcastChannelTransportOptions extends BroadcastChannelClientOptions {
@@ -36,7 +36,11 @@ export function broadcastChannelTransport(options: BroadcastChannelTransportOpti
   const { channel } = options
   return broadcastChannelClient(options, (onError) => {
     const locks = options.locks ?? globalThis.navigator?.locks
-    if (!locks) throw new TransportError("broadcastChannelTransport: host: 'auto' needs Web Locks (navigator.locks); pass options.locks, or run hostBroadcastChannel() yourself", { retryable: false })
+    if (!locks)
+      throw new TransportError(
+        "broadcastChannelTransport: host: 'auto' needs Web Locks (navigator.locks); pass options.locks, or run hostBroadcastChannel() yourself",
+        { retryable: false },
+      )
     return campaignForHost({ channel, locks, serve: (backend, epoch) => hostBroadcastChannel({ channel, backend, epoch }), onError })
   })
 }

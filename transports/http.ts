@@ -1,7 +1,7 @@
+import { backoffDelay } from '../src/backoff.js'
 import { TransportError } from '../src/errors.js'
 import type { ConfirmedEvent, ErrorMessage, PullRequest, PullResponse, PushRequest, PushResponse } from '../src/protocol.js'
 import type { Transport, TransportHandlers } from '../src/transport.js'
-import { backoffDelay } from '../src/backoff.js'
 import { expectType, protocolError, resolveToken, routeUrl, type TokenSource } from './shared.js'
 
 export type { TokenSource } from './shared.js'
@@ -64,7 +64,13 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     probeTimer ??= setTimeout(() => void probe(), backoffDelay(attempt++))
   }
 
-  async function call(method: 'GET' | 'POST', route: string, query: Record<string, string | number | undefined>, body: object | undefined, timeoutMs: number): Promise<unknown> {
+  async function call(
+    method: 'GET' | 'POST',
+    route: string,
+    query: Record<string, string | number | undefined>,
+    body: object | undefined,
+    timeoutMs: number,
+  ): Promise<unknown> {
     if (closed) throw closedError()
     const abort = new AbortController()
     aborts.add(abort)
@@ -76,13 +82,21 @@ export function httpTransport(options: HttpTransportOptions): Transport {
       const bearer = await token
       const headers: Record<string, string> = body ? { 'content-type': 'application/json' } : {}
       if (bearer !== undefined) headers.authorization = `Bearer ${bearer}`
-      const response = await doFetch(routeUrl(options.url, route, 'http', query), { method, headers, body: body && JSON.stringify({ v: 1, ...body }), signal: abort.signal })
+      const response = await doFetch(routeUrl(options.url, route, 'http', query), {
+        method,
+        headers,
+        body: body && JSON.stringify({ v: 1, ...body }),
+        signal: abort.signal,
+      })
       status = response.status
       text = await response.text()
     } catch (cause) {
       if (closed) throw closedError()
       const timedOut = abort.signal.aborted
-      const error = new TransportError(`httpTransport: ${timedOut ? `no answer within ${timeoutMs} ms` : `cannot reach the sync server: ${(cause as Error).message}`}.`, { cause })
+      const error = new TransportError(
+        `httpTransport: ${timedOut ? `no answer within ${timeoutMs} ms` : `cannot reach the sync server: ${(cause as Error).message}`}.`,
+        { cause },
+      )
       setOffline(error)
       throw error
     } finally {
@@ -145,7 +159,11 @@ export function httpTransport(options: HttpTransportOptions): Transport {
       await probe()
     },
     async pull(request: PullRequest): Promise<PullResponse> {
-      const page = expectType<PullResponse>(await call('POST', '/pull', { storeId: request.storeId }, { type: 'pull', ...request }, requestTimeoutMs), ['pulled'], 'pull')
+      const page = expectType<PullResponse>(
+        await call('POST', '/pull', { storeId: request.storeId }, { type: 'pull', ...request }, requestTimeoutMs),
+        ['pulled'],
+        'pull',
+      )
       if (!page.more) {
         cursor = Math.max(cursor, request.since + page.events.length)
         void poll()
@@ -153,7 +171,11 @@ export function httpTransport(options: HttpTransportOptions): Transport {
       return page
     },
     async push(request: PushRequest): Promise<PushResponse> {
-      return expectType<PushResponse>(await call('POST', '/push', { storeId: request.storeId }, { type: 'push', ...request }, requestTimeoutMs), ['pushed', 'rejected'], 'push')
+      return expectType<PushResponse>(
+        await call('POST', '/push', { storeId: request.storeId }, { type: 'push', ...request }, requestTimeoutMs),
+        ['pushed', 'rejected'],
+        'push',
+      )
     },
     async close() {
       if (closed) return

@@ -28,18 +28,22 @@ export function campaignForHost(campaign: HostCampaign): () => Promise<void> {
   let resigned = false
   let release!: () => void
   const held = new Promise<void>((resolve) => (release = resolve))
-  const done = campaign.locks.request(name, { signal: abort.signal }, async () => {
-    if (resigned) return
-    // a fenced backend means a newer host owns the log: stop serving it
-    const backend = indexedDbBackend({ name, onFenced: () => release() })
-    try {
-      const host = campaign.serve(backend, await backend.claimEpoch())
-      await held
-      await host.close()
-    } finally {
-      await backend.close()
-    }
-  }).catch((error: Error) => { if (!resigned) campaign.onError(error) })
+  const done = campaign.locks
+    .request(name, { signal: abort.signal }, async () => {
+      if (resigned) return
+      // a fenced backend means a newer host owns the log: stop serving it
+      const backend = indexedDbBackend({ name, onFenced: () => release() })
+      try {
+        const host = campaign.serve(backend, await backend.claimEpoch())
+        await held
+        await host.close()
+      } finally {
+        await backend.close()
+      }
+    })
+    .catch((error: Error) => {
+      if (!resigned) campaign.onError(error)
+    })
   return async () => {
     resigned = true
     abort.abort()

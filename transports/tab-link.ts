@@ -14,7 +14,7 @@
  *      change made before it was sent (T2).
  */
 import { randomId } from '../src/ids.js'
-import { errorMessage, MAX_PULL_LIMIT, parseClientMessage, ProtocolViolation } from '../src/protocol.js'
+import { errorMessage, MAX_PULL_LIMIT, ProtocolViolation, parseClientMessage } from '../src/protocol.js'
 import type { TabLinks, TabOwner } from '../src/storage.js'
 import { broadcastChannelClient } from './broadcast-channel-client.js'
 
@@ -51,7 +51,9 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
   let live = true
   let scheduled = false
 
-  const send = (to: string, msg: Message) => { if (live) bc.postMessage({ ...msg, from: hostId, to, epoch }) }
+  const send = (to: string, msg: Message) => {
+    if (live) bc.postMessage({ ...msg, from: hostId, to, epoch })
+  }
   const tabOf = (id: string) => {
     let t = tabs.get(id)
     if (!t) tabs.set(id, (t = { cursor: 0, streaming: false, seen: 0 }))
@@ -68,7 +70,14 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
       if (!t.streaming || !tabs.has(id)) continue
       for (;;) {
         const page = owner.pull(t.cursor, MAX_PULL_LIMIT)
-        send(id, { v: 1, type: 'events', storeId, events: page.events, head: page.head, ...(page.pending ? { pending: page.pending, ownerState: page.ownerState, backendId: page.backendId } : {}) })
+        send(id, {
+          v: 1,
+          type: 'events',
+          storeId,
+          events: page.events,
+          head: page.head,
+          ...(page.pending ? { pending: page.pending, ownerState: page.ownerState, backendId: page.backendId } : {}),
+        })
         if (page.events.length) t.cursor = page.events[page.events.length - 1]!.seq
         if (!page.more || !page.events.length) break
       }
@@ -77,7 +86,9 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
   const unsubscribe = owner.subscribe(() => {
     if (scheduled || !live) return
     scheduled = true
-    queueMicrotask(() => { if (scheduled && live) flush() })
+    queueMicrotask(() => {
+      if (scheduled && live) flush()
+    })
   })
 
   const answer = async (raw: Message, from: string) => {
@@ -112,8 +123,7 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
       const t = tabs.get(m.from)
       if (t) t.seen = Date.now()
       send(m.from, { v: 1, type: 'host', streaming: t?.streaming ?? false })
-    }
-    else if (m.type === 'bye') tabs.delete(m.from)
+    } else if (m.type === 'bye') tabs.delete(m.from)
     else void answer(m, m.from)
   }
   send('*', { v: 1, type: 'host' })

@@ -4,9 +4,9 @@
 // the plain transports/websocket.ts and never see 'ws'.
 import { WebSocket as WsWebSocket } from 'ws'
 import type { Transport } from '../src/transport.js'
-import { websocketTransport as withConstructor, type WebSocketConstructor, type WebSocketTransportOptions } from './websocket.js'
+import { type WebSocketConstructor, type WebSocketTransportOptions, websocketTransport as withConstructor } from './websocket.js'
 
-export type { TokenSource, WebSocketLike, WebSocketConstructor, WebSocketTransportOptions } from './websocket.js'
+export type { TokenSource, WebSocketConstructor, WebSocketLike, WebSocketTransportOptions } from './websocket.js'
 
 /**
  * Syncs over one WebSocket per store, reconnecting by itself with backoff.

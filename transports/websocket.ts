@@ -1,8 +1,8 @@
+import { backoffDelay } from '../src/backoff.js'
 import { TransportError } from '../src/errors.js'
 import type { ErrorMessage, PullRequest, PullResponse, PushRequest, PushResponse } from '../src/protocol.js'
-import type { Transport, TransportHandlers } from '../src/transport.js'
-import { backoffDelay } from '../src/backoff.js'
 import { createRequestTable } from '../src/request-table.js'
+import type { Transport, TransportHandlers } from '../src/transport.js'
 import { expectType, protocolError, resolveToken, routeUrl, type TokenSource } from './shared.js'
 
 export type { TokenSource } from './shared.js'
@@ -45,7 +45,10 @@ const isWsPackage = (ctor: WebSocketConstructor) => typeof (ctor.prototype as { 
 export function websocketTransport(options: WebSocketTransportOptions): Transport {
   const Ctor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
   if (!Ctor) {
-    throw new TransportError("websocketTransport: this runtime has no global WebSocket. Pass a WebSocket constructor, e.g. from 'ws': import { WebSocket } from 'ws'; websocketTransport({ url, WebSocket }) (under Node, tidelog/transports/websocket does that by itself).", { retryable: false })
+    throw new TransportError(
+      "websocketTransport: this runtime has no global WebSocket. Pass a WebSocket constructor, e.g. from 'ws': import { WebSocket } from 'ws'; websocketTransport({ url, WebSocket }) (under Node, tidelog/transports/websocket does that by itself).",
+      { retryable: false },
+    )
   }
   routeUrl(options.url, '/sync', 'ws') // fail now on a malformed URL, not on every reconnect
   const heartbeatMs = options.heartbeatMs ?? 30_000
@@ -53,7 +56,8 @@ export function websocketTransport(options: WebSocketTransportOptions): Transpor
   // data: the answer types the request expects
   const inFlight = createRequestTable<readonly string[]>({
     timeoutMs: requestTimeoutMs,
-    timeoutError: (expect) => new TransportError(`websocketTransport: no answer (${expect.join(' or ')}) within ${requestTimeoutMs} ms; the request may still be applied, retry it.`),
+    timeoutError: (expect) =>
+      new TransportError(`websocketTransport: no answer (${expect.join(' or ')}) within ${requestTimeoutMs} ms; the request may still be applied, retry it.`),
   })
   let handlers: TransportHandlers | undefined
   let socket: WebSocketLike | undefined
@@ -152,7 +156,9 @@ export function websocketTransport(options: WebSocketTransportOptions): Transpor
       s.onerror = (event: { message?: string }) => {
         const message = event?.message ?? ''
         if (/\b401\b/.test(message)) {
-          refusal ??= new TransportError('websocketTransport: the server refused the token (401); the token is asked again on the next attempt.', { protocolCode: 'unauthorized' })
+          refusal ??= new TransportError('websocketTransport: the server refused the token (401); the token is asked again on the next attempt.', {
+            protocolCode: 'unauthorized',
+          })
         } else if (message) refusal ??= new TransportError(`websocketTransport: ${message}`)
       }
       s.onclose = (event: { code?: number; reason?: string }) => {

@@ -58,7 +58,8 @@ export async function serveTcp(options: TcpServerOptions): Promise<TcpServer> {
       return socket.write(`${text}\n`)
     }
     const keepalive = setInterval(() => {
-      if (session && storeId !== undefined && Date.now() - lastSent >= keepaliveMs) send(JSON.stringify({ v: 1, type: 'events', storeId, events: [], head: session.cursor }))
+      if (session && storeId !== undefined && Date.now() - lastSent >= keepaliveMs)
+        send(JSON.stringify({ v: 1, type: 'events', storeId, events: [], head: session.cursor }))
     }, keepaliveMs)
 
     let deciding = false // the hello is being checked
@@ -89,7 +90,9 @@ export async function serveTcp(options: TcpServerOptions): Promise<TcpServer> {
       if (buffer.length > maxLineChars) {
         socket.off('data', take)
         buffer = ''
-        socket.end(line({ type: 'error', code: 'too_large', message: `A line is longer than ${maxLineChars} characters; send smaller batches.`, retryable: false }))
+        socket.end(
+          line({ type: 'error', code: 'too_large', message: `A line is longer than ${maxLineChars} characters; send smaller batches.`, retryable: false }),
+        )
       }
     }
 
@@ -106,7 +109,9 @@ export async function serveTcp(options: TcpServerOptions): Promise<TcpServer> {
       const allowed = await (options.authenticate?.(message.storeId, token) ?? true)
       if (socket.destroyed) return
       if (!allowed) {
-        socket.end(line({ type: 'error', code: 'unauthorized', message: `Not allowed to sync storeId "${message.storeId}": send a valid token.`, retryable: false }))
+        socket.end(
+          line({ type: 'error', code: 'unauthorized', message: `Not allowed to sync storeId "${message.storeId}": send a valid token.`, retryable: false }),
+        )
         return
       }
       storeId = message.storeId

@@ -7,12 +7,12 @@ import { connect as dialTcp, type Socket } from 'node:net'
 import {
   backoffDelay,
   createRequestTable,
-  TransportError,
   type PullRequest,
   type PullResponse,
   type PushRequest,
   type PushResponse,
   type Transport,
+  TransportError,
   type TransportHandlers,
 } from 'tidelog'
 
@@ -40,7 +40,10 @@ interface ServerLine {
 }
 
 const errorOf = (m: ServerLine) =>
-  new TransportError(`tcpTransport: the server answered ${String(m.code)}: ${String(m.message)}`, { retryable: m.retryable === true, protocolCode: String(m.code) })
+  new TransportError(`tcpTransport: the server answered ${String(m.code)}: ${String(m.message)}`, {
+    retryable: m.retryable === true,
+    protocolCode: String(m.code),
+  })
 
 /**
  * Syncs one store over one TCP connection to `serveTcp`.
@@ -108,7 +111,9 @@ export function tcpTransport(options: TcpTransportOptions): Transport {
         }
         if (m.type === 'error') return request.reject(errorOf(m))
         if (typeof m.type !== 'string' || !request.data.includes(m.type)) {
-          return request.reject(new TransportError(`tcpTransport: the server answered ${String(m.type)}, expected ${request.data.join(' or ')}.`, { retryable: false }))
+          return request.reject(
+            new TransportError(`tcpTransport: the server answered ${String(m.type)}, expected ${request.data.join(' or ')}.`, { retryable: false }),
+          )
         }
         const { v: _v, rid: _rid, ...answer } = m as ServerLine & { v?: unknown }
         request.resolve(answer)

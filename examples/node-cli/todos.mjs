@@ -4,8 +4,9 @@
 //   npm run add -- "Buy milk"  adds one, waits until the server has it, exits
 //   npm run list              prints the todos once synced, exits
 // TIDELOG_URL (default http://127.0.0.1:8787) is the sync server; TODOS_DATA the directory.
-import { effect } from '@preact/signals-core'
+
 import { randomUUID } from 'node:crypto'
+import { effect } from '@preact/signals-core'
 import { createStore, defineEvent, defineSchema, sql } from 'tidelog'
 import { fileStorage } from 'tidelog/adapters/filesystem'
 import { websocketTransport } from 'tidelog/transports/websocket'

@@ -2,10 +2,10 @@
 // committing concurrently; prints both states once they have converged.
 //   npx tsx --conditions=tidelog-source examples/node-sync/index.ts   (from the root)
 import { effect } from '@preact/signals-core'
-import { WebSocket } from 'ws'
-import { createStore, defineEvent, defineSchema, sql, type Store } from 'tidelog'
+import { createStore, defineEvent, defineSchema, type Store, sql } from 'tidelog'
 import { createSyncServer, memoryBackend } from 'tidelog/server'
 import { websocketTransport } from 'tidelog/transports/websocket'
+import { WebSocket } from 'ws'
 
 const schema = defineSchema({
   tables: {
@@ -21,7 +21,11 @@ const schema = defineSchema({
   },
 })
 
-interface Todo { id: string; text: string; completed: number }
+interface Todo {
+  id: string
+  text: string
+  completed: number
+}
 
 /** Resolves once the store is synced up to `head`: waits on the status signal, never polls. */
 function syncedTo(store: Store, head: number): Promise<void> {
@@ -54,11 +58,19 @@ const head = Math.max(alice.sync.status.value.head, bob.sync.status.value.head)
 await Promise.all([syncedTo(alice, head), syncedTo(bob, head)])
 
 const all = sql`SELECT id, text, completed FROM todos ORDER BY id`
-for (const [name, store] of [['alice', alice], ['bob', bob]] as const) {
+for (const [name, store] of [
+  ['alice', alice],
+  ['bob', bob],
+] as const) {
   const { head, pending } = store.sync.status.value
   console.log(`${name}: head ${head}, ${pending} pending`)
   for (const t of store.query<Todo>(all).value) console.log(`  [${t.completed ? 'x' : ' '}] ${t.id}: ${t.text}`)
-  console.log(`  eventlog: ${store.events().map((e) => `${e.seq}:${e.name}`).join(' ')}`)
+  console.log(
+    `  eventlog: ${store
+      .events()
+      .map((e) => `${e.seq}:${e.name}`)
+      .join(' ')}`,
+  )
 }
 const same = JSON.stringify(alice.query(all).value) === JSON.stringify(bob.query(all).value)
 console.log(same ? 'converged: both stores hold the same state' : 'NOT converged')

@@ -79,7 +79,9 @@ export function createLogCache(budget: number, onEvict: (log: Log) => Promise<vo
           return log
         })
         opening.set(storeId, pending)
-        const settled = () => { if (opening.get(storeId) === pending) opening.delete(storeId) }
+        const settled = () => {
+          if (opening.get(storeId) === pending) opening.delete(storeId)
+        }
         pending.then(settled, settled)
       }
       await pending

@@ -41,7 +41,10 @@ export async function checkFileBackend(dir: string): Promise<FileBackendCheck> {
     throw new StorageError(`checkFileBackend: cannot read the data directory ${dir}: ${(error as Error).message}`, { cause: error })
   }
   const problems: string[] = []
-  const id = await readFile(join(dir, 'backend-id'), 'utf8').then((text) => text.trim(), (error) => (error.code === 'ENOENT' ? undefined : `unreadable (${error.message})`))
+  const id = await readFile(join(dir, 'backend-id'), 'utf8').then(
+    (text) => text.trim(),
+    (error) => (error.code === 'ENOENT' ? undefined : `unreadable (${error.message})`),
+  )
   if (id !== undefined && !/^[0-9a-z]{8,64}$/.test(id)) problems.push(`${join(dir, 'backend-id')} does not hold a backendId: ${id}`)
   const legacy = new Map(legacyLogNames(names).map((l) => [l.name, l.storeId]))
   const stores: StoreCheck[] = []
@@ -57,7 +60,17 @@ export async function checkFileBackend(dir: string): Promise<FileBackendCheck> {
       const saved = await readCheckpoint(path, file, size)
       const known = saved?.head ?? 0
       if ('problem' in scanned) stores.push({ storeId, path, head: 0, damage: { record: scanned.record, offset: scanned.offset, problem: scanned.problem } })
-      else if (scanned.head < known) stores.push({ storeId, path, head: 0, damage: { record: scanned.head + 1, offset: scanned.size, problem: `the file ends at record ${scanned.head}, but its checkpoint says it held ${known} events; it was cut or replaced` } })
+      else if (scanned.head < known)
+        stores.push({
+          storeId,
+          path,
+          head: 0,
+          damage: {
+            record: scanned.head + 1,
+            offset: scanned.size,
+            problem: `the file ends at record ${scanned.head}, but its checkpoint says it held ${known} events; it was cut or replaced`,
+          },
+        })
       else stores.push({ storeId, path, head: scanned.head, ...(scanned.torn ? { tornBytes: scanned.torn.bytes } : {}) })
     } finally {
       await file.close()

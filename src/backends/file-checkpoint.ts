@@ -49,7 +49,11 @@ export async function writeCheckpoint(logPath: string, log: ScanStart): Promise<
  * carries the checkpoint's head when the checkpoint itself is intact: the log
  * held at least that many events once.
  */
-export async function readCheckpoint(logPath: string, file: FileHandle | undefined, fileSize: number): Promise<ScanStart | { stale: string; head?: number } | undefined> {
+export async function readCheckpoint(
+  logPath: string,
+  file: FileHandle | undefined,
+  fileSize: number,
+): Promise<ScanStart | { stale: string; head?: number } | undefined> {
   let buf: Buffer
   try {
     buf = await readFile(checkpointPath(logPath))
@@ -67,9 +71,14 @@ export async function readCheckpoint(logPath: string, file: FileHandle | undefin
     return { stale: 'its header is not JSON' }
   }
   const { head, size, seed, count, blocks, slots } = meta
-  const shapeOk = [head, size, seed, count, blocks, slots].every((n) => Number.isSafeInteger(n) && n >= 0)
-    && blocks === Math.ceil(head / BLOCK) && slots >= 16 && (slots & (slots - 1)) === 0 && count === head && count < slots
-    && buf.length === headerEnd + blocks * 8 + slots * 8 + 4
+  const shapeOk =
+    [head, size, seed, count, blocks, slots].every((n) => Number.isSafeInteger(n) && n >= 0) &&
+    blocks === Math.ceil(head / BLOCK) &&
+    slots >= 16 &&
+    (slots & (slots - 1)) === 0 &&
+    count === head &&
+    count < slots &&
+    buf.length === headerEnd + blocks * 8 + slots * 8 + 4
   if (!shapeOk) return { stale: 'its header does not fit its contents' }
   if (file && fileSize < size) return { stale: `the log is shorter (${fileSize} bytes) than when it was saved (${size})`, head }
   const offsets = new Offsets(new Float64Array(copy(buf, headerEnd, blocks * 8)))

@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readFile, rename, stat, type FileHandle } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StorageError } from '../errors.js'
 import { randomId } from '../ids.js'
@@ -30,8 +30,16 @@ export function dataDir(dir: string, sync: (file: FileHandle) => Promise<void>, 
     let renamed = false
     for (const { name, storeId } of legacyLogNames(await readdir(dir))) {
       const target = join(dir, logFileName(storeId))
-      if (await stat(target).then(() => true, () => false)) {
-        onError(new StorageError(`fileBackend: both ${join(dir, name)} and ${target} hold store "${storeId}"; ${target} is served. Merge or remove one.`), 'opening the data directory')
+      if (
+        await stat(target).then(
+          () => true,
+          () => false,
+        )
+      ) {
+        onError(
+          new StorageError(`fileBackend: both ${join(dir, name)} and ${target} hold store "${storeId}"; ${target} is served. Merge or remove one.`),
+          'opening the data directory',
+        )
         continue
       }
       await rename(join(dir, name), target)
@@ -42,7 +50,9 @@ export function dataDir(dir: string, sync: (file: FileHandle) => Promise<void>, 
     try {
       const id = (await readFile(path, 'utf8')).trim()
       if (/^[0-9a-z]{8,64}$/.test(id)) return id
-      throw new StorageError(`fileBackend: ${path} does not hold a backendId. Restore it from a backup; delete it only if the logs in ${dir} are to count as a new, reset log.`)
+      throw new StorageError(
+        `fileBackend: ${path} does not hold a backendId. Restore it from a backup; delete it only if the logs in ${dir} are to count as a new, reset log.`,
+      )
     } catch (error) {
       if (errorCode(error) !== 'ENOENT') throw error
     }

@@ -10,7 +10,7 @@
  * with the record and byte offset where it is.
  */
 import type { FileHandle } from 'node:fs/promises'
-import { checkEvent, ProtocolViolation, type ConfirmedEvent } from '../protocol.js'
+import { type ConfirmedEvent, checkEvent, ProtocolViolation } from '../protocol.js'
 import { FRAME_HEADER, isTornTail, readFrame } from '../records.js'
 import { createIdIndex, type IdIndex } from './id-index.js'
 
@@ -160,7 +160,13 @@ export interface ScanStart {
  * the whole of it, or what follows a checkpoint (`start`). Changes nothing:
  * the caller trims a torn tail if it wants to.
  */
-export async function scanLog(file: FileHandle, fileSize: number, path: string, start?: ScanStart, options?: { indexIds?: boolean }): Promise<ScannedLog | LogDamage> {
+export async function scanLog(
+  file: FileHandle,
+  fileSize: number,
+  path: string,
+  start?: ScanStart,
+  options?: { indexIds?: boolean },
+): Promise<ScannedLog | LogDamage> {
   const indexIds = options?.indexIds ?? true
   const offsets = start?.offsets ?? new Offsets()
   const ids = start?.ids ?? createIdIndex()
@@ -195,7 +201,8 @@ export async function scanLog(file: FileHandle, fileSize: number, path: string, 
   while (at < fileSize) {
     await load(at, at + FRAME_HEADER)
     const length = at + FRAME_HEADER <= fileSize ? buf.readUInt32LE(at - bufStart) & 0x7fffffff : 0
-    if (length > MAX_RECORD && at + FRAME_HEADER + length <= fileSize) return { path, record: seq + 1, offset: at, problem: `the record claims ${length} bytes, more than any event` }
+    if (length > MAX_RECORD && at + FRAME_HEADER + length <= fileSize)
+      return { path, record: seq + 1, offset: at, problem: `the record claims ${length} bytes, more than any event` }
     await load(at, at + FRAME_HEADER + length)
     // buf reaches the end of the file whenever the record would: 'past the end' then means torn
     const frame = readFrame(buf, at - bufStart)

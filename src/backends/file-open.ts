@@ -1,11 +1,15 @@
-import { open, type FileHandle } from 'node:fs/promises'
+import { type FileHandle, open } from 'node:fs/promises'
 import type { StorageError } from '../errors.js'
 import { checkpointPath, readCheckpoint } from './file-checkpoint.js'
 import { errorCode, storageError } from './file-dir.js'
-import { Offsets, scanLog, type LogDamage, type StoreDamagedError } from './file-log.js'
+import { type LogDamage, Offsets, type StoreDamagedError, scanLog } from './file-log.js'
 import { createIdIndex, type IdIndex } from './id-index.js'
 
-export interface Waiter { seq: number; resolve: () => void; reject: (error: unknown) => void }
+export interface Waiter {
+  seq: number
+  resolve: () => void
+  reject: (error: unknown) => void
+}
 
 /** One open log of the file backend. Fields past `ids` describe staged records (invariant 1). */
 export interface Log {
@@ -46,8 +50,24 @@ export interface OpenContext {
 export async function openLog(storeId: string, path: string, ctx: OpenContext): Promise<Log> {
   const { quarantine, onWarning, sync } = ctx
   const log: Log = {
-    storeId, path, file: undefined, ino: undefined, head: 0, size: 0, offsets: undefined as never, ids: undefined as never,
-    staged: [], stagedIds: new Map(), writing: 0, waiters: [], turn: Promise.resolve(), epoch: 0, users: 0, damaged: undefined, broken: undefined, saved: -1,
+    storeId,
+    path,
+    file: undefined,
+    ino: undefined,
+    head: 0,
+    size: 0,
+    offsets: undefined as never,
+    ids: undefined as never,
+    staged: [],
+    stagedIds: new Map(),
+    writing: 0,
+    waiters: [],
+    turn: Promise.resolve(),
+    epoch: 0,
+    users: 0,
+    damaged: undefined,
+    broken: undefined,
+    saved: -1,
   }
   let file: FileHandle
   try {
@@ -56,7 +76,13 @@ export async function openLog(storeId: string, path: string, ctx: OpenContext): 
     if (errorCode(error) !== 'ENOENT') throw storageError(`cannot open ${path}`, error)
     const saved = await readCheckpoint(path, undefined, 0)
     const known = Math.max(ctx.knownHead(storeId), saved?.head ?? 0)
-    if (known) quarantine(log, { path, record: 1, offset: 0, problem: `the file is missing, but it held ${known} events (its checkpoint or this server says so); it was deleted or moved` })
+    if (known)
+      quarantine(log, {
+        path,
+        record: 1,
+        offset: 0,
+        problem: `the file is missing, but it held ${known} events (its checkpoint or this server says so); it was deleted or moved`,
+      })
     return Object.assign(log, emptyIndexes())
   }
   try {
@@ -70,16 +96,31 @@ export async function openLog(storeId: string, path: string, ctx: OpenContext): 
       quarantine(log, scanned)
       return Object.assign(log, emptyIndexes())
     }
-    Object.assign(log, { file, ino: fileStat.ino, head: scanned.head, size: scanned.size, offsets: scanned.offsets, ids: scanned.ids, saved: start?.head ?? -1 })
+    Object.assign(log, {
+      file,
+      ino: fileStat.ino,
+      head: scanned.head,
+      size: scanned.size,
+      offsets: scanned.offsets,
+      ids: scanned.ids,
+      saved: start?.head ?? -1,
+    })
     const known = Math.max(ctx.knownHead(storeId), saved?.head ?? 0)
     if (scanned.head < known) {
-      quarantine(log, { path, record: scanned.head + 1, offset: scanned.size, problem: `the file ends at record ${scanned.head}, but it held ${known} events (its checkpoint or this server says so); it was cut or replaced` })
+      quarantine(log, {
+        path,
+        record: scanned.head + 1,
+        offset: scanned.size,
+        problem: `the file ends at record ${scanned.head}, but it held ${known} events (its checkpoint or this server says so); it was cut or replaced`,
+      })
       return log
     }
     if (scanned.torn) {
       await file.truncate(scanned.size)
       await sync(file)
-      onWarning(`${path}: trimmed a torn tail of ${scanned.torn.bytes} bytes after record ${scanned.head} (${scanned.torn.problem}): an append cut short by a crash, never acknowledged`)
+      onWarning(
+        `${path}: trimmed a torn tail of ${scanned.torn.bytes} bytes after record ${scanned.head} (${scanned.torn.problem}): an append cut short by a crash, never acknowledged`,
+      )
     }
     if (start) void scrub(log, file, start.size, quarantine)
     return log
@@ -99,7 +140,13 @@ async function scrub(log: Log, file: FileHandle, end: number, quarantine: OpenCo
   try {
     const scanned = await scanLog(file, end, log.path, undefined, { indexIds: false })
     if ('problem' in scanned) found = scanned
-    else if (scanned.torn || scanned.size !== end) found = { path: log.path, record: scanned.head + 1, offset: scanned.size, problem: `the records stop short of where its checkpoint says (${scanned.torn?.problem ?? 'no batch end'})` }
+    else if (scanned.torn || scanned.size !== end)
+      found = {
+        path: log.path,
+        record: scanned.head + 1,
+        offset: scanned.size,
+        problem: `the records stop short of where its checkpoint says (${scanned.torn?.problem ?? 'no batch end'})`,
+      }
   } catch {
     return // closed meanwhile (evicted or quarantined): the next open checks again
   }

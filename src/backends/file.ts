@@ -17,18 +17,18 @@
  * 5. A damaged log (anything but a torn tail) is never changed: its store is
  *    quarantined and answers `store_damaged` until the file is restored.
  */
-import { open, stat, type FileHandle } from 'node:fs/promises'
+import { type FileHandle, open, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StorageError } from '../errors.js'
-import { MAX_PULL_LIMIT, ProtocolViolation, isValidStoreId, type ConfirmedEvent, type PendingEvent, type PullResponse, type PushResponse } from '../protocol.js'
+import { type ConfirmedEvent, isValidStoreId, MAX_PULL_LIMIT, type PendingEvent, ProtocolViolation, type PullResponse, type PushResponse } from '../protocol.js'
 import { encodeFrames, FRAME_HEADER } from '../records.js'
 import type { SyncBackend } from '../transport.js'
 import { createLogCache } from './file-cache.js'
 import { checkpointPath, writeCheckpoint } from './file-checkpoint.js'
 import { dataDir, errorCode, storageError } from './file-dir.js'
-import { BLOCK, decodeBlock, readAt, StoreDamagedError, type LogDamage } from './file-log.js'
+import { BLOCK, decodeBlock, type LogDamage, readAt, StoreDamagedError } from './file-log.js'
 import { logFileName } from './file-names.js'
-import { openLog, type Log, type OpenContext } from './file-open.js'
+import { type Log, type OpenContext, openLog } from './file-open.js'
 import { judgePush } from './judge-push.js'
 
 /** Options of `fileBackend`. */
@@ -66,9 +66,12 @@ export interface FileBackend extends SyncBackend {
 export function fileBackend(options: FileBackendOptions): FileBackend {
   const { dir } = options
   const onWarning = options.onWarning ?? ((message: string) => console.warn(`tidelog fileBackend: ${message}`))
-  const onError = options.onError ?? ((error: unknown, context: string) => console.error(`tidelog fileBackend: ${context}: ${error instanceof Error ? error.message : String(error)}`))
+  const onError =
+    options.onError ??
+    ((error: unknown, context: string) => console.error(`tidelog fileBackend: ${context}: ${error instanceof Error ? error.message : String(error)}`))
   const cacheBytes = options.cacheBytes ?? 64 << 20
-  if (!Number.isFinite(cacheBytes) || cacheBytes <= 0) throw new StorageError(`fileBackend: cacheBytes must be a positive number of bytes, got ${String(options.cacheBytes)}.`)
+  if (!Number.isFinite(cacheBytes) || cacheBytes <= 0)
+    throw new StorageError(`fileBackend: cacheBytes must be a positive number of bytes, got ${String(options.cacheBytes)}.`)
   // the head each log had when it left the cache: a reopen that finds less than that was cut or replaced meanwhile
   const heads = new Map<string, number>()
   const cache = createLogCache(cacheBytes, async (log) => {
@@ -78,7 +81,9 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
     await file?.close().catch(() => {})
     // the next open reads only what is appended after this
     if (file && !log.damaged && !log.broken && log.head !== log.saved) {
-      await writeCheckpoint(log.path, log).catch((error) => onWarning(`cannot save ${checkpointPath(log.path)} (${(error as Error).message}); the next open reads the whole log`))
+      await writeCheckpoint(log.path, log).catch((error) =>
+        onWarning(`cannot save ${checkpointPath(log.path)} (${(error as Error).message}); the next open reads the whole log`),
+      )
     }
   })
   const listeners = new Map<string, Set<(head: number) => void>>()
@@ -120,7 +125,11 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
     const cached = cache.acquire(storeId)
     if (cached) return cached
     const path = join(dir, logFileName(storeId))
-    const exists = (file: string) => stat(file).then(() => true, (error) => errorCode(error) !== 'ENOENT')
+    const exists = (file: string) =>
+      stat(file).then(
+        () => true,
+        (error) => errorCode(error) !== 'ENOENT',
+      )
     // a checkpoint without its log: the log was deleted, and openLog says so
     if (!create && !heads.has(storeId) && !(await exists(path)) && !(await exists(checkpointPath(path)))) {
       // opened by a push meanwhile?
@@ -178,7 +187,10 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
   async function judgeAndStage(log: Log, parentSeq: number, batch: PendingEvent[]) {
     for (;;) {
       const epoch = log.epoch
-      const known = await knownSeqs(log, batch.map((e) => e.id))
+      const known = await knownSeqs(
+        log,
+        batch.map((e) => e.id),
+      )
       if (log.damaged) throw log.damaged
       if (log.broken) throw log.broken
       if (epoch !== log.epoch) continue // staged records were thrown away meanwhile: judge again
@@ -186,7 +198,11 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
       const verdict = judgePush({ head, seqOf: (eventId) => known.get(eventId) }, parentSeq, batch)
       if (verdict.kind === 'append') {
         // serialized and framed before any of it is staged, so that a bad event appends nothing
-        const payloads = batch.map((e, i) => Buffer.from(JSON.stringify({ seq: head + 1 + i, id: e.id, name: e.name, args: e.args, clientId: e.clientId, sessionId: e.sessionId, createdAt: e.createdAt })))
+        const payloads = batch.map((e, i) =>
+          Buffer.from(
+            JSON.stringify({ seq: head + 1 + i, id: e.id, name: e.name, args: e.args, clientId: e.clientId, sessionId: e.sessionId, createdAt: e.createdAt }),
+          ),
+        )
         const framed = encodeFrames(payloads)
         let at = 0
         batch.forEach((e, i) => {
@@ -237,7 +253,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
           return
         }
       }
-      for (let done = 0; done < bytes.length;) done += (await log.file.write(bytes, done, bytes.length - done, log.size + done)).bytesWritten
+      for (let done = 0; done < bytes.length; ) done += (await log.file.write(bytes, done, bytes.length - done, log.size + done)).bytesWritten
       await sync(log.file, true)
     } catch (error) {
       await rollBack(log, error)
@@ -265,7 +281,10 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
       return false
     })
     const subscribers = listeners.get(log.storeId)
-    if (subscribers) queueMicrotask(() => { for (const onHead of [...subscribers]) onHead(head) })
+    if (subscribers)
+      queueMicrotask(() => {
+        for (const onHead of [...subscribers]) onHead(head)
+      })
   }
 
   /** Invariant 4: cuts the file back to its last durable size, then fails every staged push (retryable). */

@@ -1,4 +1,7 @@
-import { ProtocolViolation, type PendingEvent } from '../protocol.js'
+import { type PendingEvent, ProtocolViolation } from '../protocol.js'
+
+/** What `judgePush` decides: an idempotent retry (answer `pushed` at firstSeq), `rejected`, or append at the head. */
+export type PushVerdict = { kind: 'retry'; firstSeq: number } | { kind: 'rejected' } | { kind: 'append' }
 
 /**
  * Decides a push against a log (PROTOCOL.md backend rules 2 and 3): the
@@ -6,11 +9,7 @@ import { ProtocolViolation, type PendingEvent } from '../protocol.js'
  * `append` when the events are new and based on the head. Shared by every
  * backend so that they all judge pushes the same way.
  */
-export function judgePush(
-  log: { head: number; seqOf(id: string): number | undefined },
-  parentSeq: number,
-  events: readonly PendingEvent[],
-): { kind: 'retry'; firstSeq: number } | { kind: 'rejected' } | { kind: 'append' } {
+export function judgePush(log: { head: number; seqOf(id: string): number | undefined }, parentSeq: number, events: readonly PendingEvent[]): PushVerdict {
   if (events.length === 0) throw new ProtocolViolation('invalid_message', 'push.events must be a non-empty array')
   const seen = new Set<string>()
   for (const e of events) {

@@ -1,5 +1,5 @@
 import { randomId } from '../ids.js'
-import { MAX_PULL_LIMIT, type ConfirmedEvent, type PullResponse, type PushResponse } from '../protocol.js'
+import { type ConfirmedEvent, MAX_PULL_LIMIT, type PullResponse, type PushResponse } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
 import { judgePush } from './judge-push.js'
 
@@ -36,11 +36,7 @@ export function memoryBackend(): SyncBackend & { readonly backendId: string } {
     },
     async push(storeId, { parentSeq, events }): Promise<PushResponse> {
       const log = logOf(storeId)
-      const verdict = judgePush(
-        { head: log.events.length, seqOf: (id) => log.seqById.get(id) },
-        parentSeq,
-        events,
-      )
+      const verdict = judgePush({ head: log.events.length, seqOf: (id) => log.seqById.get(id) }, parentSeq, events)
       if (verdict.kind === 'retry') return { type: 'pushed', firstSeq: verdict.firstSeq, head: log.events.length, backendId }
       if (verdict.kind === 'rejected') return { type: 'rejected', reason: 'behind', head: log.events.length }
       const firstSeq = log.events.length + 1
@@ -51,7 +47,9 @@ export function memoryBackend(): SyncBackend & { readonly backendId: string } {
       })
       const head = log.events.length
       // notify after answering, so that no listener runs inside the pusher's call
-      queueMicrotask(() => { for (const listener of [...log.listeners]) listener(head) })
+      queueMicrotask(() => {
+        for (const listener of [...log.listeners]) listener(head)
+      })
       return { type: 'pushed', firstSeq, head, backendId }
     },
     subscribe(storeId, onHead) {

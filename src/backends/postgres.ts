@@ -29,10 +29,11 @@
  * 4. Nothing is cached: every pull reads one page (at most MAX_PULL_LIMIT
  *    events) from PostgreSQL, and every store shares the pool's connections.
  */
+
+import { backoffDelay } from '../backoff.js'
 import { StorageError } from '../errors.js'
 import { randomId } from '../ids.js'
-import { MAX_PULL_LIMIT, ProtocolViolation, isValidStoreId, type ConfirmedEvent, type PendingEvent, type PullResponse, type PushResponse } from '../protocol.js'
-import { backoffDelay } from '../backoff.js'
+import { type ConfirmedEvent, isValidStoreId, MAX_PULL_LIMIT, type PendingEvent, ProtocolViolation, type PullResponse, type PushResponse } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
 import { judgePush } from './judge-push.js'
 
@@ -61,7 +62,10 @@ export interface PostgresPool {
 /** Where the backend finds PostgreSQL: a URL (the backend opens and closes its own pool) or your pool. */
 export type PostgresConnection =
   | { /** e.g. 'postgres://user@db.internal:5432/app' */ connectionString: string; pool?: undefined }
-  | { /** A `pg.Pool` of yours (with room for 2 connections or more); `close()` leaves it open. One connection of it is held for LISTEN. */ pool: PostgresPool; connectionString?: undefined }
+  | {
+      /** A `pg.Pool` of yours (with room for 2 connections or more); `close()` leaves it open. One connection of it is held for LISTEN. */ pool: PostgresPool
+      connectionString?: undefined
+    }
 
 /** Options of `postgresBackend` besides the connection. */
 export interface PostgresBackendOptions {
@@ -145,7 +149,10 @@ function checkSchema(schema: string): string {
 function dbError(what: string, error: unknown): StorageError {
   if (error instanceof StorageError || error instanceof ProtocolViolation) return error as StorageError
   const reason = error instanceof Error ? error.message : String(error)
-  return new StorageError(`postgresBackend: ${what} failed: ${reason}. Check that PostgreSQL is reachable and the user may use the schema; the request can be retried.`, { cause: error })
+  return new StorageError(
+    `postgresBackend: ${what} failed: ${reason}. Check that PostgreSQL is reachable and the user may use the schema; the request can be retried.`,
+    { cause: error },
+  )
 }
 
 async function openPool(connection: PostgresConnection, max: number | undefined): Promise<{ pool: PostgresPool; owned: boolean }> {
@@ -199,7 +206,9 @@ async function migrate(pool: PostgresPool, schema: string, counted: () => void):
     const { rows } = await q(`SELECT coalesce(max(version), 0) AS version FROM ${s}.schema_version`)
     const version = Number(rows[0]!.version)
     if (version > MIGRATIONS.length) {
-      throw new StorageError(`postgresBackend: schema "${schema}" is at version ${version}, written by a newer tidelog (this one knows up to ${MIGRATIONS.length}); upgrade tidelog on this server`)
+      throw new StorageError(
+        `postgresBackend: schema "${schema}" is at version ${version}, written by a newer tidelog (this one knows up to ${MIGRATIONS.length}); upgrade tidelog on this server`,
+      )
     }
     for (let v = version + 1; v <= MIGRATIONS.length; v++) {
       await q(MIGRATIONS[v - 1]!(s))
@@ -307,7 +316,9 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
       if (!listeningClients.has(client)) {
         listeningClients.add(client)
         const dropped = client
-        client.on('notification', (m) => { if (listener === dropped) onNotification(m) })
+        client.on('notification', (m) => {
+          if (listener === dropped) onNotification(m)
+        })
         client.on('error', () => listenerDropped(dropped))
         client.on('end', () => listenerDropped(dropped))
       }
@@ -359,12 +370,16 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
       let rows: Record<string, unknown>[]
       try {
         // one statement, so head and page come from one snapshot
-        ;({ rows } = await query(pool, `
+        ;({ rows } = await query(
+          pool,
+          `
           SELECT h.head, e.seq, e.body
           FROM (SELECT coalesce((SELECT head FROM ${s}.stores WHERE store_id = $1), 0) AS head) h
           LEFT JOIN LATERAL (
             SELECT seq, body FROM ${s}.events WHERE store_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
-          ) e ON true`, [storeId, since, n]))
+          ) e ON true`,
+          [storeId, since, n],
+        ))
       } catch (error) {
         throw dbError(`pulling ${storeId}`, error)
       }
@@ -379,7 +394,9 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
       if (events.length === 0) judgePush({ head: 0, seqOf: () => undefined }, parentSeq, events)
       const ids = events.map((e) => JSON.stringify(e.id))
       // serialized before the transaction: an event that cannot be stored appends nothing
-      const bodies = events.map((e) => JSON.stringify({ id: e.id, name: e.name, args: e.args, clientId: e.clientId, sessionId: e.sessionId, createdAt: e.createdAt }))
+      const bodies = events.map((e) =>
+        JSON.stringify({ id: e.id, name: e.name, args: e.args, clientId: e.clientId, sessionId: e.sessionId, createdAt: e.createdAt }),
+      )
       const { pool, backendId } = await open()
       let client: PostgresPoolClient
       try {
@@ -392,7 +409,9 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
         await query(client, 'BEGIN')
         // Locks the head row (creating it for a new log). When the lock had to wait for another
         // push, the ids read in this statement's snapshot may be stale: read them again.
-        const { rows } = await query(client, `
+        const { rows } = await query(
+          client,
+          `
           WITH locked AS (
             INSERT INTO ${s}.stores AS st (store_id, head) VALUES ($1, 0)
             ON CONFLICT (store_id) DO UPDATE SET head = st.head
@@ -401,23 +420,28 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
           SELECT (SELECT head FROM locked) AS head,
                  coalesce((SELECT head FROM ${s}.stores WHERE store_id = $1), 0) AS seen,
                  (SELECT json_agg(json_build_array(id_json, seq)) FROM ${s}.events WHERE store_id = $1 AND id_json = ANY($2::text[])) AS known`,
-        [storeId, ids])
+          [storeId, ids],
+        )
         const head = Number(rows[0]!.head)
         let known = rows[0]!.known as [string, number][] | null
         if (Number(rows[0]!.seen) !== head) {
-          const again = await query(client, `SELECT json_agg(json_build_array(id_json, seq)) AS known FROM ${s}.events WHERE store_id = $1 AND id_json = ANY($2::text[])`, [storeId, ids])
+          const again = await query(
+            client,
+            `SELECT json_agg(json_build_array(id_json, seq)) AS known FROM ${s}.events WHERE store_id = $1 AND id_json = ANY($2::text[])`,
+            [storeId, ids],
+          )
           known = again.rows[0]!.known as [string, number][] | null
         }
         const seqById = new Map((known ?? []).map(([id, seq]) => [JSON.parse(id) as string, Number(seq)]))
         const verdict = judgePush({ head, seqOf: (id) => seqById.get(id) }, parentSeq, events)
         if (verdict.kind !== 'append') {
           await query(client, 'ROLLBACK')
-          return verdict.kind === 'retry'
-            ? { type: 'pushed', firstSeq: verdict.firstSeq, head, backendId }
-            : { type: 'rejected', reason: 'behind', head }
+          return verdict.kind === 'retry' ? { type: 'pushed', firstSeq: verdict.firstSeq, head, backendId } : { type: 'rejected', reason: 'behind', head }
         }
         const newHead = head + events.length
-        await query(client, `
+        await query(
+          client,
+          `
           WITH appended AS (
             INSERT INTO ${s}.events (store_id, seq, id_json, body)
             SELECT $1, $2::bigint + t.ord, t.id_json, t.body FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(id_json, body, ord)
@@ -425,7 +449,8 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
             UPDATE ${s}.stores SET head = $5 WHERE store_id = $1
           )
           SELECT pg_notify($6, $7)`,
-        [storeId, head, ids, bodies, newHead, channel, `${newHead} ${storeId}`])
+          [storeId, head, ids, bodies, newHead, channel, `${newHead} ${storeId}`],
+        )
         await query(client, 'COMMIT')
         counters.pushes++
         counters.events += events.length

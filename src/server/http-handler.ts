@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { errorMessage, type ClientMessage, type ServerMessage } from '../protocol.js'
-import { isAllowed, loggableUrl, resolveOptions, STATUS_OF, tokenOf, type ResolvedOptions, type SyncServerOptions } from './server-options.js'
+import { type ClientMessage, errorMessage, type ServerMessage } from '../protocol.js'
+import { createInspector } from './inspector.js'
+import { isAllowed, loggableUrl, type ResolvedOptions, resolveOptions, STATUS_OF, type SyncServerOptions, tokenOf } from './server-options.js'
 import { answerRequest, errorAnswer, parseRequest, type SessionAnswer } from './session.js'
 import { serveStaticFile } from './static-files.js'
-import { createInspector } from './inspector.js'
 
 /** A request handler for the HTTP routes; `close()` answers held long-polls and refuses new requests. */
 export interface HttpHandler {
@@ -139,7 +139,10 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
     const socket = request.socket
     const gate = gateOf(socket)
     if (gate.waiting.length >= limits.maxInFlight * 4) {
-      return answer(response, errorMessage('rate_limited', `More than ${limits.maxInFlight} requests in flight on this connection; wait for answers before sending more.`))
+      return answer(
+        response,
+        errorMessage('rate_limited', `More than ${limits.maxInFlight} requests in flight on this connection; wait for answers before sending more.`),
+      )
     }
     await new Promise<void>((resolve) => {
       gate.waiting.push(resolve)
@@ -189,10 +192,16 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
     if ('text' in message) return answerText(response, message)
     const rid = message.rid
     if (message.type !== kind) {
-      return answer(response, errorMessage('invalid_message', `POST /${kind} takes a ${kind} message, not ${message.type}; send it to POST /${message.type}.`, rid))
+      return answer(
+        response,
+        errorMessage('invalid_message', `POST /${kind} takes a ${kind} message, not ${message.type}; send it to POST /${message.type}.`, rid),
+      )
     }
     if (early !== null && message.storeId !== early) {
-      return answer(response, errorMessage('invalid_message', `The body is for storeId "${message.storeId}" but the URL says "${early}"; send them the same.`, rid))
+      return answer(
+        response,
+        errorMessage('invalid_message', `The body is for storeId "${message.storeId}" but the URL says "${early}"; send them the same.`, rid),
+      )
     }
     if (early === null && !(await allowed(response, request, url, message.storeId, rid))) return
     answerText(response, await answerRequest(opts.backend, message, limits, opts.onError, `POST /${kind}`))
@@ -200,7 +209,13 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
 
   const longPoll = async (request: IncomingMessage, response: ServerResponse, url: URL) => {
     const q = url.searchParams
-    const raw = { v: q.has('v') ? queryNumber(q.get('v')) : 1, type: 'pull', storeId: q.get('storeId') ?? undefined, since: queryNumber(q.get('since')), limit: queryNumber(q.get('limit')) }
+    const raw = {
+      v: q.has('v') ? queryNumber(q.get('v')) : 1,
+      type: 'pull',
+      storeId: q.get('storeId') ?? undefined,
+      since: queryNumber(q.get('since')),
+      limit: queryNumber(q.get('limit')),
+    }
     const message = parseRequest(raw, limits)
     if ('text' in message) return answerText(response, message)
     const waitParam = q.get('wait')
@@ -271,4 +286,3 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
   }
   return handler
 }
-

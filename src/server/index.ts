@@ -1,9 +1,9 @@
-export { memoryBackend } from '../backends/memory.js'
-export { fileBackend, type FileBackend, type FileBackendOptions, type FileBackendStats } from '../backends/file.js'
+export { type FileBackend, type FileBackendOptions, type FileBackendStats, fileBackend } from '../backends/file.js'
 export { checkFileBackend, type FileBackendCheck, type StoreCheck } from '../backends/file-check.js'
 export { StoreDamagedError } from '../backends/file-log.js'
+export { judgePush } from '../backends/judge-push.js'
+export { memoryBackend } from '../backends/memory.js'
 export {
-  postgresBackend,
   migratePostgres,
   POSTGRES_SCHEMA_VERSION,
   type PostgresBackend,
@@ -13,26 +13,26 @@ export {
   type PostgresPool,
   type PostgresPoolClient,
   type PostgresQueryResult,
+  postgresBackend,
 } from '../backends/postgres.js'
+// for backend authors (PROTOCOL.md, Backend contract)
+export { type ErrorCode, MAX_PULL_LIMIT, ProtocolViolation } from '../protocol.js'
+export type { SyncBackend } from '../transport.js'
 export {
-  createSyncServer,
-  createHttpHandler,
-  attachWebSocket,
-  type SyncServer,
-  type SyncServerOptions,
-  type ServerLimits,
-  type AuthenticateContext,
-} from './sync-server.js'
-export {
-  createServerSession,
   answerRequest,
+  createServerSession,
   parseRequest,
   type ServerSession,
   type ServerSessionOptions,
-  type SessionWire,
   type SessionAnswer,
+  type SessionWire,
 } from './session.js'
-export type { SyncBackend } from '../transport.js'
-// for backend authors (PROTOCOL.md, Backend contract)
-export { MAX_PULL_LIMIT, ProtocolViolation, type ErrorCode } from '../protocol.js'
-export { judgePush } from '../backends/judge-push.js'
+export {
+  type AuthenticateContext,
+  attachWebSocket,
+  createHttpHandler,
+  createSyncServer,
+  type ServerLimits,
+  type SyncServer,
+  type SyncServerOptions,
+} from './sync-server.js'

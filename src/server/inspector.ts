@@ -6,8 +6,8 @@
 // shows them with `mountInspector` from `tidelog/inspect`.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { INSPECTOR_CSS, renderEventRows } from '../inspect-view.js'
-import { errorMessage, isValidStoreId, MAX_PULL_LIMIT, type ConfirmedEvent } from '../protocol.js'
-import { isAllowed, tokenOf, type ResolvedOptions } from './server-options.js'
+import { type ConfirmedEvent, errorMessage, isValidStoreId, MAX_PULL_LIMIT } from '../protocol.js'
+import { isAllowed, type ResolvedOptions, tokenOf } from './server-options.js'
 
 /** Events per page by default, and at most (`limit`). */
 export const INSPECT_PAGE_EVENTS = 100
@@ -99,17 +99,30 @@ export function createInspector(opts: ResolvedOptions): (request: IncomingMessag
       })
       return void response.end(request.method === 'HEAD' ? undefined : html)
     }
-    if (url.pathname !== '/inspect/events') return json(response, 404, errorMessage('invalid_message', `No route ${url.pathname}; the inspector serves GET /inspect and GET /inspect/events?storeId=&after=&limit=&name=.`))
+    if (url.pathname !== '/inspect/events')
+      return json(
+        response,
+        404,
+        errorMessage('invalid_message', `No route ${url.pathname}; the inspector serves GET /inspect and GET /inspect/events?storeId=&after=&limit=&name=.`),
+      )
     const storeId = url.searchParams.get('storeId')
     const after = Number(url.searchParams.get('after') ?? 0)
     const limit = Number(url.searchParams.get('limit') ?? INSPECT_PAGE_EVENTS)
     const name = url.searchParams.get('name')
     if (!isValidStoreId(storeId)) return json(response, 400, errorMessage('invalid_message', 'GET /inspect/events needs ?storeId= (a valid storeId).'))
     if (!Number.isSafeInteger(after) || after < 0) return json(response, 400, errorMessage('invalid_message', '?after= must be a seq (an integer ≥ 0).'))
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > INSPECT_MAX_PAGE_EVENTS) return json(response, 400, errorMessage('invalid_message', `?limit= must be an integer from 1 to ${INSPECT_MAX_PAGE_EVENTS}.`))
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > INSPECT_MAX_PAGE_EVENTS)
+      return json(response, 400, errorMessage('invalid_message', `?limit= must be an integer from 1 to ${INSPECT_MAX_PAGE_EVENTS}.`))
     try {
       if (!(await isAllowed(opts, storeId, tokenOf(request, url), request))) {
-        return json(response, 401, errorMessage('unauthorized', `Not allowed to read storeId "${storeId}": send a valid token as Authorization: Bearer <token> (the inspector's token field).`))
+        return json(
+          response,
+          401,
+          errorMessage(
+            'unauthorized',
+            `Not allowed to read storeId "${storeId}": send a valid token as Authorization: Bearer <token> (the inspector's token field).`,
+          ),
+        )
       }
       // with a name filter, read on until a page is full or INSPECT_MAX_SCAN events were read
       const events: ConfirmedEvent[] = []

@@ -128,7 +128,10 @@ export function resolveLimits(limits: ServerLimits = {}): ResolvedLimits {
     keepAliveTimeoutMs: integer('keepAliveTimeoutMs', 5_000),
   }
   if (resolved.maxEventBytes > resolved.maxPageBytes) {
-    throw new TidelogError('invalid_options', `limits.maxEventBytes (${resolved.maxEventBytes}) must not exceed limits.maxPageBytes (${resolved.maxPageBytes}): every accepted event must fit a page.`)
+    throw new TidelogError(
+      'invalid_options',
+      `limits.maxEventBytes (${resolved.maxEventBytes}) must not exceed limits.maxPageBytes (${resolved.maxPageBytes}): every accepted event must fit a page.`,
+    )
   }
   return resolved
 }

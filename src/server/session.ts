@@ -25,20 +25,20 @@
  */
 import { TidelogError } from '../errors.js'
 import {
-  errorMessage,
-  MAX_PULL_LIMIT,
-  parseClientMessage,
-  ProtocolViolation,
-  toPending,
-  utf8Length,
   type ClientMessage,
   type ConfirmedEvent,
   type ErrorCode,
   type ErrorMessage,
+  errorMessage,
+  MAX_PULL_LIMIT,
+  ProtocolViolation,
   type PullResponse,
+  parseClientMessage,
+  toPending,
+  utf8Length,
 } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
-import { resolveLimits, STATUS_OF, type ResolvedLimits, type ServerLimits } from './server-options.js'
+import { type ResolvedLimits, resolveLimits, type ServerLimits, STATUS_OF } from './server-options.js'
 
 /** How a session hands text to its wire, and learns when to hold back. */
 export interface SessionWire {
@@ -107,8 +107,14 @@ const errorText = (code: ErrorCode, message: string, rid?: string | number): Ses
 
 /** A stored event that cannot be serialized: the store cannot be served past it. */
 class UnservableEvent extends Error {
-  constructor(readonly storeId: string, readonly seq: number, cause: unknown) {
-    super(`The server cannot serve storeId "${storeId}" past seq ${seq - 1}: its stored event ${seq} cannot be serialized (${cause instanceof Error ? cause.message : String(cause)}); the operator must repair the log.`)
+  constructor(
+    readonly storeId: string,
+    readonly seq: number,
+    cause: unknown,
+  ) {
+    super(
+      `The server cannot serve storeId "${storeId}" past seq ${seq - 1}: its stored event ${seq} cannot be serialized (${cause instanceof Error ? cause.message : String(cause)}); the operator must repair the log.`,
+    )
   }
 }
 
@@ -178,7 +184,13 @@ export function errorAnswer(
   return answer('internal', 'The server failed to handle this request; retry later.')
 }
 
-function failureAnswer(error: unknown, context: string, rid: string | number | undefined, onError: (error: unknown, context: string) => void, reveal: boolean): SessionAnswer {
+function failureAnswer(
+  error: unknown,
+  context: string,
+  rid: string | number | undefined,
+  onError: (error: unknown, context: string) => void,
+  reveal: boolean,
+): SessionAnswer {
   const message = errorAnswer(error, context, rid, onError, reveal)
   return { text: JSON.stringify(message), code: message.code }
 }
@@ -324,7 +336,9 @@ export function createServerSession(options: ServerSessionOptions): ServerSessio
 
   async function handle(message: ClientMessage) {
     if (options.storeId !== undefined && message.storeId !== options.storeId) {
-      return send(errorText('invalid_message', `This connection syncs storeId "${options.storeId}"; open another connection for "${message.storeId}".`, message.rid).text)
+      return send(
+        errorText('invalid_message', `This connection syncs storeId "${options.storeId}"; open another connection for "${message.storeId}".`, message.rid).text,
+      )
     }
     const answer = await answerRequest(backend, message, limits, onError, label, options.revealErrors)
     if (closed) return
@@ -358,11 +372,16 @@ export function createServerSession(options: ServerSessionOptions): ServerSessio
       const parsed = parseRequest(input, limits)
       if (isAnswer(parsed)) return send(parsed.text)
       if (inFlight >= limits.maxInFlight) {
-        return send(errorText('rate_limited', `More than ${limits.maxInFlight} requests in flight on this connection; wait for answers before sending more.`, parsed.rid).text)
+        return send(
+          errorText('rate_limited', `More than ${limits.maxInFlight} requests in flight on this connection; wait for answers before sending more.`, parsed.rid)
+            .text,
+        )
       }
       inFlight++
       updateBusy()
-      handle(parsed).catch((error) => onError(error, `${label} ${parsed.type}`)).finally(settle)
+      handle(parsed)
+        .catch((error) => onError(error, `${label} ${parsed.type}`))
+        .finally(settle)
     },
     drained() {
       if (!backedUp) return

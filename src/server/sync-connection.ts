@@ -102,7 +102,8 @@ export function serveConnection(socket: WebSocket, storeId: string, opts: Resolv
   })
   socket.on('pong', () => (heard = true))
   refuseOversizedFramesWith4413(socket, () => {
-    if (socket.readyState === OPEN) socket.send(JSON.stringify(errorMessage('too_large', `The message is larger than ${opts.limits.maxMessageBytes} bytes; send smaller pushes.`)))
+    if (socket.readyState === OPEN)
+      socket.send(JSON.stringify(errorMessage('too_large', `The message is larger than ${opts.limits.maxMessageBytes} bytes; send smaller pushes.`)))
   })
   // ws reports protocol violations (bad frames, oversized payloads) here, then closes on its own
   socket.on('error', () => {})

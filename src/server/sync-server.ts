@@ -1,12 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { createHttpHandler } from './http-handler.js'
-import { resolveOptions, type ResolvedLimits, type SyncServerOptions } from './server-options.js'
+import { type ResolvedLimits, resolveOptions, type SyncServerOptions } from './server-options.js'
 import { attachWebSocket, webSocketSockets } from './websocket-handler.js'
 
 export { createHttpHandler, type HttpHandler } from './http-handler.js'
-export { attachWebSocket, type WebSocketAttachment } from './websocket-handler.js'
 export type { AuthenticateContext, ServerLimits, SyncServerOptions } from './server-options.js'
+export { attachWebSocket, type WebSocketAttachment } from './websocket-handler.js'
 
 /** A running sync server, as `createSyncServer` resolves it. */
 export interface SyncServer {
@@ -90,7 +90,12 @@ export async function createSyncServer(options: SyncServerOptions): Promise<Sync
   const host = options.host ?? '127.0.0.1'
   const handler = createHttpHandler(options)
   const server = createServer(
-    { headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs), requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) },
+    {
+      headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+    },
     (request, response) => handler(request, response),
   )
   guardConnections(server, limits)

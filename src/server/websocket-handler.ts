@@ -1,10 +1,10 @@
-import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http'
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
 import { errorMessage, isValidStoreId, type ServerMessage } from '../protocol.js'
-import { isAllowed, resolveOptions, tokenOf, type SyncServerOptions } from './server-options.js'
+import { isAllowed, resolveOptions, type SyncServerOptions, tokenOf } from './server-options.js'
 import { errorAnswer } from './session.js'
-import { serveConnection, type SyncConnection } from './sync-connection.js'
+import { type SyncConnection, serveConnection } from './sync-connection.js'
 
 /** What `attachWebSocket` returns: a handle to close every WebSocket it accepted. */
 export interface WebSocketAttachment {
@@ -36,7 +36,11 @@ function refuse(socket: Duplex, status: number, body: ServerMessage) {
 export function attachWebSocket(server: Server, options: SyncServerOptions): WebSocketAttachment {
   const opts = resolveOptions(options)
   // up to maxMessageBytes + slack, an oversized message gets a readable too_large error and close 4413
-  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.limits.maxMessageBytes + Math.min(opts.limits.maxMessageBytes, SLACK_BYTES), perMessageDeflate: false })
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: opts.limits.maxMessageBytes + Math.min(opts.limits.maxMessageBytes, SLACK_BYTES),
+    perMessageDeflate: false,
+  })
   const connections = new Set<SyncConnection>()
   let closing = false
 
@@ -61,7 +65,10 @@ export function attachWebSocket(server: Server, options: SyncServerOptions): Web
       return refuse(socket, 500, errorAnswer(error, 'authenticate', undefined, opts.onError))
     }
     if (!allowed) {
-      const refusal = errorMessage('unauthorized', `Not allowed to sync storeId "${storeId}": send a valid token (Authorization: Bearer <token>, or ?token= from browsers).`)
+      const refusal = errorMessage(
+        'unauthorized',
+        `Not allowed to sync storeId "${storeId}": send a valid token (Authorization: Bearer <token>, or ?token= from browsers).`,
+      )
       // a browser's WebSocket never sees the status of a refused upgrade (only close 1006), so a
       // browser (it always sends Origin) is let in just to be told: the error, then close 4401
       if (request.headers.origin === undefined || closing || socket.destroyed) return refuse(socket, 401, refusal)

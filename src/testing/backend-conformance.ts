@@ -7,7 +7,7 @@
  */
 import * as vitest from 'vitest'
 import { expect } from 'vitest'
-import { MAX_PULL_LIMIT, type ConfirmedEvent, type JsonValue, type PendingEvent, type PullResponse, type PushResponse } from '../protocol.js'
+import { type ConfirmedEvent, type JsonValue, MAX_PULL_LIMIT, type PendingEvent, type PullResponse, type PushResponse } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
 
 /** Makes an empty backend for one case (e.g. over a fresh temporary directory or database schema). */
@@ -52,7 +52,8 @@ export interface BackendConformanceCase {
 
 const SKIP_REASONS = {
   reopen: 'no reopen hook: pass options.reopen to check that close and reopen keep the data',
-  crash: 'no crash hook: pass options.crash (reopen without close) to check durability across a crash; not applicable to a backend that keeps nothing across one, such as memoryBackend',
+  crash:
+    'no crash hook: pass options.crash (reopen without close) to check durability across a crash; not applicable to a backend that keeps nothing across one, such as memoryBackend',
 } as const
 
 /**
@@ -225,7 +226,10 @@ export function backendConformanceCases(makeBackend: MakeBackend, options: Backe
     it('lets exactly one of concurrent pushes on the same parentSeq win', async (t) => {
       const b = await t.backend()
       const s = storeId()
-      for (const [round, parentSeq] of [[1, 0], [2, 2]] as const) {
+      for (const [round, parentSeq] of [
+        [1, 0],
+        [2, 2],
+      ] as const) {
         const batches = Array.from({ length: 8 }, (_, k) => batch(`r${round}c${k}`, 1, 2))
         const answers = await Promise.all(batches.map((events) => b.push(s, { parentSeq, events })))
         const winners = answers.flatMap((a, k) => (a.type === 'pushed' ? [k] : []))
@@ -240,16 +244,18 @@ export function backendConformanceCases(makeBackend: MakeBackend, options: Backe
       const b = await t.backend()
       const s = storeId()
       const clients = Array.from({ length: 6 }, (_, k) => batch(`racer${k}`, 1, 5))
-      await Promise.all(clients.map(async (mine) => {
-        let head = 0
-        let pending = mine
-        while (pending.length > 0) {
-          const events = pending.slice(0, 2)
-          const answer = await b.push(s, { parentSeq: head, events })
-          head = answer.head
-          if (answer.type === 'pushed') pending = pending.slice(events.length)
-        }
-      }))
+      await Promise.all(
+        clients.map(async (mine) => {
+          let head = 0
+          let pending = mine
+          while (pending.length > 0) {
+            const events = pending.slice(0, 2)
+            const answer = await b.push(s, { parentSeq: head, events })
+            head = answer.head
+            if (answer.type === 'pushed') pending = pending.slice(events.length)
+          }
+        }),
+      )
       const all = await pullAll(b, s)
       expect(all.events.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1))
       expect(new Set(all.events.map((e) => e.id)).size).toBe(30)
@@ -299,7 +305,10 @@ export function backendConformanceCases(makeBackend: MakeBackend, options: Backe
       await refused(b.push(s, { parentSeq: 2, events: mixed }), `push(${s}, parentSeq 2, [a:2, b:1]) mixing a stored id with a new one`)
       // not on the head, the push may be answered rejected first: the client's rebase then drops a:2
       const behind = await b.push(s, { parentSeq: 1, events: mixed }).catch((error: { code?: string }) => error.code)
-      expect(behind === 'invalid_message' || (typeof behind === 'object' && behind.type === 'rejected'), 'a mixed push on parentSeq 1 is answered invalid_message or rejected').toBe(true)
+      expect(
+        behind === 'invalid_message' || (typeof behind === 'object' && behind.type === 'rejected'),
+        'a mixed push on parentSeq 1 is answered invalid_message or rejected',
+      ).toBe(true)
       const all = await pullAll(b, s)
       expect(all.events.map((e) => e.id)).toEqual(['a:1', 'a:2'])
     })
@@ -466,10 +475,12 @@ export function backendConformanceCases(makeBackend: MakeBackend, options: Backe
       const s = storeId()
       const checks: Promise<void>[] = []
       b.subscribe(s, (head) => {
-        checks.push(b.pull(s, 0, MAX_PULL_LIMIT).then((page) => {
-          expect(page.head).toBeGreaterThanOrEqual(head)
-          expect(page.events.slice(0, head).map((e) => e.seq)).toEqual(Array.from({ length: head }, (_, i) => i + 1))
-        }))
+        checks.push(
+          b.pull(s, 0, MAX_PULL_LIMIT).then((page) => {
+            expect(page.head).toBeGreaterThanOrEqual(head)
+            expect(page.events.slice(0, head).map((e) => e.seq)).toEqual(Array.from({ length: head }, (_, i) => i + 1))
+          }),
+        )
       })
       const w = watch(b, s)
       for (let head = 0; head < 6; head += 2) await pushOk(b, s, head, batch('a', head + 1, 2))
@@ -552,7 +563,10 @@ export function backendConformanceCases(makeBackend: MakeBackend, options: Backe
         await refused(b.push(s, { parentSeq, events: [] }), `push(${s}, parentSeq ${parentSeq}, events: []) at head 2`)
       }
       const all = await pullAll(b, s)
-      expect(all.events.map((e) => e.id), 'the log after empty pushes').toEqual(['a:1', 'a:2'])
+      expect(
+        all.events.map((e) => e.id),
+        'the log after empty pushes',
+      ).toEqual(['a:1', 'a:2'])
       expect(all.head, 'the head after empty pushes').toBe(2)
     })
   })
@@ -575,11 +589,16 @@ export function backendConformanceCases(makeBackend: MakeBackend, options: Backe
       for (const a of acked) {
         const request = `push(${a.storeId}, parentSeq ${a.parentSeq}, [${a.events.map((e) => e.id).join(', ')}])`
         const page = await after.pull(a.storeId, a.parentSeq, a.events.length)
-        expect(page.events.map((e) => `${e.seq}=${e.id}`), `${request} was answered pushed (firstSeq ${a.firstSeq}) but is not in the log after the crash: pushed must be answered only once the events are durable`)
-          .toEqual(a.events.map((e, i) => `${a.firstSeq + i}=${e.id}`))
+        expect(
+          page.events.map((e) => `${e.seq}=${e.id}`),
+          `${request} was answered pushed (firstSeq ${a.firstSeq}) but is not in the log after the crash: pushed must be answered only once the events are durable`,
+        ).toEqual(a.events.map((e, i) => `${a.firstSeq + i}=${e.id}`))
       }
       const s1After = await pullAll(after, s1)
-      expect(s1After.events.slice(0, before.events.length), `pull(${s1}, 0) after the crash must return the acknowledged events exactly as before it`).toStrictEqual(before.events)
+      expect(
+        s1After.events.slice(0, before.events.length),
+        `pull(${s1}, 0) after the crash must return the acknowledged events exactly as before it`,
+      ).toStrictEqual(before.events)
       expect(s1After.head, `head of ${s1} after the crash`).toBe(6)
       expect((await pullAll(after, s2)).head, `head of ${s2} after the crash`).toBe(4)
     })
@@ -599,9 +618,21 @@ export function backendConformanceCases(makeBackend: MakeBackend, options: Backe
       const events = batch('a', 1, 2)
       await pushOk(b, s, 0, events)
       const after = await t.crash(b)
-      expect(await after.push(s, { parentSeq: 0, events }), `retried push(${s}, parentSeq 0, [a:1, a:2]) after a crash`).toMatchObject({ type: 'pushed', firstSeq: 1, head: 2 })
-      expect(await after.push(s, { parentSeq: 0, events: batch('b', 1, 1) }), `push(${s}, parentSeq 0, [b:1]) after a crash at head 2`).toEqual({ type: 'rejected', reason: 'behind', head: 2 })
-      expect(await after.push(s, { parentSeq: 2, events: batch('b', 1, 1) }), `push(${s}, parentSeq 2, [b:1]) after a crash`).toMatchObject({ type: 'pushed', firstSeq: 3, head: 3 })
+      expect(await after.push(s, { parentSeq: 0, events }), `retried push(${s}, parentSeq 0, [a:1, a:2]) after a crash`).toMatchObject({
+        type: 'pushed',
+        firstSeq: 1,
+        head: 2,
+      })
+      expect(await after.push(s, { parentSeq: 0, events: batch('b', 1, 1) }), `push(${s}, parentSeq 0, [b:1]) after a crash at head 2`).toEqual({
+        type: 'rejected',
+        reason: 'behind',
+        head: 2,
+      })
+      expect(await after.push(s, { parentSeq: 2, events: batch('b', 1, 1) }), `push(${s}, parentSeq 2, [b:1]) after a crash`).toMatchObject({
+        type: 'pushed',
+        firstSeq: 3,
+        head: 3,
+      })
     })
 
     itNeeds('crash')('tells subscribers only heads that survive a crash', async (t) => {
@@ -613,7 +644,10 @@ export function backendConformanceCases(makeBackend: MakeBackend, options: Backe
       const told = Math.max(...w.heads)
       w.unsubscribe()
       const after = await t.crash(b)
-      expect((await pullAll(after, s)).head, `subscribe(${s}) was told head ${told}; after a crash the log must reach it (onHead only after the events are durable)`).toBeGreaterThanOrEqual(told)
+      expect(
+        (await pullAll(after, s)).head,
+        `subscribe(${s}) was told head ${told}; after a crash the log must reach it (onHead only after the events are durable)`,
+      ).toBeGreaterThanOrEqual(told)
     })
   })
   return cases
@@ -656,7 +690,9 @@ async function refused(answer: Promise<unknown>, request: string, code = 'invali
     outcome = { error }
   }
   if ('resolved' in outcome) expect.fail(`${request} must reject with an ${code} protocol error, but it answered ${JSON.stringify(outcome.resolved)}`)
-  expect((outcome.error as { code?: unknown })?.code, `${request} must reject with an ${code} protocol error; it rejected with ${String(outcome.error)}`).toBe(code)
+  expect((outcome.error as { code?: unknown })?.code, `${request} must reject with an ${code} protocol error; it rejected with ${String(outcome.error)}`).toBe(
+    code,
+  )
 }
 
 async function pushOk(b: SyncBackend, storeId: string, parentSeq: number, events: PendingEvent[]): Promise<Extract<PushResponse, { type: 'pushed' }>> {
@@ -687,7 +723,6 @@ function watch(b: SyncBackend, storeId: string) {
       return false
     })
   })
-  const until = (head: number) =>
-    heads.some((h) => h >= head) ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ head, resolve }))
+  const until = (head: number) => (heads.some((h) => h >= head) ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ head, resolve })))
   return { heads, unsubscribe, until }
 }

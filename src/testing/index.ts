@@ -1,19 +1,19 @@
 export {
-  runBackendConformance,
-  backendConformanceCases,
-  type BackendConformanceOptions,
-  type BackendConformanceCase,
   type BackendCaseContext,
+  type BackendConformanceCase,
+  type BackendConformanceOptions,
+  backendConformanceCases,
   type MakeBackend,
+  runBackendConformance,
 } from './backend-conformance.js'
+export { type MakeStorage, runStorageConformance, type StorageConformanceOptions } from './storage-conformance.js'
 export {
+  type MakeTransportSetup,
   runTransportConformance,
-  transportConformanceCases,
+  type TransportConformanceCase,
   type TransportConformanceOptions,
   type TransportConformanceSetup,
-  type TransportConformanceCase,
   type TransportKit,
   type TransportKitOptions,
-  type MakeTransportSetup,
+  transportConformanceCases,
 } from './transport-conformance.js'
-export { runStorageConformance, type StorageConformanceOptions, type MakeStorage } from './storage-conformance.js'

@@ -105,7 +105,14 @@ const runId = Math.random().toString(36).slice(2, 8)
 function makeEvents(clientId: string, n: number): PendingEvent[] {
   return Array.from({ length: n }, () => {
     const i = ++counter
-    return { id: `${clientId}:${i}`, name: 'noted', args: { i, text: `event ${i}`, nested: [i, { ok: true }] }, clientId, sessionId: 'conformance', createdAt: 1_700_000_000_000 + i }
+    return {
+      id: `${clientId}:${i}`,
+      name: 'noted',
+      args: { i, text: `event ${i}`, nested: [i, { ok: true }] },
+      clientId,
+      sessionId: 'conformance',
+      createdAt: 1_700_000_000_000 + i,
+    }
   })
 }
 
@@ -156,7 +163,9 @@ function holdingBackend(inner: SyncBackend) {
       released.push(h.release)
       return { arrived, release: h.release }
     },
-    releaseAll: () => released.forEach((r) => r()),
+    releaseAll: () => {
+      for (const r of released) r()
+    },
   }
 }
 
@@ -221,7 +230,9 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     if (missing.length > 0) {
       await ctx.teardown()
       await inner.close()
-      const why = missing.includes('refusedTransport') ? 'pass refusedTransport (credentials the server refuses) to check how a refusal is reported' : 'pass both to check what the transport does when the server goes away'
+      const why = missing.includes('refusedTransport')
+        ? 'pass refusedTransport (credentials the server refuses) to check how a refusal is reported'
+        : 'pass both to check what the transport does when the server goes away'
       return { skipped: `the setup has no ${missing.join(' and no ')}: ${why}` }
     }
     const made: Transport[] = []
@@ -231,7 +242,9 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
       const transport = make({ requestTimeoutMs, ...transportOptions })
       made.push(transport)
       const waiters = new Set<() => void>()
-      const wake = () => waiters.forEach((w) => w())
+      const wake = () => {
+        for (const w of waiters) w()
+      }
       const client: Client = {
         transport,
         storeId: forStore,
@@ -241,13 +254,19 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
         known: 0,
         async pull(since, limit) {
           const request: PullRequest = limit === undefined ? { storeId: forStore, since } : { storeId: forStore, since, limit }
-          const page = await within(transport.pull(request), `${describeRequest('pull', request)} had no answer within ${waitMs} ms (statuses: ${client.statuses.map((s) => s.state).join(' > ')})`)
+          const page = await within(
+            transport.pull(request),
+            `${describeRequest('pull', request)} had no answer within ${waitMs} ms (statuses: ${client.statuses.map((s) => s.state).join(' > ')})`,
+          )
           client.known = Math.max(client.known, since + page.events.length)
           return page
         },
         push(parentSeq, events) {
           const request: PushRequest = { storeId: forStore, parentSeq, events }
-          return within(transport.push(request), `${describeRequest('push', request)} had no answer within ${waitMs} ms (statuses: ${client.statuses.map((s) => s.state).join(' > ')})`)
+          return within(
+            transport.push(request),
+            `${describeRequest('push', request)} had no answer within ${waitMs} ms (statuses: ${client.statuses.map((s) => s.state).join(' > ')})`,
+          )
         },
         waitFor(what, done) {
           return new Promise((resolve, reject) => {
@@ -259,7 +278,16 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
             }
             const timer = setTimeout(() => {
               waiters.delete(check)
-              reject(new Error(`${name}: no ${what} within ${waitMs} ms (storeId "${forStore}"; statuses: ${client.statuses.map((s) => s.state).join(' > ') || 'none'}; known seq ${client.known}; notified seqs: ${client.batches.flat().map((e) => e.seq).join(',') || 'none'})`))
+              reject(
+                new Error(
+                  `${name}: no ${what} within ${waitMs} ms (storeId "${forStore}"; statuses: ${client.statuses.map((s) => s.state).join(' > ') || 'none'}; known seq ${client.known}; notified seqs: ${
+                    client.batches
+                      .flat()
+                      .map((e) => e.seq)
+                      .join(',') || 'none'
+                  })`,
+                ),
+              )
             }, waitMs)
             waiters.add(check)
             check()
@@ -280,7 +308,10 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
               const ids = events.map((e) => `${e.seq}=${e.id}`)
               void inner.pull(forStore, seqs[0]! - 1, events.length).then((page) => {
                 const stored = page.events.map((e) => `${e.seq}=${e.id}`)
-                if (stored.join() !== ids.join()) client.violations.push(`notified events [${ids.join(', ')}] of "${forStore}" were not in the backend when notified (it holds [${stored.join(', ')}] there): notify only events the backend accepted`)
+                if (stored.join() !== ids.join())
+                  client.violations.push(
+                    `notified events [${ids.join(', ')}] of "${forStore}" were not in the backend when notified (it holds [${stored.join(', ')}] there): notify only events the backend accepted`,
+                  )
               })
             }
             client.batches.push(events)
@@ -408,9 +439,16 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     await b.push(0, makeEvents('bob', 2))
     expect((await a.pull(0)).more).toBe(false)
     const behind = makeEvents('mallory', 2)
-    expect(await b.push(0, behind), `${describeRequest('push', { storeId: t.storeId, parentSeq: 0, events: behind })} at head 2`).toMatchObject({ type: 'rejected', head: 2 })
+    expect(await b.push(0, behind), `${describeRequest('push', { storeId: t.storeId, parentSeq: 0, events: behind })} at head 2`).toMatchObject({
+      type: 'rejected',
+      head: 2,
+    })
     const [dup] = makeEvents('mallory', 1)
-    await rejection(b.push(2, [dup!, dup!]), describeRequest('push', { storeId: t.storeId, parentSeq: 2, events: [dup!, dup!] }), 'a batch with an id twice is refused invalid_message')
+    await rejection(
+      b.push(2, [dup!, dup!]),
+      describeRequest('push', { storeId: t.storeId, parentSeq: 2, events: [dup!, dup!] }),
+      'a batch with an id twice is refused invalid_message',
+    )
     const marker = makeEvents('bob', 1)
     await b.push(2, marker)
     await a.waitFor('notification of seq 3 (the push after a rejected and a refused one)', () => a.known >= 3)
@@ -418,7 +456,10 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     await new Promise((resolve) => setTimeout(resolve, 0))
     await t.backend.pull(t.storeId, 0, 1)
     noViolations(a, 'after a rejected and a refused push, the notifications')
-    expect(a.batches.flat().map((e) => `${e.seq}=${e.id}`), `what "${t.storeId}" was notified after a rejected push of [${behind.map((e) => e.id).join(', ')}] and a refused one of [${dup!.id}, ${dup!.id}]`).toEqual([`3=${marker[0]!.id}`])
+    expect(
+      a.batches.flat().map((e) => `${e.seq}=${e.id}`),
+      `what "${t.storeId}" was notified after a rejected push of [${behind.map((e) => e.id).join(', ')}] and a refused one of [${dup!.id}, ${dup!.id}]`,
+    ).toEqual([`3=${marker[0]!.id}`])
   })
 
   it('keeps two storeIds apart within one process: pushes, pulls and notifications', async (t) => {
@@ -437,11 +478,22 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     await b.waitFor(`notification of seq 4 of "${s2}"`, () => b.known >= 4)
     // what a client of s1 is told must come from s1 only, and the same for s2
     const idsOf = async (s: string) => (await t.backend.pull(s, 0, 100)).events.map((e) => e.id)
-    expect(await idsOf(s1), `the backend log of "${s1}" after push({ storeId: "${s1}" }) and push({ storeId: "${s2}" }) through two transports`).toEqual(mine.map((e) => e.id))
+    expect(await idsOf(s1), `the backend log of "${s1}" after push({ storeId: "${s1}" }) and push({ storeId: "${s2}" }) through two transports`).toEqual(
+      mine.map((e) => e.id),
+    )
     expect((await idsOf(s2)).slice(0, 3), `the backend log of "${s2}"`).toEqual(theirs.map((e) => e.id))
-    expect(a.batches.flat().map((e) => e.id), `notifications of the transport connected to "${s1}"`).toEqual(mine.map((e) => e.id))
-    expect(b.batches.flat().map((e) => e.clientId), `notifications of the transport connected to "${s2}"`).toEqual(['two', 'two', 'two', 'two-direct'])
-    expect((await a.pull(0)).events.map((e) => e.id), `pull({ storeId: "${s1}", since: 0 })`).toEqual(mine.map((e) => e.id))
+    expect(
+      a.batches.flat().map((e) => e.id),
+      `notifications of the transport connected to "${s1}"`,
+    ).toEqual(mine.map((e) => e.id))
+    expect(
+      b.batches.flat().map((e) => e.clientId),
+      `notifications of the transport connected to "${s2}"`,
+    ).toEqual(['two', 'two', 'two', 'two-direct'])
+    expect(
+      (await a.pull(0)).events.map((e) => e.id),
+      `pull({ storeId: "${s1}", since: 0 })`,
+    ).toEqual(mine.map((e) => e.id))
     noViolations(a)
     noViolations(b)
   })
@@ -454,7 +506,11 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     const mixed = await rejection(a.push(1, [e1!, e2!]), mixedRequest, 'a stored id among new ones is refused invalid_message')
     expect(isTransportError(mixed), `${mixedRequest} rejected with ${String(mixed)}`).toBe(true)
     expect(mixed).toMatchObject({ protocolCode: 'invalid_message', retryable: false })
-    const empty = await rejection(a.push(1, []), describeRequest('push', { storeId: t.storeId, parentSeq: 1, events: [] }), 'an empty push is refused invalid_message')
+    const empty = await rejection(
+      a.push(1, []),
+      describeRequest('push', { storeId: t.storeId, parentSeq: 1, events: [] }),
+      'an empty push is refused invalid_message',
+    )
     expect(empty).toMatchObject({ name: 'TransportError', protocolCode: 'invalid_message' })
     expect((await a.pull(0)).head).toBe(1)
   })
@@ -466,7 +522,11 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     const request = describeRequest('pull', { storeId: t.storeId, since: 0 })
     const pending = a.transport.pull({ storeId: t.storeId, since: 0 })
     await within(held.arrived, `${request} never reached the backend`)
-    const error = await rejection(pending, request, `the backend holds the answer back, and the transport was made with requestTimeoutMs: ${timeoutMs} (honour it: a request must not wait forever)`)
+    const error = await rejection(
+      pending,
+      request,
+      `the backend holds the answer back, and the transport was made with requestTimeoutMs: ${timeoutMs} (honour it: a request must not wait forever)`,
+    )
     expect(isTransportError(error), `${request} rejected with ${String(error)}`).toBe(true)
     expect((error as { retryable: boolean }).retryable, `${request} timed out: its TransportError must be retryable`).toBe(true)
     held.release()
@@ -474,94 +534,156 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     expect((await a.pull(0)).head, 'a pull after the timed-out one').toBe(0)
   })
 
-  it('rejects a request in flight when the connection drops, without waiting for its timeout', async (t) => {
-    const a = await t.open()
-    const held = t.hold('pull', t.storeId)
-    const request = describeRequest('pull', { storeId: t.storeId, since: 0 })
-    const pending = a.transport.pull({ storeId: t.storeId, since: 0 })
-    await within(held.arrived, `${request} never reached the backend`)
-    const stopping = t.setup.stopServer!()
-    const error = await rejection(pending, request, `the server went away while the request was in flight (the transport was made with requestTimeoutMs: ${requestTimeoutMs}, so only the dropped connection can reject it in time)`)
-    expect(isTransportError(error), `${request} rejected with ${String(error)}`).toBe(true)
-    expect((error as { retryable: boolean }).retryable, `${request} lost with its connection: its TransportError must be retryable`).toBe(true)
-    held.release()
-    await stopping
-    await t.setup.startServer!()
-    await a.waitFor('status online after the server came back', () => a.statuses.at(-1)?.state === 'online' && a.statuses.some((s) => s.state === 'offline'))
-    expect((await a.pull(0)).head).toBe(0)
-  }, ['stopServer/startServer'])
+  it(
+    'rejects a request in flight when the connection drops, without waiting for its timeout',
+    async (t) => {
+      const a = await t.open()
+      const held = t.hold('pull', t.storeId)
+      const request = describeRequest('pull', { storeId: t.storeId, since: 0 })
+      const pending = a.transport.pull({ storeId: t.storeId, since: 0 })
+      await within(held.arrived, `${request} never reached the backend`)
+      const stopping = t.setup.stopServer!()
+      const error = await rejection(
+        pending,
+        request,
+        `the server went away while the request was in flight (the transport was made with requestTimeoutMs: ${requestTimeoutMs}, so only the dropped connection can reject it in time)`,
+      )
+      expect(isTransportError(error), `${request} rejected with ${String(error)}`).toBe(true)
+      expect((error as { retryable: boolean }).retryable, `${request} lost with its connection: its TransportError must be retryable`).toBe(true)
+      held.release()
+      await stopping
+      await t.setup.startServer!()
+      await a.waitFor('status online after the server came back', () => a.statuses.at(-1)?.state === 'online' && a.statuses.some((s) => s.state === 'offline'))
+      expect((await a.pull(0)).head).toBe(0)
+    },
+    ['stopServer/startServer'],
+  )
 
-  it('connect() settles while the server is down, reports offline, and comes online by itself once it is up', async (t) => {
-    await t.setup.stopServer!()
-    const a = t.attach()
-    await a.connected
-    await a.waitFor('status offline (with the error) while the server is down', () => a.statuses.some((s) => s.state === 'offline'))
-    expect(a.statuses.some((s) => s.state === 'online'), 'a status online while the server is down').toBe(false)
-    await t.setup.startServer!()
-    await a.waitFor('status online after the server came up', () => a.statuses.at(-1)?.state === 'online')
-    expect((await a.pull(0)).head).toBe(0)
-  }, ['stopServer/startServer'])
+  it(
+    'connect() settles while the server is down, reports offline, and comes online by itself once it is up',
+    async (t) => {
+      await t.setup.stopServer!()
+      const a = t.attach()
+      await a.connected
+      await a.waitFor('status offline (with the error) while the server is down', () => a.statuses.some((s) => s.state === 'offline'))
+      expect(
+        a.statuses.some((s) => s.state === 'online'),
+        'a status online while the server is down',
+      ).toBe(false)
+      await t.setup.startServer!()
+      await a.waitFor('status online after the server came up', () => a.statuses.at(-1)?.state === 'online')
+      expect((await a.pull(0)).head).toBe(0)
+    },
+    ['stopServer/startServer'],
+  )
 
-  it('rejects pulls and pushes while offline with a retryable TransportError, never a made-up answer', async (t) => {
-    const a = await t.open()
-    await a.push(0, makeEvents('alice', 1))
-    await t.setup.stopServer!()
-    for (const [what, request] of [['pull', { storeId: t.storeId, since: 0 }], ['pull', { storeId: t.storeId, since: 1 }], ['push', { storeId: t.storeId, parentSeq: 1, events: makeEvents('alice', 1) }]] as const) {
-      const described = describeRequest(what, request)
-      const answer = what === 'pull' ? a.transport.pull(request as PullRequest) : a.transport.push(request as PushRequest)
-      const error = await rejection(answer, `${described} while offline`, 'the server is down, so there is no answer to give (a made-up empty page tells the engine it is in sync)')
-      expect(isTransportError(error), `${described} while offline rejected with ${String(error)}`).toBe(true)
-      expect((error as { retryable: boolean }).retryable, `${described} while offline: its TransportError must be retryable`).toBe(true)
-    }
-    await a.waitFor('status offline after requests failed with the server down', () => a.statuses.at(-1)?.state === 'offline')
-    await t.setup.startServer!()
-    await a.waitFor('status online after the server came back', () => a.statuses.at(-1)?.state === 'online')
-    expect((await a.pull(0)).head).toBe(1)
-  }, ['stopServer/startServer'])
+  it(
+    'rejects pulls and pushes while offline with a retryable TransportError, never a made-up answer',
+    async (t) => {
+      const a = await t.open()
+      await a.push(0, makeEvents('alice', 1))
+      await t.setup.stopServer!()
+      for (const [what, request] of [
+        ['pull', { storeId: t.storeId, since: 0 }],
+        ['pull', { storeId: t.storeId, since: 1 }],
+        ['push', { storeId: t.storeId, parentSeq: 1, events: makeEvents('alice', 1) }],
+      ] as const) {
+        const described = describeRequest(what, request)
+        const answer = what === 'pull' ? a.transport.pull(request as PullRequest) : a.transport.push(request as PushRequest)
+        const error = await rejection(
+          answer,
+          `${described} while offline`,
+          'the server is down, so there is no answer to give (a made-up empty page tells the engine it is in sync)',
+        )
+        expect(isTransportError(error), `${described} while offline rejected with ${String(error)}`).toBe(true)
+        expect((error as { retryable: boolean }).retryable, `${described} while offline: its TransportError must be retryable`).toBe(true)
+      }
+      await a.waitFor('status offline after requests failed with the server down', () => a.statuses.at(-1)?.state === 'offline')
+      await t.setup.startServer!()
+      await a.waitFor('status online after the server came back', () => a.statuses.at(-1)?.state === 'online')
+      expect((await a.pull(0)).head).toBe(1)
+    },
+    ['stopServer/startServer'],
+  )
 
-  it('reports a refused token as an error with code unauthorized, and a store shows sync state error', async (t) => {
-    const refused = t.attachRefused()
-    await refused.connected
-    const codeOf = (error: unknown) => (error as { code?: unknown } | undefined)?.code
-    const fromStatus = () => refused.statuses.some((s) => codeOf(s.error) === 'unauthorized')
-    let fromRequest: unknown
-    if (!fromStatus()) {
-      // transports that report refusals per request (HTTP) say it to the first request
-      await refused.waitFor('status online or an error', () => refused.statuses.some((s) => s.state === 'online' || s.error !== undefined))
-      if (!fromStatus()) fromRequest = await refused.transport.pull({ storeId: t.storeId, since: 0 }).then((page) => ({ resolved: page }), (error: unknown) => error)
-    }
-    const seen = [...refused.statuses.map((s) => `${s.state}${s.error ? ` (${codeOf(s.error)}: ${s.error.message})` : ''}`), ...(fromRequest === undefined ? [] : [`pull: ${codeOf(fromRequest) ?? JSON.stringify(fromRequest)}`])]
-    expect(fromStatus() || codeOf(fromRequest) === 'unauthorized', `a refused token must surface as a TransportError with code 'unauthorized' (in a status or as the rejection of a request); saw: ${seen.join(' > ')}`).toBe(true)
-    const store = await createStore({ schema: storeSchema, storeId: t.storeId, transport: t.setup.refusedTransport!({ requestTimeoutMs }), dev: false, sync: { minBackoffMs: 10, maxBackoffMs: 100 } })
-    try {
-      const states: string[] = []
-      await within(new Promise<void>((resolve) => {
-        const stop = store.sync.status.subscribe((status) => {
-          states.push(`${status.state}${status.error ? ` (${codeOf(status.error)})` : ''}`)
-          if (status.state === 'error' && codeOf(status.error) === 'unauthorized') {
-            resolve()
-            queueMicrotask(() => stop())
-          }
-        })
-      }), `a store on the refused transport never showed sync state 'error' with code 'unauthorized' (states: ${states.join(' > ')})`)
-    } finally {
-      await store.close()
-    }
-  }, ['refusedTransport'])
+  it(
+    'reports a refused token as an error with code unauthorized, and a store shows sync state error',
+    async (t) => {
+      const refused = t.attachRefused()
+      await refused.connected
+      const codeOf = (error: unknown) => (error as { code?: unknown } | undefined)?.code
+      const fromStatus = () => refused.statuses.some((s) => codeOf(s.error) === 'unauthorized')
+      let fromRequest: unknown
+      if (!fromStatus()) {
+        // transports that report refusals per request (HTTP) say it to the first request
+        await refused.waitFor('status online or an error', () => refused.statuses.some((s) => s.state === 'online' || s.error !== undefined))
+        if (!fromStatus())
+          fromRequest = await refused.transport.pull({ storeId: t.storeId, since: 0 }).then(
+            (page) => ({ resolved: page }),
+            (error: unknown) => error,
+          )
+      }
+      const seen = [
+        ...refused.statuses.map((s) => `${s.state}${s.error ? ` (${codeOf(s.error)}: ${s.error.message})` : ''}`),
+        ...(fromRequest === undefined ? [] : [`pull: ${codeOf(fromRequest) ?? JSON.stringify(fromRequest)}`]),
+      ]
+      expect(
+        fromStatus() || codeOf(fromRequest) === 'unauthorized',
+        `a refused token must surface as a TransportError with code 'unauthorized' (in a status or as the rejection of a request); saw: ${seen.join(' > ')}`,
+      ).toBe(true)
+      const store = await createStore({
+        schema: storeSchema,
+        storeId: t.storeId,
+        transport: t.setup.refusedTransport!({ requestTimeoutMs }),
+        dev: false,
+        sync: { minBackoffMs: 10, maxBackoffMs: 100 },
+      })
+      try {
+        const states: string[] = []
+        await within(
+          new Promise<void>((resolve) => {
+            const stop = store.sync.status.subscribe((status) => {
+              states.push(`${status.state}${status.error ? ` (${codeOf(status.error)})` : ''}`)
+              if (status.state === 'error' && codeOf(status.error) === 'unauthorized') {
+                resolve()
+                queueMicrotask(() => stop())
+              }
+            })
+          }),
+          `a store on the refused transport never showed sync state 'error' with code 'unauthorized' (states: ${states.join(' > ')})`,
+        )
+      } finally {
+        await store.close()
+      }
+    },
+    ['refusedTransport'],
+  )
 
   it('close() rejects requests in flight and later ones, and stops reconnecting', async (t) => {
     const a = await t.open()
     if (!options.inProcess) {
       const inFlight = a.transport.pull({ storeId: t.storeId, since: 0 })
       const closing = a.transport.close()
-      const error = await rejection(inFlight, `${describeRequest('pull', { storeId: t.storeId, since: 0 })} sent right before close()`, 'close() rejects what is in flight')
+      const error = await rejection(
+        inFlight,
+        `${describeRequest('pull', { storeId: t.storeId, since: 0 })} sent right before close()`,
+        'close() rejects what is in flight',
+      )
       expect(isTransportError(error), String(error)).toBe(true)
       await within(closing, `close() did not settle within ${waitMs} ms`)
     } else await within(a.transport.close(), `close() did not settle within ${waitMs} ms`)
-    const afterPull = await rejection(a.transport.pull({ storeId: t.storeId, since: 0 }), `${describeRequest('pull', { storeId: t.storeId, since: 0 })} after close()`, 'a closed transport answers nothing')
+    const afterPull = await rejection(
+      a.transport.pull({ storeId: t.storeId, since: 0 }),
+      `${describeRequest('pull', { storeId: t.storeId, since: 0 })} after close()`,
+      'a closed transport answers nothing',
+    )
     expect(isTransportError(afterPull)).toBe(true)
     const events = makeEvents('alice', 1)
-    const afterPush = await rejection(a.transport.push({ storeId: t.storeId, parentSeq: 0, events }), `${describeRequest('push', { storeId: t.storeId, parentSeq: 0, events })} after close()`, 'a closed transport sends nothing')
+    const afterPush = await rejection(
+      a.transport.push({ storeId: t.storeId, parentSeq: 0, events }),
+      `${describeRequest('push', { storeId: t.storeId, parentSeq: 0, events })} after close()`,
+      'a closed transport sends nothing',
+    )
     expect(isTransportError(afterPush)).toBe(true)
     const mark = a.statuses.length
     if (t.setup.stopServer && t.setup.startServer) {
@@ -572,29 +694,39 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     const c = await t.open()
     await c.push(0, makeEvents('carol', 1))
     expect((await c.pull(0)).head).toBe(1)
-    expect(a.statuses.slice(mark).map((s) => s.state).filter((s) => s !== 'offline'), 'statuses of a closed transport').toEqual([])
+    expect(
+      a.statuses
+        .slice(mark)
+        .map((s) => s.state)
+        .filter((s) => s !== 'offline'),
+      'statuses of a closed transport',
+    ).toEqual([])
   })
 
-  it('goes offline when the server drops it, comes back online by itself, and streams again after a new pull', async (t) => {
-    const a = await t.open()
-    expect((await a.pull(0)).more).toBe(false)
-    await t.backend.push(t.storeId, { parentSeq: 0, events: makeEvents('bob', 1) })
-    await a.waitFor('notification of seq 1', () => a.known >= 1)
-    const mark = a.statuses.length
-    await t.setup.stopServer!()
-    await a.waitFor('status offline after the server stopped', () => a.statuses.slice(mark).some((s) => s.state === 'offline'))
-    await t.backend.push(t.storeId, { parentSeq: 1, events: makeEvents('bob', 2) })
-    await t.setup.startServer!()
-    const offlineAt = mark + a.statuses.slice(mark).findIndex((s) => s.state === 'offline')
-    await a.waitFor('status online after the server came back', () => a.statuses.at(-1)?.state === 'online' && a.statuses.length - 1 > offlineAt)
-    const page = await a.pull(1)
-    expect(page.events.map((e) => e.seq)).toEqual([2, 3])
-    expect(page.more).toBe(false)
-    await t.backend.push(t.storeId, { parentSeq: 3, events: makeEvents('bob', 1) })
-    await a.waitFor('notification of seq 4 after reconnecting', () => a.known >= 4)
-    noViolations(a)
-    expect(notified(a)).toEqual([1, 4])
-  }, ['stopServer/startServer'])
+  it(
+    'goes offline when the server drops it, comes back online by itself, and streams again after a new pull',
+    async (t) => {
+      const a = await t.open()
+      expect((await a.pull(0)).more).toBe(false)
+      await t.backend.push(t.storeId, { parentSeq: 0, events: makeEvents('bob', 1) })
+      await a.waitFor('notification of seq 1', () => a.known >= 1)
+      const mark = a.statuses.length
+      await t.setup.stopServer!()
+      await a.waitFor('status offline after the server stopped', () => a.statuses.slice(mark).some((s) => s.state === 'offline'))
+      await t.backend.push(t.storeId, { parentSeq: 1, events: makeEvents('bob', 2) })
+      await t.setup.startServer!()
+      const offlineAt = mark + a.statuses.slice(mark).findIndex((s) => s.state === 'offline')
+      await a.waitFor('status online after the server came back', () => a.statuses.at(-1)?.state === 'online' && a.statuses.length - 1 > offlineAt)
+      const page = await a.pull(1)
+      expect(page.events.map((e) => e.seq)).toEqual([2, 3])
+      expect(page.more).toBe(false)
+      await t.backend.push(t.storeId, { parentSeq: 3, events: makeEvents('bob', 1) })
+      await a.waitFor('notification of seq 4 after reconnecting', () => a.known >= 4)
+      noViolations(a)
+      expect(notified(a)).toEqual([1, 4])
+    },
+    ['stopServer/startServer'],
+  )
 
   return cases
 }
@@ -614,10 +746,14 @@ export function runTransportConformance(name: string, setup: MakeTransportSetup,
   const cases = transportConformanceCases(name, setup, options)
   vitest.describe(`${name} (transport conformance)`, () => {
     for (const c of cases) {
-      vitest.it(c.name, async (context) => {
-        const { skipped } = await c.run()
-        if (skipped) context.skip(skipped)
-      }, timeout)
+      vitest.it(
+        c.name,
+        async (context) => {
+          const { skipped } = await c.run()
+          if (skipped) context.skip(skipped)
+        },
+        timeout,
+      )
     }
   })
 }

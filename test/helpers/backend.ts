@@ -1,4 +1,4 @@
-import { createServer, type AddressInfo } from 'node:net'
+import { type AddressInfo, createServer } from 'node:net'
 import type { ConfirmedEvent, SyncBackend } from 'tidelog'
 
 /** Every event of a storeId's log, page by page. */

@@ -6,8 +6,8 @@
  * model, and the runner that plays a scenario and checks the outcome.
  */
 import fc from 'fast-check'
+import { createStore, defineEvent, defineSchema, memoryStorage, type Storage, type Store, type SyncBackend, sql, type TabLinks, type Transport } from 'tidelog'
 import { expect } from 'vitest'
-import { createStore, defineEvent, defineSchema, memoryStorage, sql, type Store, type Storage, type SyncBackend, type TabLinks, type Transport } from 'tidelog'
 import { within } from './wait.js'
 
 export const schema = defineSchema({
@@ -43,10 +43,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ name: fc.constant('add' as const), id: ids, by: fc.integer({ min: 1, max: 9 }) }),
   fc.record({ name: fc.constant('remove' as const), id: ids }),
 )
-export type Action =
-  | { kind: 'commit'; client: number; ops: Op[] }
-  | { kind: 'offline' | 'online' | 'restart'; client: number }
-  | { kind: 'wait'; ms: number }
+export type Action = { kind: 'commit'; client: number; ops: Op[] } | { kind: 'offline' | 'online' | 'restart'; client: number } | { kind: 'wait'; ms: number }
 const action = (n: number): fc.Arbitrary<Action> =>
   fc.oneof(
     { weight: 6, arbitrary: fc.record({ kind: fc.constant('commit' as const), client: fc.nat(n - 1), ops: fc.array(op, { minLength: 1, maxLength: 3 }) }) },
@@ -59,14 +56,22 @@ const action = (n: number): fc.Arbitrary<Action> =>
  * them: they share its storage (which a wire with `tabs` links), so one of them
  * owns it and syncs for all, and the others sync through it (PROTOCOL.md, Tabs).
  */
-export interface Scenario { n: number; actions: Action[]; faultSeed: number; tabs: number }
+export interface Scenario {
+  n: number
+  actions: Action[]
+  faultSeed: number
+  tabs: number
+}
 
 /** 3–8 clients, 0–3 of them tabs of another, and 5–30 actions; `faultSeed` seeds whatever faults the runner injects. */
-export const scenario: fc.Arbitrary<Scenario> = fc
-  .integer({ min: 3, max: 8 })
-  .chain((n) =>
-    fc.record({ n: fc.constant(n), actions: fc.array(action(n), { minLength: 5, maxLength: 30 }), faultSeed: fc.integer(), tabs: fc.integer({ min: 0, max: Math.min(3, n - 2) }) }),
-  )
+export const scenario: fc.Arbitrary<Scenario> = fc.integer({ min: 3, max: 8 }).chain((n) =>
+  fc.record({
+    n: fc.constant(n),
+    actions: fc.array(action(n), { minLength: 5, maxLength: 30 }),
+    faultSeed: fc.integer(),
+    tabs: fc.integer({ min: 0, max: Math.min(3, n - 2) }),
+  }),
+)
 
 /** Where a scenario runs: the backend every client syncs with, and how each client reaches it. */
 export interface ScenarioWire {
@@ -87,7 +92,11 @@ export interface ScenarioWire {
   tabs?(name: string): TabLinks
 }
 
-interface Client { storage: Storage; store: Store<typeof schema>; offline: boolean }
+interface Client {
+  storage: Storage
+  store: Store<typeof schema>
+  offline: boolean
+}
 
 /**
  * Plays the scenario's actions, heals (faults off, everyone online), and
@@ -98,7 +107,11 @@ export async function runScenario({ n, actions, tabs }: Scenario, wire: Scenario
   const { backend, storeId } = wire
   const open = (storage: Storage, client: number) =>
     createStore({
-      schema, storeId, storage, dev: false, onWarning: () => {},
+      schema,
+      storeId,
+      storage,
+      dev: false,
+      onWarning: () => {},
       transport: wire.transport(client),
       sync: wire.sync,
     })
@@ -116,9 +129,13 @@ export async function runScenario({ n, actions, tabs }: Scenario, wire: Scenario
       if (wire.beforeAction) await wire.beforeAction(index)
       if (a.kind === 'wait') await new Promise((r) => setTimeout(r, a.ms * (wire.waitScale ?? 1)))
       else if (a.kind === 'commit') clients[a.client]!.store.commit(...a.ops.map((o) => schema.events[o.name](o as never)))
-      else if (a.kind === 'offline') { clients[a.client]!.offline = true; clients[a.client]!.store.sync.pause() }
-      else if (a.kind === 'online') { clients[a.client]!.offline = false; clients[a.client]!.store.sync.resume() }
-      else {
+      else if (a.kind === 'offline') {
+        clients[a.client]!.offline = true
+        clients[a.client]!.store.sync.pause()
+      } else if (a.kind === 'online') {
+        clients[a.client]!.offline = false
+        clients[a.client]!.store.sync.resume()
+      } else {
         const c = clients[a.client]!
         await c.store.close()
         c.store = await open(c.storage, a.client)
@@ -154,7 +171,10 @@ export async function runScenario({ n, actions, tabs }: Scenario, wire: Scenario
 export function untilHead(store: Store<typeof schema>, head: number): Promise<void> {
   return new Promise((resolve) => {
     const stop = store.sync.status.subscribe((s) => {
-      if (s.head >= head) { queueMicrotask(() => stop()); resolve() }
+      if (s.head >= head) {
+        queueMicrotask(() => stop())
+        resolve()
+      }
     })
   })
 }

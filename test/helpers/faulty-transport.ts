@@ -1,4 +1,4 @@
-import { TransportError, type Transport, type TransportHandlers } from 'tidelog'
+import { type Transport, TransportError, type TransportHandlers } from 'tidelog'
 import { mulberry32 as prng } from './random.js'
 
 /** Fault knobs, shared and switchable at run time. Probabilities per message. */
@@ -22,9 +22,9 @@ export interface Faults {
 export function faultyTransport(inner: Transport, faults: Faults): Transport {
   const rnd = prng(faults.seed)
   const hit = (p: number) => faults.enabled && rnd() < p
-  const delay = () => (faults.enabled && faults.maxDelayMs > 0 ? new Promise((r) => setTimeout(r, Math.floor(rnd() * (faults.maxDelayMs + 1)))) : Promise.resolve())
+  const delay = () =>
+    faults.enabled && faults.maxDelayMs > 0 ? new Promise((r) => setTimeout(r, Math.floor(rnd() * (faults.maxDelayMs + 1)))) : Promise.resolve()
   const lost = (what: string) => new TransportError(`injected fault: ${what}`, { retryable: true })
-  let handlers: TransportHandlers | undefined
 
   const request = async <T>(call: () => Promise<T>, duplicable: boolean): Promise<T> => {
     await delay()
@@ -38,14 +38,19 @@ export function faultyTransport(inner: Transport, faults: Faults): Transport {
 
   return {
     connect(h) {
-      handlers = h
       return inner.connect({
         storeId: h.storeId,
         onStatus: (s) => h.onStatus(s),
         onEvents: (events, head) => {
           if (hit(faults.drop)) {
             // a lost message on a real wire means a broken connection: reconnect, which makes the engine pull
-            setTimeout(() => { h.onStatus({ state: 'offline' }); h.onStatus({ state: 'online' }) }, Math.floor(rnd() * 3))
+            setTimeout(
+              () => {
+                h.onStatus({ state: 'offline' })
+                h.onStatus({ state: 'online' })
+              },
+              Math.floor(rnd() * 3),
+            )
             return
           }
           const copies = hit(faults.duplicate) ? 2 : 1

@@ -1,7 +1,7 @@
-import { WebSocket } from 'ws'
 import type { SyncBackend, Transport } from 'tidelog'
 import { createSyncServer } from 'tidelog/server'
 import type { TransportConformanceSetup, TransportKitOptions } from 'tidelog/testing'
+import { WebSocket } from 'ws'
 
 /** The token `serverTransportSetup`'s server refuses. */
 export const REFUSED_TOKEN = 'refused-token'
@@ -12,7 +12,10 @@ export const REFUSED_TOKEN = 'refused-token'
  * can stop and start again on the same port; the server refuses
  * `REFUSED_TOKEN`, which `refusedTransport` presents.
  */
-export async function serverTransportSetup(backend: SyncBackend, makeTransport: (url: string, options: TransportKitOptions & { token?: string }) => Transport): Promise<TransportConformanceSetup> {
+export async function serverTransportSetup(
+  backend: SyncBackend,
+  makeTransport: (url: string, options: TransportKitOptions & { token?: string }) => Transport,
+): Promise<TransportConformanceSetup> {
   const authenticate = ({ token }: { token: string | undefined }) => token !== REFUSED_TOKEN
   let server = await createSyncServer({ backend, port: 0, authenticate })
   const { port, url } = server

@@ -1,4 +1,4 @@
-import type { ConfirmedEvent, PullRequest, PullResponse, PushRequest, PushResponse, SyncBackend, Transport, TransportHandlers } from 'tidelog'
+import type { ConfirmedEvent, PullRequest, PullResponse, PushRequest, SyncBackend, Transport, TransportHandlers } from 'tidelog'
 
 /** One call a wrapped transport saw, with its outcome. */
 export type TransportCall =
