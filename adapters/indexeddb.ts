@@ -1,7 +1,7 @@
 import { get, promisifyRequest, setMany } from 'idb-keyval'
 import { crc32 } from '../src/crc32.js'
 import { strictStore } from '../src/idb-strict-store.js'
-import { StorageError, StorageLockedError } from '../src/errors.js'
+import { StorageLockedError } from '../src/errors.js'
 import { memoryStorage } from '../src/memory-storage.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
 import { journalGapNote, refuseWithoutStart, withStoragePolicy } from '../src/storage-policy.js'

@@ -2,6 +2,7 @@
 // load contract: the store must never be handed a log it cannot replay.
 import { describe, expect, it } from 'vitest'
 import { withStoragePolicy, type JournalRecord, type LoadedLog, type Storage } from 'tidelog'
+import { refuseWithoutStart } from '../src/storage-policy.js'
 
 const init = (pos: number): JournalRecord => ({ pos, t: 'init', clientId: 'c' })
 
@@ -56,5 +57,22 @@ describe('withStoragePolicy()', () => {
     void storage.tabs
     expect(storage.reads).toBe(2)
     expect(storage.name).toBe('raw')
+  })
+})
+
+describe('refuseWithoutStart() (the adapters call it in load, before repairing anything)', () => {
+  const snapshot = { position: 4, schemaHash: 'h', bytes: new Uint8Array(1) }
+  it('lets a fresh log, a journal from position 1 and a log with an intact snapshot through', () => {
+    expect(() => refuseWithoutStart('x', { snapshot: undefined, firstPos: undefined, damagedSnapshots: 0 }, 'fix')).not.toThrow()
+    expect(() => refuseWithoutStart('x', { snapshot: undefined, firstPos: 1, damagedSnapshots: 2 }, 'fix')).not.toThrow()
+    expect(() => refuseWithoutStart('x', { snapshot, firstPos: 9, damagedSnapshots: 1 }, 'fix')).not.toThrow()
+  })
+
+  it('refuses a compacted journal, or only damaged snapshots, with no intact snapshot: a StorageError with the fix', () => {
+    for (const found of [{ snapshot: undefined, firstPos: 5, damagedSnapshots: 1 }, { snapshot: undefined, firstPos: undefined, damagedSnapshots: 1 }]) {
+      expect(() => refuseWithoutStart('file:/d/s', found, 'Restore it.')).toThrow(
+        expect.objectContaining({ name: 'StorageError', message: 'Storage file:/d/s has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. Restore it.' }),
+      )
+    }
   })
 })
