@@ -1,7 +1,7 @@
 import { get, promisifyRequest, setMany } from 'idb-keyval'
 import { crc32 } from '../src/crc32.js'
-import { strictStore } from '../src/idb-strict-store.js'
 import { StorageLockedError } from '../src/errors.js'
+import { strictStore } from '../src/idb-strict-store.js'
 import { memoryStorage } from '../src/memory-storage.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
 import { journalGapNote, refuseWithoutStart, withStoragePolicy } from '../src/storage-policy.js'
@@ -26,7 +26,12 @@ export interface IndexedDbStorage extends Storage {
   readonly persisted: Promise<boolean | undefined>
 }
 
-interface StoredSnapshot { position: number; schemaHash: string; bytes: Uint8Array; crc: number }
+interface StoredSnapshot {
+  position: number
+  schemaHash: string
+  bytes: Uint8Array
+  crc: number
+}
 type Release = () => void | Promise<unknown>
 
 const OBJECT_STORE = 'tidelog'
@@ -42,7 +47,8 @@ const localLocks = new Map<string, (() => void)[]>()
 function lockLocally(name: string, wait: boolean): Promise<Release | undefined> {
   const release = () => {
     const next = localLocks.get(name)?.shift()
-    if (next) next() // hand the lock straight to the next waiter
+    if (next)
+      next() // hand the lock straight to the next waiter
     else localLocks.delete(name)
   }
   const waiters = localLocks.get(name)
@@ -59,7 +65,10 @@ function lockAcrossTabs(locks: LockManager, name: string, wait: boolean): Promis
     // the lock is held until the callback's promise settles, i.e. until close()
     const done = locks.request(name, wait ? {} : { ifAvailable: true }, (lock) => {
       if (!lock) return resolve(undefined)
-      resolve(() => { release(); return done })
+      resolve(() => {
+        release()
+        return done
+      })
       return held
     })
     done.catch(reject)
@@ -75,9 +84,7 @@ function lockAcrossTabs(locks: LockManager, name: string, wait: boolean): Promis
 export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbStorage {
   const useStore = strictStore(options.name, OBJECT_STORE).use
   const nav = typeof navigator === 'undefined' ? undefined : navigator
-  const persisted = options.persist && nav?.storage?.persist
-    ? nav.storage.persist().catch(() => undefined)
-    : Promise.resolve(undefined)
+  const persisted = options.persist && nav?.storage?.persist ? nav.storage.persist().catch(() => undefined) : Promise.resolve(undefined)
   let usable: Promise<boolean> | undefined
   let fallback: Storage | undefined
   const links = typeof BroadcastChannel === 'undefined' ? undefined : broadcastTabLinks(options.name)
@@ -97,7 +104,9 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
           await useStore('readonly', () => undefined)
           return true
         } catch (e) {
-          console.warn(`tidelog: IndexedDB "${options.name}" cannot be opened (${(e as Error)?.message ?? e}), as in some private browsing modes. Using memory storage instead: data will not survive a reload.`)
+          console.warn(
+            `tidelog: IndexedDB "${options.name}" cannot be opened (${(e as Error)?.message ?? e}), as in some private browsing modes. Using memory storage instead: data will not survive a reload.`,
+          )
           return false
         }
       })()
@@ -138,7 +147,11 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
         for (const k of corrupt) dropped.push(`snapshot ${k}: checksum mismatch; deleted, loading ${instead} instead`)
         const found = (await useStore('readonly', (s) => promisifyRequest(s.getAll(range(storeId, 'j', from + 1))))) as JournalRecord[]
         // refused before anything is deleted
-        refuseWithoutStart(where, { snapshot, firstPos: found[0]?.pos, damagedSnapshots: corrupt.length }, `Delete the database "${options.name}" (or this storeId's keys) to start empty.`)
+        refuseWithoutStart(
+          where,
+          { snapshot, firstPos: found[0]?.pos, damagedSnapshots: corrupt.length },
+          `Delete the database "${options.name}" (or this storeId's keys) to start empty.`,
+        )
         let records = found
         const gap = found.findIndex((r, i) => r.pos !== from + i + 1)
         if (gap >= 0) {
@@ -157,7 +170,10 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
       }
 
       async function append(records: JournalRecord[]): Promise<void> {
-        await setMany(records.map((r) => [key(storeId, 'j', r.pos), r]), useStore)
+        await setMany(
+          records.map((r) => [key(storeId, 'j', r.pos), r]),
+          useStore,
+        )
       }
 
       async function saveSnapshot(snapshot: Snapshot): Promise<void> {

@@ -29,7 +29,11 @@ export function withStoragePolicy<S extends Storage>(storage: S): S {
  * damaged snapshots) not starting at position 1. A fresh log has neither.
  * `fix` says what the user can do about it.
  */
-export function refuseWithoutStart(where: string, found: { snapshot: Snapshot | undefined; firstPos: number | undefined; damagedSnapshots: number }, fix: string): void {
+export function refuseWithoutStart(
+  where: string,
+  found: { snapshot: Snapshot | undefined; firstPos: number | undefined; damagedSnapshots: number },
+  fix: string,
+): void {
   if (found.snapshot || (found.firstPos === undefined && found.damagedSnapshots === 0) || found.firstPos === 1) return
   throw new StorageError(`Storage ${where} has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. ${fix}`)
 }
@@ -65,10 +69,13 @@ function policed(handle: StorageHandle, where: string): StorageHandle {
   /** Where the journal ends: from the last load, or from one now (the first append of a session comes after a load). */
   const journalEnd = (): Promise<number> => {
     if (end !== undefined) return Promise.resolve(end)
-    loading ??= load().then(() => end!, (error) => {
-      loading = undefined
-      throw error
-    })
+    loading ??= load().then(
+      () => end!,
+      (error) => {
+        loading = undefined
+        throw error
+      },
+    )
     return loading
   }
 

@@ -1,7 +1,8 @@
 // The storage policy (src/storage-policy.ts) around an adapter that breaks the
 // load contract: the store must never be handed a log it cannot replay.
+
+import { type JournalRecord, type LoadedLog, type Storage, withStoragePolicy } from 'tidelog'
 import { describe, expect, it } from 'vitest'
-import { withStoragePolicy, type JournalRecord, type LoadedLog, type Storage } from 'tidelog'
 import { refuseWithoutStart } from '../src/storage-policy.js'
 
 const init = (pos: number): JournalRecord => ({ pos, t: 'init', clientId: 'c' })
@@ -33,7 +34,10 @@ describe('withStoragePolicy()', () => {
   it('refuses a loaded journal with a gap, naming the position', async () => {
     const { storage } = rawStorage({ records: [init(1), init(2), init(4)], dropped: [] })
     const handle = await storage.open('s')
-    await expect(handle.load()).rejects.toMatchObject({ name: 'StorageError', message: expect.stringContaining('loaded journal position 4 where 3 was expected') })
+    await expect(handle.load()).rejects.toMatchObject({
+      name: 'StorageError',
+      message: expect.stringContaining('loaded journal position 4 where 3 was expected'),
+    })
   })
 
   it('refuses a journal that starts past position 1 with no snapshot, and one that does not follow the snapshot', async () => {
@@ -69,9 +73,15 @@ describe('refuseWithoutStart() (the adapters call it in load, before repairing a
   })
 
   it('refuses a compacted journal, or only damaged snapshots, with no intact snapshot: a StorageError with the fix', () => {
-    for (const found of [{ snapshot: undefined, firstPos: 5, damagedSnapshots: 1 }, { snapshot: undefined, firstPos: undefined, damagedSnapshots: 1 }]) {
+    for (const found of [
+      { snapshot: undefined, firstPos: 5, damagedSnapshots: 1 },
+      { snapshot: undefined, firstPos: undefined, damagedSnapshots: 1 },
+    ]) {
       expect(() => refuseWithoutStart('file:/d/s', found, 'Restore it.')).toThrow(
-        expect.objectContaining({ name: 'StorageError', message: 'Storage file:/d/s has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. Restore it.' }),
+        expect.objectContaining({
+          name: 'StorageError',
+          message: 'Storage file:/d/s has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. Restore it.',
+        }),
       )
     }
   })

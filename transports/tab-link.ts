@@ -17,8 +17,7 @@ import { randomId } from '../src/ids.js'
 import { errorMessage, MAX_PULL_LIMIT, ProtocolViolation, parseClientMessage } from '../src/protocol.js'
 import type { TabLinks, TabOwner } from '../src/storage.js'
 import { broadcastChannelClient } from './broadcast-channel-client.js'
-
-type Message = Record<string, any>
+import { type HostSends, routed } from './broadcast-channel-messages.js'
 
 /** Timing of the link's client end (see broadcast-channel-client.ts). */
 export interface TabLinkOptions {
@@ -51,12 +50,15 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
   let live = true
   let scheduled = false
 
-  const send = (to: string, msg: Message) => {
+  const send = (to: string, msg: HostSends) => {
     if (live) bc.postMessage({ ...msg, from: hostId, to, epoch })
   }
   const tabOf = (id: string) => {
     let t = tabs.get(id)
-    if (!t) tabs.set(id, (t = { cursor: 0, streaming: false, seen: 0 }))
+    if (!t) {
+      t = { cursor: 0, streaming: false, seen: 0 }
+      tabs.set(id, t)
+    }
     t.seen = Date.now()
     return t
   }
@@ -91,8 +93,10 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
     })
   })
 
-  const answer = async (raw: Message, from: string) => {
-    const rid = typeof raw.rid === 'string' || typeof raw.rid === 'number' ? raw.rid : undefined
+  /** A request from another tab, as it came: checked by parseClientMessage. */
+  const answer = async (raw: object, from: string) => {
+    const given = (raw as { rid?: unknown }).rid
+    const rid = typeof given === 'string' || typeof given === 'number' ? given : undefined
     try {
       const msg = parseClientMessage(raw)
       if (msg.storeId !== storeId) throw new ProtocolViolation('unknown_store', `this tab serves storeId "${storeId}", not "${msg.storeId}"`)
@@ -116,8 +120,8 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
   }
 
   bc.onmessage = (event: MessageEvent) => {
-    const m = event.data as Message
-    if (!live || typeof m !== 'object' || m === null || typeof m.from !== 'string' || m.from === hostId) return
+    const m = routed(event.data)
+    if (!live || m === undefined || m.from === hostId) return
     if (m.to !== hostId && !(m.to === '*' && m.type === 'ping')) return
     if (m.type === 'ping') {
       const t = tabs.get(m.from)
