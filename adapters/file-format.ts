@@ -8,9 +8,16 @@ import type { JournalRecord, Snapshot } from '../src/storage.js'
 // The checksums make a torn write (kill -9, power loss) or bit rot detectable, so it is dropped, never misread.
 
 /** A journal file: `start` is the position of the first record written to it. */
-export interface Segment { start: number; name: string }
+export interface Segment {
+  start: number
+  name: string
+}
 /** A record read back, with where it lies (to cut the journal there). */
-export interface Found { record: JournalRecord; segment: Segment; offset: number }
+export interface Found {
+  record: JournalRecord
+  segment: Segment
+  offset: number
+}
 
 /** Frames records for one append: one buffer, written and fsynced at once. */
 export function encodeRecords(records: JournalRecord[]): Buffer {
@@ -26,7 +33,11 @@ export function decodeRecords(buf: Buffer, segment: Segment): { found: Found[]; 
     const frame = readFrame(buf, at, { legacy: true })
     if (!frame.ok) break
     let record: JournalRecord
-    try { record = JSON.parse(frame.payload.toString()) as JournalRecord } catch { break }
+    try {
+      record = JSON.parse(frame.payload.toString()) as JournalRecord
+    } catch {
+      break
+    }
     if (typeof record?.pos !== 'number') break
     found.push({ record, segment, offset: at })
     at = frame.end
@@ -64,5 +75,7 @@ export function decodeSnapshot(buf: Buffer, position: number, checksum?: number)
     // the Buffer itself, not a copy: sql.js takes a Buffer as its database file without copying it
     // (Buffer's slice() is a view), as in `new SQL.Database(await readFile(path))`
     return { position, schemaHash: meta.schemaHash, bytes }
-  } catch { return undefined }
+  } catch {
+    return undefined
+  }
 }

@@ -11,7 +11,12 @@ const held = new Set<string>()
 function alive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false
   // signal 0 only checks: EPERM means the process exists but belongs to another user
-  try { process.kill(pid, 0); return true } catch (e) { return errno(e) === 'EPERM' }
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return errno(e) === 'EPERM'
+  }
 }
 
 /**
@@ -27,23 +32,36 @@ export async function lockFile(path: string, options: { wait: boolean; where: st
       await writeFile(path, String(process.pid), { flag: 'wx' })
       held.add(key)
       // forgotten only once the file is gone, so that no one here takes the file being removed for a stale one
-      return () => unlink(path).catch(() => undefined).finally(() => held.delete(key))
+      return () =>
+        unlink(path)
+          .catch(() => undefined)
+          .finally(() => held.delete(key))
     } catch (e) {
       if (errno(e) !== 'EEXIST') throw new StorageError(`Cannot create the lock file ${path}: ${(e as Error).message}`, { cause: e })
     }
     let holder: string
-    try { holder = await readFile(path, 'utf8') } catch (e) {
+    try {
+      holder = await readFile(path, 'utf8')
+    } catch (e) {
       if (errno(e) === 'ENOENT') continue // released meanwhile
       throw new StorageError(`Cannot read the lock file ${path}: ${(e as Error).message}`, { cause: e })
     }
     // an empty file is a lock being written, unless its creator died right after creating it
-    const stale = holder === ''
-      ? Date.now() - (await stat(path).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs > 5000
-      : Number(holder) === process.pid ? !held.has(key) : !alive(Number(holder))
+    const stale =
+      holder === ''
+        ? Date.now() - (await stat(path).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs > 5000
+        : Number(holder) === process.pid
+          ? !held.has(key)
+          : !alive(Number(holder))
     if (stale) {
       // rename is atomic: of several processes taking over, only one moves the stale file
       const aside = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`
-      if (await rename(path, aside).then(() => true, () => false)) {
+      if (
+        await rename(path, aside).then(
+          () => true,
+          () => false,
+        )
+      ) {
         // a live lock made between our read and the rename was moved by mistake: put it back
         if ((await readFile(aside, 'utf8').catch(() => holder)) !== holder) await link(aside, path).catch(() => undefined)
         await unlink(aside).catch(() => undefined)

@@ -1,14 +1,14 @@
-import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import * as zlib from 'node:zlib'
 import { crc32 as portableCrc32 } from '../src/crc32.js'
 import { StorageError } from '../src/errors.js'
-import { storeFileName } from '../src/store-file-name.js'
-import { decodeRecords, decodeSnapshot, encodeRecords, encodeSnapshot, SNAPSHOT_CHECKED_FROM, type Found, type Segment } from './file-format.js'
-import { lockFile } from './file-lock.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
 import { journalGapNote, refuseWithoutStart, withStoragePolicy } from '../src/storage-policy.js'
+import { storeFileName } from '../src/store-file-name.js'
+import { decodeRecords, decodeSnapshot, encodeRecords, encodeSnapshot, type Found, type Segment, SNAPSHOT_CHECKED_FROM } from './file-format.js'
+import { lockFile } from './file-lock.js'
 
 // One folder per storeId: a lock file (file-lock.ts), journal segments and the two newest
 // snapshots (file-format.ts). Every snapshot starts a new journal segment (as soon as it is saved);
@@ -58,10 +58,17 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
     // makes a create, rename or unlink durable; not possible on every platform (Windows), hence best effort
     const fh = await open(path, 'r').catch(() => undefined)
     if (!fh) return
-    try { await fh.sync(); stats.fsyncs++ } catch { /* unsupported here */ } finally { await fh.close() }
+    try {
+      await fh.sync()
+      stats.fsyncs++
+    } catch {
+      /* unsupported here */
+    } finally {
+      await fh.close()
+    }
   }
   async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
-    for (let at = 0; at < buf.length;) at += (await fh.write(buf, at, buf.length - at)).bytesWritten
+    for (let at = 0; at < buf.length; ) at += (await fh.write(buf, at, buf.length - at)).bytesWritten
   }
   /**
    * Reads a whole file in chunks, two reads in flight; with `crcFrom`, also the crc32 of its bytes
@@ -79,7 +86,7 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
       const read = (i: number) => {
         const p = (async () => {
           let at = i * READ_CHUNK
-          for (const to = Math.min(size, at + READ_CHUNK); at < to;) {
+          for (const to = Math.min(size, at + READ_CHUNK); at < to; ) {
             const { bytesRead } = await fh.read(buf, at, to - at, at)
             if (bytesRead === 0) break
             at += bytesRead
@@ -107,7 +114,13 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
   }
   async function truncateDurably(path: string, size: number): Promise<void> {
     const fh = await open(path, 'r+')
-    try { await fh.truncate(size); await fh.sync(); stats.fsyncs++ } finally { await fh.close() }
+    try {
+      await fh.truncate(size)
+      await fh.sync()
+      stats.fsyncs++
+    } finally {
+      await fh.close()
+    }
   }
 
   // storeId, closed handles and a dense journal: src/storage-policy.ts
@@ -141,8 +154,18 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
         file = undefined
         const names = await readdir(folder)
         for (const n of names) if (n.endsWith('.tmp')) await unlink(join(folder, n)).catch(() => undefined)
-        segments = names.flatMap((n) => { const m = SEGMENT.exec(n); return m ? [{ start: Number(m[1]), name: n }] : [] }).sort((a, b) => a.start - b.start)
-        const positions = names.flatMap((n) => { const m = SNAPSHOT.exec(n); return m ? [Number(m[1])] : [] }).sort((a, b) => b - a)
+        segments = names
+          .flatMap((n) => {
+            const m = SEGMENT.exec(n)
+            return m ? [{ start: Number(m[1]), name: n }] : []
+          })
+          .sort((a, b) => a.start - b.start)
+        const positions = names
+          .flatMap((n) => {
+            const m = SNAPSHOT.exec(n)
+            return m ? [Number(m[1])] : []
+          })
+          .sort((a, b) => b - a)
         const dropped: string[] = []
         let snapshot: Snapshot | undefined
         const corrupt: number[] = []
@@ -169,17 +192,26 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
           dropped.push(`${segment.name}: ${buf.length - decoded.end} damaged bytes after offset ${decoded.end} (a torn or corrupt record) were dropped`)
         }
         // refused before any snapshot is moved aside
-        refuseWithoutStart(where, { snapshot, firstPos: found[0]?.record.pos, damagedSnapshots: corrupt.length }, `Restore ${folder} from a backup, or move it aside to start empty.`)
+        refuseWithoutStart(
+          where,
+          { snapshot, firstPos: found[0]?.record.pos, damagedSnapshots: corrupt.length },
+          `Restore ${folder} from a backup, or move it aside to start empty.`,
+        )
         for (const position of corrupt) {
           const name = `snapshot-${pad(position)}.snap`
           await rename(join(folder, name), join(folder, `${name}.corrupt`))
-          dropped.push(`${name}: checksum mismatch; moved to ${name}.corrupt, loading ${snapshot ? `the snapshot at position ${snapshot.position}` : 'the journal from position 1'} instead`)
+          dropped.push(
+            `${name}: checksum mismatch; moved to ${name}.corrupt, loading ${snapshot ? `the snapshot at position ${snapshot.position}` : 'the journal from position 1'} instead`,
+          )
         }
         const records: JournalRecord[] = []
         for (let i = 0; i < found.length; i++) {
           const { record, segment, offset } = found[i]!
           if (records.length === 0 && record.pos <= from) continue
-          if (record.pos === from + records.length + 1) { records.push(record); continue }
+          if (record.pos === from + records.length + 1) {
+            records.push(record)
+            continue
+          }
           // a gap: what follows cannot be replayed, and must not collide with the next appends
           dropped.push(journalGapNote(record.pos, from + records.length + 1, found.length - i))
           if (offset > 0) await truncateDurably(join(folder, segment.name), offset)
@@ -257,13 +289,20 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
           for (const part of parts) await writeAll(fh, part)
           await fh.sync()
           stats.fsyncs++
-        } finally { await fh.close() }
+        } finally {
+          await fh.close()
+        }
         await rename(tmp, join(folder, name))
         await syncDir(folder)
         stats.bytesWritten += parts.reduce((sum, part) => sum + part.length, 0)
         lastPos = Math.max(lastPos, snapshot.position)
         rotate = true
-        const kept = (await readdir(folder)).flatMap((n) => { const m = SNAPSHOT.exec(n); return m ? [Number(m[1])] : [] }).sort((a, b) => b - a)
+        const kept = (await readdir(folder))
+          .flatMap((n) => {
+            const m = SNAPSHOT.exec(n)
+            return m ? [Number(m[1])] : []
+          })
+          .sort((a, b) => b - a)
         for (const position of kept.slice(2)) await unlink(join(folder, `snapshot-${pad(position)}.snap`))
         const older = kept[1]
         // a segment whose successor starts at or before older + 1 holds only records the older snapshot covers

@@ -23,9 +23,10 @@ export const P9_LIMIT_BYTES = 12 * 1024
  * target, because the core alone (store, eventlog, undo log, sync engine, boot)
  * is over 12 KB (15 KB), and indexedDbStorage carries the tab link (one tab
  * owns the storage, the others are its clients over BroadcastChannel). Lower
- * it as bytes go; raising it is a decision, not a fix.
+ * it as bytes go; raising it is a decision, not a fix. Raised from 23 KB to 24 KB
+ * for the storage policy wrapper and the typed drop reasons (23.6 KB with them).
  */
-export const P9_BUDGET_BYTES = 23 * 1024
+export const P9_BUDGET_BYTES = 24 * 1024
 
 // What an app using tidelog imports: the store API (tree-shaking drops
 // localTransport and the error classes it does not throw itself).

@@ -1,14 +1,14 @@
 import { spawn } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
-import { open, readdir, readFile, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises'
+import { type FileHandle, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import fc from 'fast-check'
-import { afterAll, describe, expect, it, vi } from 'vitest'
-import { fileStorage, type FileStorage } from 'tidelog/adapters/filesystem'
 import type { JournalRecord, StorageHandle } from 'tidelog'
+import { type FileStorage, fileStorage } from 'tidelog/adapters/filesystem'
 import { runStorageConformance } from 'tidelog/testing'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 
 const dirs: string[] = []
 const tempDir = () => {
@@ -33,8 +33,7 @@ const flipByte = async (path: string, at: (size: number) => number) => {
 
 runStorageConformance('fileStorage()', () => fileStorage({ dir: tempDir() }), {
   reopen: (previous) => fileStorage({ dir: (previous as FileStorage).dir }),
-  corruptNewestSnapshot: async (storeId, storage) =>
-    flipByte(await newestSnapshotFile(storage as FileStorage, storeId), (size) => size - 100),
+  corruptNewestSnapshot: async (storeId, storage) => flipByte(await newestSnapshotFile(storage as FileStorage, storeId), (size) => size - 100),
 })
 
 const init = (pos: number): JournalRecord => ({ pos, t: 'init', clientId: `client-${pos}` })
@@ -48,8 +47,7 @@ async function withHandle<T>(storage: FileStorage, storeId: string, fn: (h: Stor
     await handle.close()
   }
 }
-const journalFiles = async (storage: FileStorage, storeId: string) =>
-  (await readdir(storage.folderOf(storeId))).filter((n) => n.startsWith('journal-')).sort()
+const journalFiles = async (storage: FileStorage, storeId: string) => (await readdir(storage.folderOf(storeId))).filter((n) => n.startsWith('journal-')).sort()
 
 describe('fileStorage() crash recovery', () => {
   it('drops a torn tail (record cut mid-write), names it in `dropped`, and keeps appending after the intact records', async () => {
@@ -197,17 +195,16 @@ describe('fileStorage() crash recovery', () => {
     })
     const names = (await readdir(storage.folderOf('compact'))).filter((n) => n !== 'lock').sort()
     // snapshots at 6 and 8 are kept, and the journal from 7 on (what the snapshot at 6 needs)
-    expect(names).toEqual([
-      'journal-000000000000007.log', 'journal-000000000000009.log',
-      'snapshot-000000000000006.snap', 'snapshot-000000000000008.snap',
-    ])
+    expect(names).toEqual(['journal-000000000000007.log', 'journal-000000000000009.log', 'snapshot-000000000000006.snap', 'snapshot-000000000000008.snap'])
   })
 
   it('keeps every record whose append() resolved when the process is killed with SIGKILL', async () => {
     const dir = tempDir()
     const adapter = fileURLToPath(new URL('../adapters/filesystem.ts', import.meta.url))
     const script = join(dir, 'writer.mts')
-    await writeFile(script, `
+    await writeFile(
+      script,
+      `
       import { fileStorage } from ${JSON.stringify(adapter)}
       const handle = await fileStorage({ dir: ${JSON.stringify(dir)} }).open('crash')
       await handle.load()
@@ -215,7 +212,8 @@ describe('fileStorage() crash recovery', () => {
         await handle.append([{ pos, t: 'init', clientId: 'x'.repeat(pos % 300) }])
         process.stdout.write(pos + '\\n')
       }
-    `)
+    `,
+    )
     const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] })
     let confirmed = 0
     const signal = await new Promise<NodeJS.Signals | null>((resolve) => {
@@ -319,10 +317,7 @@ describe('fileStorage() writes', () => {
   })
 })
 
-type Op =
-  | { kind: 'append'; count: number }
-  | { kind: 'snapshot' | 'reopen' | 'corrupt-newest' }
-  | { kind: 'tear'; cut: number }
+type Op = { kind: 'append'; count: number } | { kind: 'snapshot' | 'reopen' | 'corrupt-newest' } | { kind: 'tear'; cut: number }
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('append' as const), count: fc.integer({ min: 1, max: 4 }) }) },
@@ -348,7 +343,12 @@ describe('fileStorage() against a model', () => {
         let storage = fileStorage({ dir })
         let handle = await storage.open('model')
         await handle.load()
-        const model = { records: [] as JournalRecord[], snapshots: [] as number[], tearable: undefined as JournalRecord | undefined, lost: undefined as number | undefined }
+        const model = {
+          records: [] as JournalRecord[],
+          snapshots: [] as number[],
+          tearable: undefined as JournalRecord | undefined,
+          lost: undefined as number | undefined,
+        }
         const end = () => Math.max(model.snapshots.at(-1) ?? 0, model.records.at(-1)?.pos ?? 0)
         const reopen = async (expectDropped: boolean) => {
           await handle.close()

@@ -1,10 +1,10 @@
 import 'fake-indexeddb/auto'
 import { crc32 } from 'node:zlib'
 import { createStore, get, set, type UseStore } from 'idb-keyval'
-import { afterEach, describe, expect, it, vi } from 'vitest'
-import { indexedDbStorage, type IndexedDbStorage } from 'tidelog/adapters/indexeddb'
 import type { JournalRecord, Storage } from 'tidelog'
+import { type IndexedDbStorage, indexedDbStorage } from 'tidelog/adapters/indexeddb'
 import { runStorageConformance } from 'tidelog/testing'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 
 let counter = 0
 const uniqueName = () => `tidelog-test-${Date.now().toString(36)}-${counter++}`
@@ -51,10 +51,14 @@ function fakeLockManager(): LockManager {
 
 const corruptNewestSnapshot = async (storeId: string, storage: Storage) => {
   const raw: UseStore = createStore(dbNames.get(storage)!, 'tidelog')
-  const keys = (await raw('readonly', (s) => new Promise<IDBValidKey[]>((resolve) => {
-    const request = s.getAllKeys(IDBKeyRange.bound(`${storeId}/s/`, `${storeId}/s/\uffff`))
-    request.onsuccess = () => resolve(request.result)
-  }))) as string[]
+  const keys = (await raw(
+    'readonly',
+    (s) =>
+      new Promise<IDBValidKey[]>((resolve) => {
+        const request = s.getAllKeys(IDBKeyRange.bound(`${storeId}/s/`, `${storeId}/s/\uffff`))
+        request.onsuccess = () => resolve(request.result)
+      }),
+  )) as string[]
   const newest = keys[keys.length - 1]!
   const value = await get<{ bytes: Uint8Array }>(newest, raw)
   value!.bytes[10] = value!.bytes[10]! ^ 0x40

@@ -30,15 +30,28 @@ function makeRecords(from: number, count: number): JournalRecord[] {
   const records: JournalRecord[] = []
   for (let pos = from; pos < from + count; pos++) {
     const event = {
-      id: `c1:${pos}`, name: 'todoCreated', clientId: 'c1', sessionId: 's1', createdAt: 1_700_000_000_000 + pos,
+      id: `c1:${pos}`,
+      name: 'todoCreated',
+      clientId: 'c1',
+      sessionId: 's1',
+      createdAt: 1_700_000_000_000 + pos,
       args: { id: `t${pos}`, text: `milk ✓ «${pos}» 🥛\n"quoted"`, n: pos / 3, tags: ['a', null, { deep: [true] }] },
     }
     switch (pos % 5) {
-      case 1: records.push({ pos, t: 'init', clientId: 'c1' }); break
-      case 2: records.push({ pos, t: 'commit', events: [event, { ...event, id: `c1:${pos}b`, local: true }] }); break
-      case 3: records.push({ pos, t: 'upstream', events: [{ ...event, seq: pos }], backendId: 'b1', pending: [event] }); break
-      case 4: records.push({ pos, t: 'confirm', firstSeq: pos, count: 2, backendId: 'b1' }); break
-      default: records.push({ pos, t: 'reset', pending: [event] })
+      case 1:
+        records.push({ pos, t: 'init', clientId: 'c1' })
+        break
+      case 2:
+        records.push({ pos, t: 'commit', events: [event, { ...event, id: `c1:${pos}b`, local: true }] })
+        break
+      case 3:
+        records.push({ pos, t: 'upstream', events: [{ ...event, seq: pos }], backendId: 'b1', pending: [event] })
+        break
+      case 4:
+        records.push({ pos, t: 'confirm', firstSeq: pos, count: 2, backendId: 'b1' })
+        break
+      default:
+        records.push({ pos, t: 'reset', pending: [event] })
     }
   }
   return records
@@ -49,7 +62,9 @@ function makeBytes(size: number, seed: number): Uint8Array {
   const bytes = new Uint8Array(size)
   let x = seed | 1
   for (let i = 0; i < size; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
     bytes[i] = x & 0xff
   }
   return bytes
@@ -68,11 +83,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * fresh place (new temp folder, unique database name).
  * @example runStorageConformance('fileStorage', () => fileStorage({ dir: mkdtempSync(join(tmpdir(), 'tl-')) }), { reopen: (s) => fileStorage({ dir: (s as FileStorage).dir }) })
  */
-export function runStorageConformance(
-  name: string,
-  makeStorage: MakeStorage,
-  options: StorageConformanceOptions = {},
-): void {
+export function runStorageConformance(name: string, makeStorage: MakeStorage, options: StorageConformanceOptions = {}): void {
   describe(`${name} (storage conformance)`, () => {
     const opened: StorageHandle[] = []
     const open = async (storage: Storage, storeId: string, openOptions?: StorageOpenOptions) => {
@@ -83,7 +94,10 @@ export function runStorageConformance(
     // a reopened instance stands for a restarted process: close every handle first
     const restart = async (storage: Storage) => (options.reopen ? options.reopen(storage) : storage)
     const expectLocked = async (promise: Promise<unknown>) => {
-      const error = await promise.then(() => undefined, (e: unknown) => e)
+      const error = await promise.then(
+        () => undefined,
+        (e: unknown) => e,
+      )
       expect((error as Error | undefined)?.name, 'second open of a locked storeId').toBe('StorageLockedError')
     }
 
@@ -319,7 +333,11 @@ export function runStorageConformance(
       expect(lb.records).toEqual(makeRecords(1, 6))
     })
 
-    const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => e as Error)
+    const failure = (promise: Promise<unknown>) =>
+      promise.then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      )
 
     it('open() refuses a storeId outside the protocol alphabet with a StorageError, touching nothing', async () => {
       const storage = await makeStorage()
