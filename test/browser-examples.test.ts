@@ -102,10 +102,15 @@ describe.skipIf(!hasChromium)('examples built from the packed package', () => {
         try {
           let output = ''
           await new Promise<void>((ready, fail) => {
-            const onData = (chunk: Buffer) => ((output += chunk), output.includes(`:${port}`) && ready())
+            // Vite's own "Local: http://127.0.0.1:<port>/" line, not an error message that names the port
+            const onData = (chunk: Buffer) => {
+              output += chunk
+              if (output.includes(`http://127.0.0.1:${port}/`)) ready()
+            }
             dev.stdout!.on('data', onData)
             dev.stderr!.on('data', onData)
             dev.once('exit', (code) => fail(new Error(`vite (${name}) exited (${code}): ${output}`)))
+            setTimeout(() => fail(new Error(`vite (${name}) did not listen on ${port} within 90 s: ${output}`)), 90_000).unref()
           })
           const page = await context.newPage()
           collectErrors(page, `${name} dev`, errors)
@@ -117,7 +122,9 @@ describe.skipIf(!hasChromium)('examples built from the packed package', () => {
           await page.close()
         } finally {
           dev.kill('SIGTERM')
+          const killer = setTimeout(() => dev.kill('SIGKILL'), 5000)
           await exited
+          clearTimeout(killer)
         }
       }
       expect(errors).toEqual([])
