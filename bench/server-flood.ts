@@ -5,30 +5,18 @@
  * so that every answer is a full 1 MB page. Unbounded, that is 7,000 pages
  * (7 GB); the figure is the server's RSS growth, target R6 (< 300 MB).
  */
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
-import { pullFlood, watchHealth } from '../test/fixtures/pull-flood.js'
+import { pullFlood, startHostileServer, watchHealth } from '../test/fixtures/pull-flood.js'
 import type { ResultLine, Row } from './harness.js'
 
 const MB = 1024 * 1024
-const fixture = fileURLToPath(new URL('../test/fixtures/hostile-server.ts', import.meta.url))
 
 export const S2: Row = {
   id: 'S2',
   what: 'server RSS growth under a pull flood from peers that never read',
   async run(): Promise<ResultLine[]> {
-    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', fixture, '3000', '1000'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
+    const server = await startHostileServer(3000, 1000)
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = ''
-        child.stdout!.on('data', (chunk) => {
-          out += chunk
-          const match = /ready (\S+)/.exec(out)
-          if (match) resolve(match[1]!)
-        })
-        child.once('exit', (code) => reject(new Error(`the flood server exited with ${code}`)))
-      })
-      const rss = () => new Promise<number>((resolve) => (child.once('message', (m: { rss: number }) => resolve(m.rss)), child.send({ rss: true })))
+      const { url, rss } = server
       const before = await rss()
       const health = watchHealth(url)
       const drop = await pullFlood(url)
@@ -48,12 +36,12 @@ export const S2: Row = {
           target: '< 300 MB, /health < 1 s',
           pass: growth < 300 && worst < 1000,
           notes: [
-            `S2: RSS ${(before / MB).toFixed(0)} MB before, ${(during / MB).toFixed(0)} MB during the flood; slowest of ${probes} /health probes ${worst.toFixed(0)} ms; the server exited: ${child.exitCode !== null}`,
+            `S2: RSS ${(before / MB).toFixed(0)} MB before, ${(during / MB).toFixed(0)} MB during the flood; slowest of ${probes} /health probes ${worst.toFixed(0)} ms; the server still up: ${server.alive()}`,
           ],
         },
       ]
     } finally {
-      child.kill('SIGKILL')
+      server.kill()
     }
   },
 }

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { type Socket, connect as tcpConnect } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -10,7 +9,7 @@ import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
-import { healthMs, pullFlood, watchHealth } from './fixtures/pull-flood.js'
+import { type HostileServer, healthMs, pullFlood, startHostileServer, watchHealth } from './fixtures/pull-flood.js'
 import { todoSchema } from './helpers/todo-schema.js'
 import { waitFor, within } from './helpers/wait.js'
 
@@ -18,7 +17,7 @@ import { waitFor, within } from './helpers/wait.js'
 // it had a shared session with limits: deep and huge events, byte-heavy
 // pages, pull floods from peers that never read, silent and slow connections.
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const _root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const MB = 1 << 20
 
 // JSON.stringify recurses: deep values are written as text, the way an attacker would send them
@@ -212,37 +211,17 @@ describe('a pipelining peer that never reads', () => {
 })
 
 describe('sync server under hostile load (child process)', () => {
-  let child: ChildProcess
+  let server: HostileServer | undefined
   let url: string
-
-  async function start(events: number, bytes: number, limits: object = {}) {
-    child = spawn(
-      process.execPath,
-      ['--expose-gc', '--import', 'tsx', join(root, 'test/fixtures/hostile-server.ts'), String(events), String(bytes), JSON.stringify(limits)],
-      {
-        cwd: root,
-        stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-      },
-    )
-    url = await new Promise<string>((resolve, reject) => {
-      let out = ''
-      child.stdout!.on('data', (chunk) => {
-        out += chunk
-        const match = /ready (\S+)/.exec(out)
-        if (match) resolve(match[1]!)
-      })
-      child.once('exit', (code) => reject(new Error(`hostile server exited with ${code} before it was ready`)))
-    })
+  const start = async (events: number, bytes: number, limits: object = {}) => {
+    server = await startHostileServer(events, bytes, limits)
+    url = server.url
   }
-  const rss = () =>
-    new Promise<number>((resolve) => {
-      child.once('message', (message: { rss: number }) => resolve(message.rss))
-      child.send({ rss: true })
-    })
-  const alive = () => child.exitCode === null && child.signalCode === null
+  const rss = () => server!.rss()
+  const alive = () => server!.alive()
 
   afterEach(() => {
-    child?.kill('SIGKILL')
+    server?.kill()
   })
 
   it('bounds memory under pull floods from peers that never read, and /health stays fast', async () => {

@@ -29,6 +29,7 @@ import { dataDir, errorCode, storageError } from './file-dir.js'
 import { BLOCK, decodeBlock, type LogDamage, readAt, StoreDamagedError } from './file-log.js'
 import { logFileName } from './file-names.js'
 import { type Log, type OpenContext, openLog } from './file-open.js'
+import { createHeadListeners } from './head-listeners.js'
 import { judgePush } from './judge-push.js'
 
 /** Options of `fileBackend`. */
@@ -86,7 +87,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
       )
     }
   })
-  const listeners = new Map<string, Set<(head: number) => void>>()
+  const listeners = createHeadListeners()
   const dirty = new Set<Log>()
   let flushing: Promise<void> | undefined
   let closed = false
@@ -280,11 +281,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
       w.resolve()
       return false
     })
-    const subscribers = listeners.get(log.storeId)
-    if (subscribers)
-      queueMicrotask(() => {
-        for (const onHead of [...subscribers]) onHead(head)
-      })
+    listeners.notify(log.storeId, head)
   }
 
   /** Invariant 4: cuts the file back to its last durable size, then fails every staged push (retryable). */
@@ -342,18 +339,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
         cache.release(log)
       }
     },
-    subscribe(storeId, onHead) {
-      let set = listeners.get(storeId)
-      if (!set) {
-        set = new Set()
-        listeners.set(storeId, set)
-      }
-      set.add(onHead)
-      return () => {
-        set.delete(onHead)
-        if (set.size === 0 && listeners.get(storeId) === set) listeners.delete(storeId)
-      }
-    },
+    subscribe: listeners.subscribe,
     async close() {
       if (closed) return
       closed = true

@@ -4,6 +4,7 @@ import { strictStore } from '../idb-strict-store.js'
 import { randomId } from '../ids.js'
 import { type ConfirmedEvent, MAX_PULL_LIMIT, type PullResponse, type PushResponse } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
+import { createHeadListeners } from './head-listeners.js'
 import { judgePush, type PushVerdict } from './judge-push.js'
 
 const STORE = 'log'
@@ -42,7 +43,7 @@ const read = <T>(store: IDBObjectStore, key: string) => promisifyRequest(store.g
  */
 export function indexedDbBackend(options: IndexedDbBackendOptions): IndexedDbBackend {
   const db = strictStore(options.name, STORE)
-  const listeners = new Map<string, Set<(head: number) => void>>()
+  const listeners = createHeadListeners()
   let fence: number | undefined
   let backendIdP: Promise<string> | undefined
 
@@ -135,24 +136,11 @@ export function indexedDbBackend(options: IndexedDbBackendOptions): IndexedDbBac
         .catch((error) => fail('push', error))
       if (appended) {
         const head = result.head
-        // notify after answering, so that no listener runs inside the pusher's call
-        queueMicrotask(() => {
-          for (const listener of [...(listeners.get(storeId) ?? [])]) listener(head)
-        })
+        listeners.notify(storeId, head)
       }
       return result
     },
-    subscribe(storeId, onHead) {
-      let set = listeners.get(storeId)
-      if (!set) {
-        set = new Set()
-        listeners.set(storeId, set)
-      }
-      set.add(onHead)
-      return () => {
-        set.delete(onHead)
-      }
-    },
+    subscribe: listeners.subscribe,
     async close() {
       listeners.clear()
       db.close()

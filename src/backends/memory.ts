@@ -1,12 +1,12 @@
 import { randomId } from '../ids.js'
 import { type ConfirmedEvent, MAX_PULL_LIMIT, type PullResponse, type PushResponse } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
+import { createHeadListeners } from './head-listeners.js'
 import { judgePush } from './judge-push.js'
 
 interface Log {
   events: ConfirmedEvent[]
   seqById: Map<string, number>
-  listeners: Set<(head: number) => void>
 }
 
 /**
@@ -17,10 +17,11 @@ interface Log {
 export function memoryBackend(): SyncBackend & { readonly backendId: string } {
   const backendId = randomId()
   const logs = new Map<string, Log>()
+  const listeners = createHeadListeners()
   const logOf = (storeId: string): Log => {
     let log = logs.get(storeId)
     if (!log) {
-      log = { events: [], seqById: new Map(), listeners: new Set() }
+      log = { events: [], seqById: new Map() }
       logs.set(storeId, log)
     }
     return log
@@ -46,19 +47,12 @@ export function memoryBackend(): SyncBackend & { readonly backendId: string } {
         log.seqById.set(e.id, seq)
       })
       const head = log.events.length
-      // notify after answering, so that no listener runs inside the pusher's call
-      queueMicrotask(() => {
-        for (const listener of [...log.listeners]) listener(head)
-      })
+      listeners.notify(storeId, head)
       return { type: 'pushed', firstSeq, head, backendId }
     },
-    subscribe(storeId, onHead) {
-      const log = logOf(storeId)
-      log.listeners.add(onHead)
-      return () => log.listeners.delete(onHead)
-    },
+    subscribe: listeners.subscribe,
     async close() {
-      for (const log of logs.values()) log.listeners.clear()
+      listeners.clear()
     },
   }
 }
