@@ -70,6 +70,9 @@ export function createLogCache(budget: number, onEvict: (log: Log) => Promise<vo
     },
     /** Opens a storeId's log once however many requests ask at the same time, and takes it for this one. */
     async open(storeId: string, opener: () => Promise<Log>): Promise<Log> {
+      // opened meanwhile (a caller that found nothing, then awaited something else): never a second Log over one file
+      const already = logs.get(storeId)
+      if (already) return take(storeId, already)
       let pending = opening.get(storeId)
       if (!pending) {
         pending = opener().then((log) => {
