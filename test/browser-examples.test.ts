@@ -12,6 +12,7 @@ import { mkdirSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { stripVTControlCharacters } from 'node:util'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectErrors, hasChromium, launchChromium } from './fixtures/browser/chromium.js'
@@ -105,7 +106,8 @@ describe.skipIf(!hasChromium)('examples built from the packed package', () => {
             // Vite's own "Local: http://127.0.0.1:<port>/" line, not an error message that names the port
             const onData = (chunk: Buffer) => {
               output += chunk
-              if (output.includes(`http://127.0.0.1:${port}/`)) ready()
+              // colours (Vite turns them on when CI is set) split the URL: read it without them
+              if (stripVTControlCharacters(output).includes(`http://127.0.0.1:${port}/`)) ready()
             }
             dev.stdout!.on('data', onData)
             dev.stderr!.on('data', onData)
