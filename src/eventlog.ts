@@ -86,6 +86,9 @@ function rowToEvent(r: EventRow): PendingEvent & { seq?: number } {
 export type DropReason = { reason: 'no-longer-applies'; error: MaterializeError } | { reason: 'conflict' | 'id-collision' | 'reset' | 'takeover'; by: string }
 
 /** What an operation changed, for signals, receipts and the journal. */
+/** Applies one item of a batch (see allOrEach); false when it failed and was skipped. */
+type Each = (apply: () => void, onFail: (error: unknown) => void) => boolean
+
 export interface LogChange {
   written: Set<string>
   /** ids of this client's events that are now confirmed, with their seq. */
@@ -246,6 +249,34 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     }
   }
 
+  /**
+   * The all-or-each pattern of every batch: `work` runs once in one
+   * transaction, `each` applying every item directly; if anything throws, it
+   * runs again in a new transaction where `each` gives every item a savepoint
+   * of its own and hands the ones that fail to `onFail`, so that one bad event
+   * is skipped instead of sinking the batch. `each` tells whether the item applied.
+   */
+  function allOrEach<T>(work: (each: Each) => T): T {
+    const direct: Each = (apply) => {
+      apply()
+      return true
+    }
+    const guarded: Each = (apply, onFail) => {
+      try {
+        tx(apply)
+        return true
+      } catch (error) {
+        onFail(error)
+        return false
+      }
+    }
+    try {
+      return tx(() => work(direct))
+    } catch {
+      return tx(() => work(guarded))
+    }
+  }
+
   const reported = new Set<string>()
   const applyRef = (ref: EventRef, checkDeterminism = false) => {
     if (!materialize(ref, checkDeterminism) && !reported.has(ref.name)) {
@@ -308,15 +339,15 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
   const applyConfirmed = (events: readonly ConfirmedEvent[], into: Set<string>) => {
     setCapture(false)
     const bulk = events.length >= BULK_EVENTS_PER_TABLE * Math.max(1, userTables.length)
-    const run = (guarded: boolean) => {
+    const run = (each: Each) => {
       if (bulk) undoLog?.suspend()
       try {
-        applyEach(guarded)
+        applyEach(each)
       } finally {
         if (bulk) undoLog?.resume()
       }
     }
-    const applyEach = (guarded: boolean) => {
+    const applyEach = (each: Each) => {
       // A long batch runs unwatched (the update hook would call into JS for every row written) and counts as
       // writing every state table: queries on the others re-run once and find their rows unchanged.
       if (bulk) db.trackWrites(false)
@@ -324,15 +355,10 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         for (const e of events) insertConfirmed(e)
         for (const e of events) {
           const ref: EventRef = { name: e.name, id: e.id, clientId: e.clientId, seq: e.seq, args: e.args }
-          if (!guarded) {
-            applyRef(ref)
-            continue
-          }
-          try {
-            tx(() => applyRef(ref))
-          } catch (error) {
-            hooks.onWarning(`Confirmed event ${e.id} ("${e.name}", seq ${e.seq}) failed to materialize and is skipped: ${(error as Error).message}`)
-          }
+          each(
+            () => applyRef(ref),
+            (error) => hooks.onWarning(`Confirmed event ${e.id} ("${e.name}", seq ${e.seq}) failed to materialize and is skipped: ${(error as Error).message}`),
+          )
         }
       } finally {
         if (bulk) db.trackWrites(true)
@@ -341,11 +367,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       // tables written, once for the batch (a skipped event's writes were rolled back: a spare signal at most)
       for (const t of db.takeWritten()) into.add(t)
     }
-    try {
-      tx(() => run(false))
-    } catch {
-      tx(() => run(true))
-    }
+    allOrEach(run)
     head = events[events.length - 1]!.seq
   }
 
@@ -531,29 +553,15 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
         const nextIds = new Set(next.map((p) => p.id))
         for (const p of survivors) if (!nextIds.has(p.id)) change.dropped.set(p.id, { reason: 'conflict', by: 'onConflict' })
         setCapture(true)
-        const reapply = (guarded: boolean) => {
-          const kept: PendingEvent[] = []
-          for (const p of next) {
-            if (!guarded) {
-              applyPending(p, false, change.written)
-              kept.push(p)
-              continue
-            }
-            try {
-              tx(() => applyPending(p, false, change.written))
-              kept.push(p)
-            } catch (error) {
-              change.dropped.set(p.id, { reason: 'no-longer-applies', error: new MaterializeError(p.name, p.id, error, 'rebase of this pending event') })
-            }
-          }
-          return kept
-        }
-        let kept: PendingEvent[]
-        try {
-          kept = tx(() => reapply(false))
-        } catch {
-          kept = tx(() => reapply(true))
-        }
+        const kept = allOrEach((each) =>
+          next.filter((p) =>
+            each(
+              () => applyPending(p, false, change.written),
+              (error) =>
+                change.dropped.set(p.id, { reason: 'no-longer-applies', error: new MaterializeError(p.name, p.id, error, 'rebase of this pending event') }),
+            ),
+          ),
+        )
         if (!recordedPending && (kept.length !== survivors.length || kept.some((p, i) => p !== survivors[i]))) change.pendingAfter = kept
         next = kept
         pendingCount = next.length
@@ -607,7 +615,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       // a statement of its own, stepped while the page is applied: no row objects, nothing kept
       const page = db.raw.prepare('SELECT seq, id, name, args, client_id FROM __tl_events WHERE seq > ? ORDER BY seq LIMIT ?')
       /** Applies the page after `since`; returns the last seq applied. */
-      const pass = (since: number, guarded: boolean) => {
+      const pass = (since: number, each: Each) => {
         let last = since
         try {
           page.bind([since, pageSize])
@@ -615,15 +623,10 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
             const [seq, id, name, args, clientId] = page.get() as [number, string, string, string, string]
             const ref: EventRef = { name, id, clientId, seq, args: JSON.parse(args) }
             last = seq
-            if (!guarded) {
-              applyRef(ref)
-              continue
-            }
-            try {
-              tx(() => applyRef(ref))
-            } catch (error) {
-              hooks.onWarning(`Confirmed event ${id} ("${name}", seq ${seq}) failed to materialize and is skipped: ${(error as Error).message}`)
-            }
+            each(
+              () => applyRef(ref),
+              (error) => hooks.onWarning(`Confirmed event ${id} ("${name}", seq ${seq}) failed to materialize and is skipped: ${(error as Error).message}`),
+            )
           }
         } finally {
           page.reset()
@@ -635,12 +638,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
       db.trackWrites(false) // no query watches a booting store, and confirmed events teach no tables (I5)
       try {
         for (let since = 0; since < head; ) {
-          let last: number
-          try {
-            last = tx(() => pass(since, false))
-          } catch {
-            last = tx(() => pass(since, true))
-          }
+          const last = allOrEach((each) => pass(since, each))
           db.takeWritten()
           if (last === since) break
           onPage((since = last))
