@@ -23,12 +23,13 @@
  *      a client that lost its storage is dropped, never confirmed as another's.
  */
 import type { SqlJsStatic } from 'sql.js'
-import { type Db, openDb } from './database.js'
+import type { Db } from './database.js'
 import { MaterializeError, SchemaError } from './errors.js'
+import { COLS, type EventRow, openEventLogDb, rowToEvent } from './eventlog-tables.js'
 import { createMaterializer, type EventRef } from './materialize.js'
-import type { ConfirmedEvent, JsonValue, PendingEvent } from './protocol.js'
+import type { ConfirmedEvent, PendingEvent } from './protocol.js'
 import type { Schema } from './schema.js'
-import { dropUndoLog, dropUndoTriggers, installUndoLog, type UndoLog } from './undo-log.js'
+import { dropUndoTriggers, installUndoLog, type UndoLog } from './undo-log.js'
 
 type Ev = PendingEvent & { local?: true }
 
@@ -43,38 +44,6 @@ const BULK_EVENTS_PER_TABLE = 150
 const LONG_COMMIT = 64
 const MAX_PENDING_POS = { sql: 'SELECT coalesce(max(pos), 0) FROM __tl_pending', params: [] }
 
-const COLS = 'id, name, args, client_id, session_id, created_at'
-interface EventRow {
-  seq?: number
-  pos?: number
-  id: string
-  name: string
-  args: string
-  client_id: string
-  session_id: string
-  created_at: number
-}
-
-const INTERNAL_DDL = `
-  CREATE TABLE IF NOT EXISTS __tl_events (seq INTEGER PRIMARY KEY, ${COLS.replace(/, /g, ' NOT NULL, ')} NOT NULL);
-  CREATE TABLE IF NOT EXISTS __tl_pending (pos INTEGER PRIMARY KEY, ${COLS.replace(/, /g, ' NOT NULL, ')} NOT NULL);
-  CREATE TABLE IF NOT EXISTS __tl_local (pos INTEGER PRIMARY KEY, ${COLS.replace(/, /g, ' NOT NULL, ')} NOT NULL);
-  CREATE TABLE IF NOT EXISTS __tl_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-`
-
-function rowToEvent(r: EventRow): PendingEvent & { seq?: number } {
-  const e: PendingEvent & { seq?: number } = {
-    id: r.id,
-    name: r.name,
-    args: JSON.parse(r.args) as JsonValue,
-    clientId: r.client_id,
-    sessionId: r.session_id,
-    createdAt: r.created_at,
-  }
-  if (r.seq !== undefined) e.seq = r.seq
-  return e
-}
-
 /**
  * Why a pending event was dropped, said where it is dropped; receipts make their error from it.
  * `no-longer-applies`: its materializer failed on the rebased (or rebuilt) state. `conflict`: the
@@ -85,10 +54,10 @@ function rowToEvent(r: EventRow): PendingEvent & { seq?: number } {
  */
 export type DropReason = { reason: 'no-longer-applies'; error: MaterializeError } | { reason: 'conflict' | 'id-collision' | 'reset' | 'takeover'; by: string }
 
-/** What an operation changed, for signals, receipts and the journal. */
 /** Applies one item of a batch (see allOrEach); false when it failed and was skipped. */
 type Each = (apply: () => void, onFail: (error: unknown) => void) => boolean
 
+/** What an operation changed, for signals, receipts and the journal. */
 export interface LogChange {
   written: Set<string>
   /** ids of this client's events that are now confirmed, with their seq. */
@@ -141,25 +110,6 @@ export interface EventLog {
   close(): void
 }
 
-/** Everything of the state schema in a database: what is not the eventlog's (`__tl_`) or SQLite's own. */
-const STATE_OBJECTS =
-  "SELECT type, name FROM main.sqlite_schema WHERE name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid"
-
-/**
- * Rebuild in place: drops the old schema's state (tables, indexes, views,
- * triggers), the undo log and the table sets learned under it; the eventlog's
- * rows stay, to be materialized again under the new schema.
- */
-function dropState(db: Db) {
-  const objects = db.all<{ type: string; name: string }>({ sql: STATE_OBJECTS, params: [] })
-  // triggers and views first (they may name the tables), tables last (their indexes go with them)
-  for (const type of ['trigger', 'view', 'index', 'table']) {
-    for (const o of objects) if (o.type === type) db.exec(`DROP ${type.toUpperCase()} IF EXISTS main."${o.name.replace(/"/g, '""')}"`)
-  }
-  dropUndoLog(db)
-  db.run({ sql: "DELETE FROM __tl_meta WHERE k = 'tables'", params: [] })
-}
-
 /**
  * Opens an eventlog: a fresh one, or the database of a snapshot (`bytes`). With
  * `replaceSchema`, the snapshot was made under another schema: its state is
@@ -167,28 +117,7 @@ function dropState(db: Db) {
  * replays to fill (see bootLog).
  */
 export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: EventLogHooks, bytes?: Uint8Array, replaceSchema = false): EventLog {
-  const db: Db = openDb(SQL, bytes)
-  if (!bytes || replaceSchema) {
-    try {
-      db.exec(INTERNAL_DDL)
-      if (bytes) dropState(db)
-    } catch (error) {
-      db.close()
-      throw error
-    }
-    try {
-      for (const ddl of Object.values(schema.tables)) db.exec(ddl.sql)
-      for (const ddl of schema.indexes) db.exec(ddl.sql)
-    } catch (error) {
-      db.close()
-      throw new SchemaError(`Schema DDL failed: ${(error as Error).message}. Check the CREATE statements in defineSchema().`, { cause: error })
-    }
-  }
-  const userTables = db.column<string>({
-    sql: "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-    params: [],
-  })
-  db.watchTables(userTables)
+  const { db, userTables } = openEventLogDb(SQL, schema, bytes, replaceSchema)
   // The undo log's triggers are made when capture is first needed (a commit, a rebase), not at open: a store
   // that boots and reads does not wait for them. Made outside any transaction, so no rollback can take them back.
   let undoLog: UndoLog | undefined
