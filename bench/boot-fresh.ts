@@ -7,15 +7,13 @@
  * as an app meets a build), opens the store and counts.
  */
 import { execFile } from 'node:child_process'
-import { rmSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { loadFileStorage } from './commit.js'
 import { benchSchema, rawDb, rawFill, sqlJs, storeWithConfirmed } from './fixtures.js'
-import { check, interleave, median, notRun, now, onCleanup, pair, type ResultLine, type Row, ratioLine } from './harness.js'
+import { benchDir, check, interleave, median, notRun, now, pair, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const EVENTS = 100_000
 const SIDE_TABLES = 10
@@ -39,9 +37,7 @@ function getDataSet(): Promise<DataSet | { reason: string }> {
     const fs = await loadFileStorage()
     if ('reason' in fs) return fs
     const t0 = now()
-    const dir = await mkdtemp(join(tmpdir(), 'tidelog-bench-fresh-'))
-    onCleanup(() => rm(dir, { recursive: true, force: true }))
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+    const dir = await benchDir('tidelog-bench-fresh-')
     const schema = benchSchema({ sideTables: SIDE_TABLES })
     const storage = fs.fileStorage({ dir })
     const { store } = await storeWithConfirmed(schema, EVENTS, { storeId: STORE_ID, storage })

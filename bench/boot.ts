@@ -1,18 +1,10 @@
-/**
- * P5 (cold boot + first query) and P6 (rebuild after a schema change), both on
- * 100k confirmed events in file storage. The data set is built once per bench
- * run (a client that pulled 100k events and closed, leaving a snapshot) and
- * shared by both rows.
- */
-import { rmSync } from 'node:fs'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SqlJsStatic } from 'sql.js'
 import { createStore, sql } from '../src/index.js'
 import { loadFileStorage } from './commit.js'
 import { benchSchema, INSERT_SQL, ITEMS_DDL, ITEMS_INDEX, itemArgs, rawDb, rawFill, sqlJs, storeWithConfirmed } from './fixtures.js'
-import { check, compare, notRun, now, onCleanup, type ResultLine, type Row, ratioLine } from './harness.js'
+import { benchDir, check, compare, notRun, now, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const EVENTS = 100_000
 const STORE_ID = 'boot'
@@ -38,10 +30,7 @@ function getDataSet(): Promise<DataSet | { reason: string }> {
     const fs = await loadFileStorage()
     if ('reason' in fs) return fs
     const t0 = now()
-    const dir = await mkdtemp(join(tmpdir(), 'tidelog-bench-boot-'))
-    onCleanup(() => rm(dir, { recursive: true, force: true }))
-    // also when the bench dies halfway (the cleanup above never runs then)
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+    const dir = await benchDir('tidelog-bench-boot-')
     const { store } = await storeWithConfirmed(benchSchema(), EVENTS, { storeId: STORE_ID, storage: fs.fileStorage({ dir }) })
     await store.close()
     const SQL = await sqlJs()

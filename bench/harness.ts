@@ -4,6 +4,10 @@
  * so absolute times drift; what we report is the ratio, measured from
  * interleaved pairs so that drift hits both sides alike.
  */
+import { rmSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 
 /** Milliseconds since an arbitrary origin, sub-millisecond resolution. */
@@ -168,6 +172,14 @@ const cleanups: (() => Promise<void> | void)[] = []
 /** Registers work to do when the bench ends (temporary folders shared by several rows). */
 export function onCleanup(fn: () => Promise<void> | void): void {
   cleanups.push(fn)
+}
+
+/** A temporary folder removed when the bench ends, also when it dies halfway (then the cleanups never run). */
+export async function benchDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  onCleanup(() => rm(dir, { recursive: true, force: true }))
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+  return dir
 }
 
 /** Runs the registered cleanups, newest first. */
