@@ -193,26 +193,7 @@ describe('several stores on one storage (tabs)', () => {
   })
 
   it('a backend reset: the owner and a tab each report it; after each resets with repush, both own events are on the new log', async () => {
-    const first = memoryBackend()
-    const backend = swappableBackend(first)
-    const storage = sharedStorage()
-    const open = () =>
-      createStore({
-        schema,
-        storeId: 'reset',
-        storage,
-        dev: false,
-        onWarning: () => {},
-        transport: localTransport(backend),
-        sync: { minBackoffMs: 5, maxBackoffMs: 50 },
-      })
-    const owner = await open()
-    const tab = await open()
-    await within(tab.commit(set('t', 1)).confirmed, 'the tab commit to be confirmed')
-    await within(owner.commit(set('o', 1)).confirmed, 'the owner commit to be confirmed')
-    backend.current = memoryBackend() // the server's log was wiped: a new backendId
-    owner.commit(set('o2', 2))
-    await waitFor(owner.sync.status, (s) => s.error?.name === 'BackendResetError', 'the owner to report the reset')
+    const { backend, owner, tab } = await wiped()
     await owner.sync.resetToBackend({ repush: true })
     await waitFor(tab.sync.status, (s) => s.error?.name === 'BackendResetError', 'the tab to report it too')
     await tab.sync.resetToBackend({ repush: true })
