@@ -5,7 +5,7 @@ import * as zlib from 'node:zlib'
 import { crc32 as portableCrc32 } from '../src/crc32.js'
 import { StorageError } from '../src/errors.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
-import { journalGapNote, refuseWithoutStart, withStoragePolicy } from '../src/storage-policy.js'
+import { loadLog, withStoragePolicy } from '../src/storage-policy.js'
 import { storeFileName } from '../src/store-file-name.js'
 import { decodeRecords, decodeSnapshot, encodeRecords, encodeSnapshot, type Found, type Segment, SNAPSHOT_CHECKED_FROM } from './file-format.js'
 import { lockFile } from './file-lock.js'
@@ -160,73 +160,68 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
             return m ? [{ start: Number(m[1]), name: n }] : []
           })
           .sort((a, b) => a.start - b.start)
-        const positions = names
-          .flatMap((n) => {
-            const m = SNAPSHOT.exec(n)
-            return m ? [Number(m[1])] : []
-          })
-          .sort((a, b) => b - a)
-        const dropped: string[] = []
-        let snapshot: Snapshot | undefined
-        const corrupt: number[] = []
-        for (const position of positions) {
-          const { buf, crc } = await readWhole(join(folder, `snapshot-${pad(position)}.snap`), SNAPSHOT_CHECKED_FROM)
-          snapshot = decodeSnapshot(buf, position, crc)
-          if (snapshot) break
-          corrupt.push(position)
-        }
-        const from = snapshot?.position ?? 0
-        // Segment i holds positions up to segments[i + 1].start - 1, so the snapshot covers every
-        // segment whose successor starts at or before from + 1: those are not read at all (the last
-        // one always is, since appends go on at its end and a torn tail there must be cut off).
-        let first = 0
-        while (first + 1 < segments.length && segments[first + 1]!.start <= from + 1) first++
-        const found: Found[] = []
-        for (const segment of segments.slice(first)) {
-          const { buf } = await readWhole(join(folder, segment.name))
-          const decoded = decodeRecords(buf, segment)
-          found.push(...decoded.found)
-          if (decoded.end === buf.length) continue
-          // cut the damage off so that later appends never follow garbage
-          await truncateDurably(join(folder, segment.name), decoded.end)
-          dropped.push(`${segment.name}: ${buf.length - decoded.end} damaged bytes after offset ${decoded.end} (a torn or corrupt record) were dropped`)
-        }
-        // refused before any snapshot is moved aside
-        refuseWithoutStart(
+        let found: Found[] = []
+        let changed = false
+        // what to read and repair; which snapshot, the gap rule and the notes: loadLog (src/storage-policy.ts)
+        const loaded = await loadLog({
           where,
-          { snapshot, firstPos: found[0]?.record.pos, damagedSnapshots: corrupt.length },
-          `Restore ${folder} from a backup, or move it aside to start empty.`,
-        )
-        for (const position of corrupt) {
-          const name = `snapshot-${pad(position)}.snap`
-          await rename(join(folder, name), join(folder, `${name}.corrupt`))
-          dropped.push(
-            `${name}: checksum mismatch; moved to ${name}.corrupt, loading ${snapshot ? `the snapshot at position ${snapshot.position}` : 'the journal from position 1'} instead`,
-          )
-        }
-        const records: JournalRecord[] = []
-        for (let i = 0; i < found.length; i++) {
-          const { record, segment, offset } = found[i]!
-          if (records.length === 0 && record.pos <= from) continue
-          if (record.pos === from + records.length + 1) {
-            records.push(record)
-            continue
-          }
-          // a gap: what follows cannot be replayed, and must not collide with the next appends
-          dropped.push(journalGapNote(record.pos, from + records.length + 1, found.length - i))
-          if (offset > 0) await truncateDurably(join(folder, segment.name), offset)
-          for (const later of segments.splice(segments.indexOf(segment) + (offset > 0 ? 1 : 0))) await unlink(join(folder, later.name))
-          break
-        }
-        if (corrupt.length || dropped.length) await syncDir(folder)
-        lastPos = from + records.length
+          fix: `Restore ${folder} from a backup, or move it aside to start empty.`,
+          snapshotName: (position) => `snapshot-${pad(position)}.snap`,
+          snapshotPositions: async () =>
+            names.flatMap((n) => {
+              const m = SNAPSHOT.exec(n)
+              return m ? [Number(m[1])] : []
+            }),
+          async readSnapshot(position) {
+            const { buf, crc } = await readWhole(join(folder, `snapshot-${pad(position)}.snap`), SNAPSHOT_CHECKED_FROM)
+            return decodeSnapshot(buf, position, crc)
+          },
+          async readJournal(from) {
+            // Segment i holds positions up to segments[i + 1].start - 1, so the snapshot covers every
+            // segment whose successor starts at or before from + 1: those are not read at all (the last
+            // one always is, since appends go on at its end and a torn tail there must be cut off).
+            let first = 0
+            while (first + 1 < segments.length && segments[first + 1]!.start <= from + 1) first++
+            const dropped: string[] = []
+            for (const segment of segments.slice(first)) {
+              const { buf } = await readWhole(join(folder, segment.name))
+              const decoded = decodeRecords(buf, segment)
+              found.push(...decoded.found)
+              if (decoded.end === buf.length) continue
+              // cut the damage off so that later appends never follow garbage
+              await truncateDurably(join(folder, segment.name), decoded.end)
+              changed = true
+              dropped.push(`${segment.name}: ${buf.length - decoded.end} damaged bytes after offset ${decoded.end} (a torn or corrupt record) were dropped`)
+            }
+            return { records: found.map((f) => f.record), dropped }
+          },
+          async repair(damaged, cutAt) {
+            changed = true
+            const done: string[] = []
+            for (const position of damaged) {
+              const name = `snapshot-${pad(position)}.snap`
+              await rename(join(folder, name), join(folder, `${name}.corrupt`))
+              done.push(`moved to ${name}.corrupt`)
+            }
+            if (cutAt !== undefined) {
+              const { segment, offset } = found[cutAt]!
+              if (offset > 0) await truncateDurably(join(folder, segment.name), offset)
+              for (const later of segments.splice(segments.indexOf(segment) + (offset > 0 ? 1 : 0))) await unlink(join(folder, later.name))
+            }
+            return done
+          },
+        })
+        found = []
+        if (changed) await syncDir(folder)
+        const from = loaded.snapshot?.position ?? 0
+        lastPos = from + loaded.records.length
         // a last segment holding only records the snapshot covers (the snapshot was saved just before
         // a crash, or by an older version): start the next one now, so that the next boot skips it
         const last = segments[segments.length - 1]
-        rotate ||= records.length === 0 && last !== undefined && last.start <= from
+        rotate ||= loaded.records.length === 0 && last !== undefined && last.start <= from
         await startSegment().catch(() => undefined) // else the next append starts it
         scanned = true
-        return { snapshot, records, dropped }
+        return loaded
       }
 
       /** Starts the journal segment that follows a snapshot at once, not at the next append. */

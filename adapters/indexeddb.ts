@@ -4,7 +4,7 @@ import { StorageLockedError } from '../src/errors.js'
 import { strictStore } from '../src/idb-strict-store.js'
 import { memoryStorage } from '../src/memory-storage.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
-import { journalGapNote, refuseWithoutStart, withStoragePolicy } from '../src/storage-policy.js'
+import { loadLog, withStoragePolicy } from '../src/storage-policy.js'
 import { broadcastTabLinks } from '../transports/tab-link.js'
 
 // One object store, 'tidelog', in the database named by the caller. Keys:
@@ -128,46 +128,35 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
         return result
       }
 
-      async function load(): Promise<LoadedLog> {
-        const dropped: string[] = []
-        const snapshotKeys = (await useStore('readonly', (s) => promisifyRequest(s.getAllKeys(range(storeId, 's'))))) as string[]
-        let snapshot: Snapshot | undefined
-        const corrupt: string[] = []
-        for (const k of snapshotKeys.reverse()) {
-          const stored = await get<StoredSnapshot>(k, useStore)
-          const position = Number(k.slice(-15))
-          if (stored && ArrayBuffer.isView(stored.bytes) && stored.position === position && crc32(stored.bytes) === stored.crc) {
-            snapshot = { position, schemaHash: stored.schemaHash, bytes: stored.bytes }
-            break
-          }
-          corrupt.push(k)
-        }
-        const from = snapshot?.position ?? 0
-        const instead = snapshot ? `the snapshot at position ${from}` : 'the journal from position 1'
-        for (const k of corrupt) dropped.push(`snapshot ${k}: checksum mismatch; deleted, loading ${instead} instead`)
-        const found = (await useStore('readonly', (s) => promisifyRequest(s.getAll(range(storeId, 'j', from + 1))))) as JournalRecord[]
-        // refused before anything is deleted
-        refuseWithoutStart(
+      // what to read and repair; which snapshot, the gap rule and the notes: loadLog (src/storage-policy.ts)
+      let read: JournalRecord[] = []
+      const load = (): Promise<LoadedLog> =>
+        loadLog({
           where,
-          { snapshot, firstPos: found[0]?.pos, damagedSnapshots: corrupt.length },
-          `Delete the database "${options.name}" (or this storeId's keys) to start empty.`,
-        )
-        let records = found
-        const gap = found.findIndex((r, i) => r.pos !== from + i + 1)
-        if (gap >= 0) {
-          records = found.slice(0, gap)
-          dropped.push(journalGapNote(found[gap]!.pos, from + gap + 1, found.length - gap))
-        }
-        if (corrupt.length > 0 || gap >= 0) {
-          await useStore('readwrite', (s) => {
-            for (const k of corrupt) s.delete(k)
-            // what follows a gap cannot be replayed, and must not collide with the next appends
-            if (gap >= 0) s.delete(range(storeId, 'j', found[gap]!.pos))
-            return promisifyRequest(s.transaction)
-          })
-        }
-        return { snapshot, records, dropped }
-      }
+          fix: `Delete the database "${options.name}" (or this storeId's keys) to start empty.`,
+          snapshotName: (position) => `snapshot ${key(storeId, 's', position)}`,
+          async snapshotPositions() {
+            const keys = (await useStore('readonly', (s) => promisifyRequest(s.getAllKeys(range(storeId, 's'))))) as string[]
+            return keys.map((k) => Number(k.slice(-15)))
+          },
+          async readSnapshot(position) {
+            const stored = await get<StoredSnapshot>(key(storeId, 's', position), useStore)
+            const intact = stored && ArrayBuffer.isView(stored.bytes) && stored.position === position && crc32(stored.bytes) === stored.crc
+            return intact ? { position, schemaHash: stored.schemaHash, bytes: stored.bytes } : undefined
+          },
+          async readJournal(from) {
+            read = (await useStore('readonly', (s) => promisifyRequest(s.getAll(range(storeId, 'j', from + 1))))) as JournalRecord[]
+            return { records: read, dropped: [] }
+          },
+          async repair(damaged, cutAt) {
+            await useStore('readwrite', (s) => {
+              for (const position of damaged) s.delete(key(storeId, 's', position))
+              if (cutAt !== undefined) s.delete(range(storeId, 'j', read[cutAt]!.pos))
+              return promisifyRequest(s.transaction)
+            })
+            return damaged.map(() => 'deleted')
+          },
+        })
 
       async function append(records: JournalRecord[]): Promise<void> {
         await setMany(

@@ -50,7 +50,7 @@ export { defineEvent, defineSchema } from './schema.js'
 export type { SqlFragment } from './sql.js'
 export { sql } from './sql.js'
 export type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions, TabLinks, TabOwner } from './storage.js'
-export { withStoragePolicy } from './storage-policy.js'
+export { type LogReader, loadLog, withStoragePolicy } from './storage-policy.js'
 export { createStore } from './store.js'
 export type {
   BootProgress,

@@ -2,8 +2,8 @@
  * The rules every `Storage` keeps, whatever platform it writes to: a valid
  * storeId, no use of a closed handle, a journal that stays dense (each append
  * continues at the end), and a load that hands the store a replayable log.
- * Adapters apply it to the storage they return (`withStoragePolicy`), so that
- * they only read and write.
+ * Adapters apply it to the storage they return (`withStoragePolicy`) and load
+ * through `loadLog`, so that they only read, write and repair what it tells them.
  */
 import { StorageError } from './errors.js'
 import { isValidStoreId } from './protocol.js'
@@ -24,23 +24,75 @@ export function withStoragePolicy<S extends Storage>(storage: S): S {
 }
 
 /**
- * For an adapter's load, before it repairs anything: throws when the log has
- * nothing to start from, i.e. no intact snapshot and a journal (or only
- * damaged snapshots) not starting at position 1. A fresh log has neither.
- * `fix` says what the user can do about it.
+ * What an adapter reads and repairs for `loadLog`; the choice of snapshot, the
+ * refusal, the gap rule and the notes are the policy's, written once.
  */
-export function refuseWithoutStart(
-  where: string,
-  found: { snapshot: Snapshot | undefined; firstPos: number | undefined; damagedSnapshots: number },
-  fix: string,
-): void {
-  if (found.snapshot || (found.firstPos === undefined && found.damagedSnapshots === 0) || found.firstPos === 1) return
-  throw new StorageError(`Storage ${where} has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. ${fix}`)
+export interface LogReader {
+  /** `where` in messages, e.g. `file:/data/todos`. */
+  readonly where: string
+  /** What the user can do when the log cannot be rebuilt (the end of the refusal's message). */
+  readonly fix: string
+  /** Positions of the snapshots present, in any order. */
+  snapshotPositions(): Promise<number[]>
+  /** The snapshot at `position` if its checksum verifies, else undefined. */
+  readSnapshot(position: number): Promise<Snapshot | undefined>
+  /** How a snapshot is named in notes, e.g. `snapshot-000000000000006.snap`. */
+  snapshotName(position: number): string
+  /**
+   * The journal records that may follow position `from` (records at or before it may come first and
+   * are skipped), in stored order, with notes on damage the adapter's own framing cut off (a torn tail).
+   */
+  readJournal(from: number): Promise<{ records: JournalRecord[]; dropped: string[] }>
+  /**
+   * Called only once the log is known to be loadable: discards the damaged snapshots (returning, per
+   * snapshot, what was done: `deleted`, `moved to x.corrupt`) and, when `cutAt` is given, the journal
+   * records from index `cutAt` of `readJournal`'s list on (they follow a gap: never replayable, and they
+   * must not collide with the next appends).
+   */
+  repair(damaged: number[], cutAt: number | undefined): Promise<string[]>
 }
 
-/** The `dropped` note of an adapter's load that found a gap in the journal and dropped what follows it. */
-export function journalGapNote(found: number, expected: number, droppedCount: number): string {
-  return `journal: found position ${found} where ${expected} was expected; ${droppedCount} records from there on were dropped`
+/**
+ * An adapter's `load`, the policy part: the newest snapshot that verifies, the
+ * journal after it, dense; refuses (a `StorageError` with `reader.fix`) before
+ * repairing anything when there is nothing to start from, i.e. no intact
+ * snapshot and a journal (or only damaged snapshots) not starting at position
+ * 1; then drops damaged snapshots and whatever follows a gap, saying so in `dropped`.
+ */
+export async function loadLog(reader: LogReader): Promise<LoadedLog> {
+  const positions = (await reader.snapshotPositions()).sort((a, b) => b - a)
+  let snapshot: Snapshot | undefined
+  const damaged: number[] = []
+  for (const position of positions) {
+    snapshot = await reader.readSnapshot(position)
+    if (snapshot) break
+    damaged.push(position)
+  }
+  const from = snapshot?.position ?? 0
+  const journal = await reader.readJournal(from)
+  const found = journal.records
+  let first = 0
+  while (first < found.length && found[first]!.pos <= from) first++
+  if (!snapshot && (damaged.length > 0 || first < found.length) && found[first]?.pos !== 1) {
+    throw new StorageError(
+      `Storage ${reader.where} has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. ${reader.fix}`,
+    )
+  }
+  let gap = found.findIndex((r, i) => i >= first && r.pos !== from + (i - first) + 1)
+  if (gap < 0) gap = found.length
+  const records = found.slice(first, gap)
+  const dropped = [...journal.dropped]
+  if (damaged.length > 0 || gap < found.length) {
+    const done = await reader.repair(damaged, gap < found.length ? gap : undefined)
+    const instead = snapshot ? `the snapshot at position ${from}` : 'the journal from position 1'
+    for (const [i, position] of damaged.entries()) dropped.push(`${reader.snapshotName(position)}: checksum mismatch; ${done[i]}, loading ${instead} instead`)
+  }
+  if (gap < found.length) {
+    dropped.push(
+      `journal: found position ${found[gap]!.pos} where ${from + records.length + 1} was expected; ${found.length - gap} records from there on were dropped`,
+    )
+  }
+  return { snapshot, records, dropped }
 }
 
 function policed(handle: StorageHandle, where: string): StorageHandle {

@@ -9,6 +9,7 @@ import type { JournalRecord, StorageHandle } from 'tidelog'
 import { type FileStorage, fileStorage } from 'tidelog/adapters/filesystem'
 import { runStorageConformance } from 'tidelog/testing'
 import { afterAll, describe, expect, it, vi } from 'vitest'
+import { decodeRecords, encodeRecords } from '../adapters/file-format.js'
 
 const dirs: string[] = []
 const tempDir = () => {
@@ -34,6 +35,15 @@ const flipByte = async (path: string, at: (size: number) => number) => {
 runStorageConformance('fileStorage()', () => fileStorage({ dir: tempDir() }), {
   reopen: (previous) => fileStorage({ dir: (previous as FileStorage).dir }),
   corruptNewestSnapshot: async (storeId, storage) => flipByte(await newestSnapshotFile(storage as FileStorage, storeId), (size) => size - 100),
+  // rewrites the segment holding pos without it, every other record framed as the adapter frames it
+  async removeJournalRecord(storeId, storage, pos) {
+    const folder = (storage as FileStorage).folderOf(storeId)
+    for (const name of (await readdir(folder)).filter((n) => /^journal-\d+\.log$/.test(n))) {
+      const path = join(folder, name)
+      const { found } = decodeRecords(await readFile(path), { start: Number(name.slice(8, -4)), name })
+      if (found.some((f) => f.record.pos === pos)) await writeFile(path, encodeRecords(found.map((f) => f.record).filter((r) => r.pos !== pos)))
+    }
+  },
 })
 
 const init = (pos: number): JournalRecord => ({ pos, t: 'init', clientId: `client-${pos}` })

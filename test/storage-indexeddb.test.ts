@@ -1,6 +1,6 @@
 import 'fake-indexeddb/auto'
 import { crc32 } from 'node:zlib'
-import { createStore, get, set, type UseStore } from 'idb-keyval'
+import { createStore, del, get, set, type UseStore } from 'idb-keyval'
 import type { JournalRecord, Storage } from 'tidelog'
 import { type IndexedDbStorage, indexedDbStorage } from 'tidelog/adapters/indexeddb'
 import { runStorageConformance } from 'tidelog/testing'
@@ -65,9 +65,14 @@ const corruptNewestSnapshot = async (storeId: string, storage: Storage) => {
   await set(newest, value, raw)
 }
 
+const removeJournalRecord = async (storeId: string, storage: Storage, pos: number) => {
+  await del(`${storeId}/j/${String(pos).padStart(15, '0')}`, createStore(dbNames.get(storage)!, 'tidelog'))
+}
+
 runStorageConformance('indexedDbStorage()', () => make(uniqueName()), {
   reopen: (previous) => make(dbNames.get(previous)!),
   corruptNewestSnapshot,
+  removeJournalRecord,
 })
 
 const locks = fakeLockManager()

@@ -1,9 +1,8 @@
 // The storage policy (src/storage-policy.ts) around an adapter that breaks the
 // load contract: the store must never be handed a log it cannot replay.
 
-import { type JournalRecord, type LoadedLog, type Storage, withStoragePolicy } from 'tidelog'
+import { type JournalRecord, type LoadedLog, type LogReader, loadLog, type Storage, withStoragePolicy } from 'tidelog'
 import { describe, expect, it } from 'vitest'
-import { refuseWithoutStart } from '../src/storage-policy.js'
 
 const init = (pos: number): JournalRecord => ({ pos, t: 'init', clientId: 'c' })
 
@@ -64,25 +63,68 @@ describe('withStoragePolicy()', () => {
   })
 })
 
-describe('refuseWithoutStart() (the adapters call it in load, before repairing anything)', () => {
-  const snapshot = { position: 4, schemaHash: 'h', bytes: new Uint8Array(1) }
-  it('lets a fresh log, a journal from position 1 and a log with an intact snapshot through', () => {
-    expect(() => refuseWithoutStart('x', { snapshot: undefined, firstPos: undefined, damagedSnapshots: 0 }, 'fix')).not.toThrow()
-    expect(() => refuseWithoutStart('x', { snapshot: undefined, firstPos: 1, damagedSnapshots: 2 }, 'fix')).not.toThrow()
-    expect(() => refuseWithoutStart('x', { snapshot, firstPos: 9, damagedSnapshots: 1 }, 'fix')).not.toThrow()
+/** A reader over snapshots (position -> intact) and journal positions, recording what it was told to repair. */
+function reader(snapshots: Record<number, boolean>, journal: number[]) {
+  const repairs: { damaged: number[]; cutAt: number | undefined }[] = []
+  const r: LogReader & { repairs: typeof repairs } = {
+    where: 'test:/s',
+    fix: 'Restore it.',
+    repairs,
+    snapshotName: (position) => `snap-${position}`,
+    snapshotPositions: async () => Object.keys(snapshots).map(Number),
+    readSnapshot: async (position) => (snapshots[position] ? { position, schemaHash: 'h', bytes: new Uint8Array(1) } : undefined),
+    readJournal: async () => ({ records: journal.map(init), dropped: journal.length ? [] : ['nothing'] }),
+    async repair(damaged, cutAt) {
+      repairs.push({ damaged, cutAt })
+      return damaged.map((p) => `put away ${p}`)
+    },
+  }
+  return r
+}
+
+describe('loadLog() (the policy of every adapter that finds damage)', () => {
+  it('lets a fresh log, a journal from position 1 and a log with an intact snapshot through, repairing nothing', async () => {
+    expect(await loadLog(reader({}, []))).toEqual({ snapshot: undefined, records: [], dropped: ['nothing'] })
+    expect((await loadLog(reader({}, [1, 2, 3]))).records.map((r) => r.pos)).toEqual([1, 2, 3])
+    const after = reader({ 4: true }, [3, 4, 5, 6])
+    const loaded = await loadLog(after)
+    // records the snapshot holds are skipped
+    expect([loaded.snapshot?.position, loaded.records.map((r) => r.pos), loaded.dropped, after.repairs]).toEqual([4, [5, 6], [], []])
   })
 
-  it('refuses a compacted journal, or only damaged snapshots, with no intact snapshot: a StorageError with the fix', () => {
-    for (const found of [
-      { snapshot: undefined, firstPos: 5, damagedSnapshots: 1 },
-      { snapshot: undefined, firstPos: undefined, damagedSnapshots: 1 },
-    ]) {
-      expect(() => refuseWithoutStart('file:/d/s', found, 'Restore it.')).toThrow(
+  it('takes the newest intact snapshot, and has the damaged newer ones put away with a note', async () => {
+    const r = reader({ 2: true, 6: false, 9: false }, [3, 4, 5, 6, 7])
+    const loaded = await loadLog(r)
+    expect(loaded.snapshot?.position).toBe(2)
+    expect(loaded.records.map((x) => x.pos)).toEqual([3, 4, 5, 6, 7])
+    expect(r.repairs).toEqual([{ damaged: [9, 6], cutAt: undefined }])
+    expect(loaded.dropped).toEqual([
+      'snap-9: checksum mismatch; put away 9, loading the snapshot at position 2 instead',
+      'snap-6: checksum mismatch; put away 6, loading the snapshot at position 2 instead',
+    ])
+  })
+
+  it('drops what follows a gap, and tells the reader where to cut', async () => {
+    const r = reader({ 2: true }, [1, 2, 3, 4, 7, 8])
+    const loaded = await loadLog(r)
+    expect(loaded.records.map((x) => x.pos)).toEqual([3, 4])
+    expect(r.repairs).toEqual([{ damaged: [], cutAt: 4 }])
+    expect(loaded.dropped).toEqual(['journal: found position 7 where 5 was expected; 2 records from there on were dropped'])
+  })
+
+  it('refuses a compacted journal, or only damaged snapshots, with no intact snapshot: a StorageError with the fix, before any repair', async () => {
+    for (const r of [reader({}, [5, 6]), reader({ 3: false }, []), reader({ 3: false }, [4, 5])]) {
+      await expect(loadLog(r)).rejects.toThrow(
         expect.objectContaining({
           name: 'StorageError',
-          message: 'Storage file:/d/s has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. Restore it.',
+          message: 'Storage test:/s has no intact snapshot and its journal does not start at position 1, so the log cannot be rebuilt. Restore it.',
         }),
       )
+      expect(r.repairs).toEqual([])
     }
+    // a damaged snapshot over a whole journal is not refused: the journal rebuilds the log
+    const whole = reader({ 3: false }, [1, 2, 3, 4])
+    expect((await loadLog(whole)).records).toHaveLength(4)
+    expect(whole.repairs).toEqual([{ damaged: [3], cutAt: undefined }])
   })
 })

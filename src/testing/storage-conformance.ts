@@ -18,6 +18,12 @@ export interface StorageConformanceOptions {
    * back to the previous snapshot plus the journal after it.
    */
   corruptNewestSnapshot?: (storeId: string, storage: Storage) => void | Promise<void>
+  /**
+   * Removes the journal record at `pos` of `storeId` in place, leaving the
+   * records around it intact, while no handle is open. With it, the kit checks
+   * that `load()` stops at the hole, says so, and that appends continue there.
+   */
+  removeJournalRecord?: (storeId: string, storage: Storage, pos: number) => void | Promise<void>
   /** Size of the snapshot in the large-snapshot test; default 8 MiB. */
   largeSnapshotBytes?: number
 }
@@ -251,6 +257,29 @@ export function runStorageConformance(name: string, makeStorage: MakeStorage, op
         const last = await (await open(await restart(storage), storeId)).load()
         expect(last.snapshot?.position).toBe(13)
         expect(last.records).toEqual([])
+      },
+    )
+
+    it.runIf(!!options.removeJournalRecord)(
+      'a hole in the journal: load() returns the records before it and says so; appends continue there, and what followed the hole is gone',
+      async () => {
+        const storage = await makeStorage()
+        const storeId = uniqueId('hole')
+        const handle = await open(storage, storeId)
+        await handle.load()
+        await handle.append(makeRecords(1, 10))
+        await handle.close()
+        await options.removeJournalRecord!(storeId, storage, 6)
+        const again = await open(await restart(storage), storeId)
+        const loaded = await again.load()
+        expect(loaded.records, 'the records before the hole').toEqual(makeRecords(1, 5))
+        expect(loaded.dropped.join('\n')).toMatch(/found position 7 where 6 was expected; 4 records/)
+        const next = makeRecords(6, 3).map((r) => (r.t === 'init' ? { ...r, clientId: 'after-the-hole' } : r))
+        await again.append(next)
+        await again.close()
+        const last = await (await open(await restart(storage), storeId)).load()
+        expect(last.records).toEqual([...makeRecords(1, 5), ...next])
+        expect(last.dropped).toEqual([])
       },
     )
 
