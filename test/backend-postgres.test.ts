@@ -165,6 +165,57 @@ describe.skipIf(unavailable)('postgresBackend', () => {
     expect(() => postgresBackend({ connectionString: POSTGRES_URL }, { maxConnections: 1 })).toThrow(/maxConnections must be an integer of at least 2/)
   })
 
+  it('frees a store held by a server that stopped in the middle of a push, after transactionTimeoutMs', async () => {
+    const storeId = 'frozen-mid-push'
+    const pool = namedPool(`${schema}_frozen`)
+    const held: pg.PoolClient[] = []
+    let freeze = false
+    // a server that stops after taking the head row's lock: its append never reaches PostgreSQL
+    const freezing: PostgresPool = {
+      query: (text, values) => pool.query(text, values),
+      end: () => pool.end(),
+      async connect() {
+        const client = await pool.connect()
+        held.push(client)
+        return {
+          query: (text: string, values?: unknown[]) => (freeze && text.includes('unnest') ? new Promise<never>(() => {}) : client.query(text, values)),
+          release: (destroy?: Error | boolean) => client.release(destroy),
+          on: (event: never, listener: never) => client.on(event, listener),
+        }
+      },
+    }
+    const stuck = postgresBackend({ pool: freezing }, { schema, transactionTimeoutMs: 300 })
+    const other = openBackend()
+    try {
+      expect(await stuck.push(storeId, { parentSeq: 0, events: events('a', 1, 1) })).toMatchObject({ type: 'pushed', firstSeq: 1 })
+      freeze = true
+      void stuck.push(storeId, { parentSeq: 1, events: events('a', 2, 1) })
+      await until(() => held.length === 2, 'the frozen push to take a connection')
+      const { rows } = await sql("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction'", [
+        `${schema}_frozen`,
+      ])
+      expect(rows[0]!.n, 'the frozen push holds a transaction open').toBe(1)
+      // without the timeout this push would wait for the head row for as long as the frozen server lives
+      expect(await within(other.push(storeId, { parentSeq: 1, events: events('b', 1, 1) }), 'the push behind the frozen one')).toMatchObject({
+        type: 'pushed',
+        firstSeq: 2,
+      })
+      expect((await other.pull(storeId, 0, 10)).events.map((e) => e.id)).toEqual(['a:1', 'b:1'])
+    } finally {
+      held[1]?.release(true) // the frozen push's connection (PostgreSQL has ended its session)
+      await pool.end()
+      await other.close()
+    }
+  })
+
+  it('refuses a transactionTimeoutMs that is not a positive whole number', () => {
+    for (const bad of [0, -1, 1.5, Number.NaN]) {
+      expect(() => postgresBackend({ connectionString: POSTGRES_URL }, { transactionTimeoutMs: bad })).toThrow(
+        expect.objectContaining({ code: 'invalid_options', message: expect.stringContaining('transactionTimeoutMs') }),
+      )
+    }
+  })
+
   it('counts its round trips: an accepted push is four statements', async () => {
     const b = openBackend()
     await b.pull('rt', 0, 1) // migration done

@@ -18,7 +18,9 @@
  * Invariants:
  * 1. A push is one transaction: lock the head row, judge (judgePush: the
  *    idempotency check, then the head check), insert, move the head, notify.
- *    `pushed` is answered only after COMMIT returned, so it is durable.
+ *    `pushed` is answered only after COMMIT returned, so it is durable. The
+ *    transaction ends by itself when left idle (`transactionTimeoutMs`), so a
+ *    server that stops mid-push cannot hold the head row for good.
  * 2. Subscribers hear a head only once it is committed: after our own COMMIT,
  *    or from a `NOTIFY` (which PostgreSQL delivers at commit) on one listener
  *    connection per backend. Heads told to a storeId's subscribers never go
@@ -31,7 +33,7 @@
  */
 
 import { backoffDelay } from '../backoff.js'
-import { StorageError } from '../errors.js'
+import { StorageError, TidelogError } from '../errors.js'
 import { randomId } from '../ids.js'
 import { type ConfirmedEvent, isValidStoreId, MAX_PULL_LIMIT, type PendingEvent, ProtocolViolation, type PullResponse, type PushResponse } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
@@ -73,6 +75,15 @@ export interface PostgresBackendOptions {
   schema?: string
   /** Connections of the pool the backend opens from `connectionString` (default 10, at least 2: one of them listens). */
   maxConnections?: number
+  /**
+   * How long a push's transaction may sit idle before PostgreSQL ends it
+   * (`idle_in_transaction_session_timeout`, default 10,000 ms): a sync server
+   * that stops in the middle of a push (frozen, or cut off from the database)
+   * holds its store's head row, and so every other push to that store, at most
+   * this long. A push waits for that row at most twice as long (`lock_timeout`),
+   * then fails with a retryable error. Set per transaction, so it holds on a pool of yours too.
+   */
+  transactionTimeoutMs?: number
 }
 
 /** Counters since the backend was opened; a benchmark divides them to report round trips per push. */
@@ -116,7 +127,11 @@ const MIGRATIONS: ((schema: string) => string)[] = [
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,39}$/
 
 interface PgModule {
-  Pool: new (config: { connectionString: string; max?: number }) => PostgresPool & { on(event: 'error', listener: (error: Error) => void): unknown }
+  Pool: new (config: {
+    connectionString: string
+    max?: number
+    keepAlive?: boolean
+  }) => PostgresPool & { on(event: 'error', listener: (error: Error) => void): unknown }
 }
 
 /**
@@ -161,7 +176,8 @@ async function openPool(connection: PostgresConnection, max: number | undefined)
     throw new StorageError('postgresBackend needs { connectionString: "postgres://..." } or { pool }')
   }
   const { Pool } = await loadPg()
-  const pool = new Pool({ connectionString: connection.connectionString, max: max ?? 10 })
+  // TCP keepalives, so that a database host that vanished is noticed on idle connections too
+  const pool = new Pool({ connectionString: connection.connectionString, max: max ?? 10, keepAlive: true })
   // an idle connection that breaks (server restart, pg_terminate_backend) is dropped by the pool; the next checkout opens a new one
   pool.on('error', () => {})
   return { pool, owned: true }
@@ -246,6 +262,11 @@ const listeningClients = new WeakSet<PostgresPoolClient>()
 export function postgresBackend(connection: PostgresConnection, options: PostgresBackendOptions = {}): PostgresBackend {
   const schema = checkSchema(options.schema ?? 'tidelog')
   const max = options.maxConnections
+  const idleMs = options.transactionTimeoutMs ?? 10_000
+  if (!Number.isSafeInteger(idleMs) || idleMs < 1)
+    throw new TidelogError('invalid_options', `postgresBackend: transactionTimeoutMs must be a positive whole number of milliseconds (got ${idleMs})`)
+  // one round trip: a push's transaction ends by itself if this server stops in the middle of it
+  const BEGIN_PUSH = `BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${idleMs}; SET LOCAL lock_timeout = ${2 * idleMs}`
   if (max !== undefined && !(Number.isSafeInteger(max) && max >= 2)) {
     throw new StorageError(`postgresBackend: maxConnections must be an integer of at least 2 (one connection listens for other servers' pushes), got ${max}`)
   }
@@ -406,7 +427,7 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
       }
       let broken: unknown
       try {
-        await query(client, 'BEGIN')
+        await query(client, BEGIN_PUSH)
         // Locks the head row (creating it for a new log). When the lock had to wait for another
         // push, the ids read in this statement's snapshot may be stale: read them again.
         const { rows } = await query(
