@@ -166,8 +166,9 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
       }
 
       async function saveSnapshot(snapshot: Snapshot): Promise<void> {
-        // a copy: the caller may reuse its buffer, and a view would make IndexedDB clone its whole buffer
-        const bytes = snapshot.bytes.slice()
+        // a view would make IndexedDB clone its whole buffer: only then a copy of just the view
+        const whole = snapshot.bytes.byteOffset === 0 && snapshot.bytes.byteLength === snapshot.bytes.buffer.byteLength
+        const bytes = whole ? snapshot.bytes : snapshot.bytes.slice()
         const stored: StoredSnapshot = { position: snapshot.position, schemaHash: snapshot.schemaHash, bytes, crc: crc32(bytes) }
         await useStore('readwrite', (s) => {
           s.put(stored, key(storeId, 's', snapshot.position))

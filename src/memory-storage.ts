@@ -45,7 +45,8 @@ export function memoryStorage(): Storage {
           for (const r of records) l.records.push(JSON.stringify(r))
         },
         async saveSnapshot(snapshot: Snapshot): Promise<void> {
-          l.snapshot = { ...snapshot, bytes: snapshot.bytes.slice() }
+          // kept as given (the bytes are the storage's now); load() hands out copies
+          l.snapshot = { ...snapshot }
           const firstKept = l.records.findIndex((r) => (JSON.parse(r) as JournalRecord).pos > snapshot.position)
           l.records = firstKept < 0 ? [] : l.records.slice(firstKept)
         },

@@ -47,7 +47,10 @@ export interface StorageHandle {
   load(): Promise<LoadedLog>
   /** Appends records durably: resolves only once they would survive a crash. Never called concurrently. */
   append(records: JournalRecord[]): Promise<void>
-  /** Replaces the newest snapshot atomically; may then drop journal records no longer needed. */
+  /**
+   * Replaces the newest snapshot atomically; may then drop journal records no longer needed.
+   * `snapshot.bytes` is the storage's from then on (the store never changes or reuses them), so it may keep them without a copy.
+   */
   saveSnapshot(snapshot: Snapshot): Promise<void>
   /** Releases the lock. */
   close(): Promise<void>
