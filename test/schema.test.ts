@@ -61,6 +61,19 @@ describe('sql``', () => {
     expect(sql`SELECT 1`).toEqual({ sql: 'SELECT 1', params: [] })
   })
 
+  it('gives every run of one call site its own values, and a hand-made strings array its own text', () => {
+    const at = (id: string) => sql`SELECT * FROM todos WHERE id = ${id}`
+    expect([at('a'), at('b')]).toEqual([
+      { sql: 'SELECT * FROM todos WHERE id = ?', params: ['a'] },
+      { sql: 'SELECT * FROM todos WHERE id = ?', params: ['b'] },
+    ])
+    const strings = Object.assign(['SELECT ', ''], { raw: ['SELECT ', ''] }) as unknown as TemplateStringsArray
+    expect(sql(strings, 1).sql).toBe('SELECT ?')
+    ;(strings as unknown as string[])[0] = 'VALUES ('
+    ;(strings as unknown as string[])[1] = ')'
+    expect(sql(strings, 1).sql).toBe('VALUES (?)')
+  })
+
   it('keeps an injection attempt as data, in materializers and in queries', async () => {
     const s = await store(todoSchema)
     const evil = "x'); DROP TABLE todos; --"
