@@ -1,7 +1,7 @@
 import { batch, computed, type ReadonlySignal, signal } from '@preact/signals-core'
 import { type BootedLog, bootLog, resetLog } from './boot.js'
 import { loadSqlJs } from './database.js'
-import { ConflictDroppedError, StoreClosedError, TidelogError, UnknownEventError } from './errors.js'
+import { StoreClosedError, TidelogError, UnknownEventError } from './errors.js'
 import type { DropReason, EventLog, EventLogHooks } from './eventlog.js'
 import { randomId } from './ids.js'
 import { createJournal, type Journal } from './journal.js'
@@ -16,9 +16,10 @@ import { createPushGate } from './store-push-gate.js'
 import { createReceipts } from './store-receipts.js'
 import { createSnapshots } from './store-snapshots.js'
 import { createStoreSyncHost } from './store-sync-host.js'
+import { createStoreTabs } from './store-tabs.js'
 import type { CommitReceipt, Store, StoredEvent, StoreOptions, SyncStatus } from './store-types.js'
 import { createSyncEngine, type SyncEngine } from './sync-engine.js'
-import { createTabClient, createTabOwner, heldIds, openShared, type TabClient } from './tabs.js'
+import { openShared } from './tabs.js'
 
 const quiet = <T>(p: Promise<T>): Promise<T> => {
   p.catch(() => {}) // receipts never cause unhandled-rejection noise; awaiting them still throws
@@ -110,7 +111,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     if (!('error' in patch) && next.state !== 'error' && next.state !== 'offline') delete next.error
     if (next.state === cur.state && next.pending === cur.pending && next.head === cur.head && next.error === cur.error) return
     status.value = next
-    if (next.state !== cur.state) tabOwner.changed()
+    if (next.state !== cur.state) tabs.changed()
     receipts.pendingNow(next.pending)
   }
 
@@ -119,7 +120,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       queries.tablesWritten(written)
       updateStatus(patch)
     })
-    tabOwner.changed()
+    tabs.changed()
   }
 
   const snapshots = createSnapshots(
@@ -159,109 +160,51 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     setState: (state, error) => updateStatus(error ? { state, error } : { state }),
   })
 
-  // ---- tabs (tabs.ts): the owner answers the other tabs from its log; a client tab syncs with the owner ----
-  /** Appends events as pending, one at a time where a batch fails; returns what applied and the tables written. */
-  const appendPending = (events: PendingEvent[], what: string) => {
-    try {
-      return { events, written: log.commit(events, false) }
-    } catch {
-      const kept: PendingEvent[] = []
-      const written = new Set<string>()
-      for (const e of events) {
-        try {
-          for (const t of log.commit([e], false)) written.add(t)
-          kept.push(e)
-        } catch (error) {
-          warn(`${what} ${e.id} ("${e.name}") does not apply to this tab's state and was dropped: ${(error as Error).message}`)
-        }
-      }
-      return { events: kept, written }
-    }
-  }
-  const tabOwner = createTabOwner({
-    log: () => log,
-    backendId: () => backendId,
-    state: () => status.peek().state,
-    add(events) {
-      if (!journal || !events.length) return journal ? journal.settled() : Promise.reject(new TidelogError('not_owner', 'this tab no longer owns the storage'))
-      const applied = appendPending(events, 'event from another tab')
-      if (!applied.events.length) return journal.settled()
-      gate.minted(applied.events.map((e) => e.id)) // pushed upstream only once durable here
-      const p = record({ t: 'commit', events: applied.events })
-      publish(applied.written)
-      return p
-    },
-  })
-  let tabServer: { close(): Promise<void> } | undefined
+  // ---- tabs (store-tabs.ts): the owner answers the other tabs from its log; a client tab syncs with the owner ----
   let paused = false // carried over when a client tab takes over the storage
-  let tabClient: TabClient | undefined
-  const serveTabs = () => {
-    if (storage.tabs && !closed) tabServer = storage.tabs.serve(storeId, tabOwner)
-  }
-
-  /** The lock passed to this client tab: boot the storage, put what is unacknowledged on top, sync upstream. */
-  const takeOver = async (h: StorageHandle) => {
-    if (closed) return h.close()
-    let next: BootedLog
-    try {
-      next = await boot(h)
-    } catch (error) {
-      warn(`this tab could not take over the storage: ${(error as Error).message}`)
-      return
-    }
-    if (closed) {
-      next.log.close()
-      return h.close()
-    }
-    const client = tabClient!
-    const left = client.retire()
-    const local = log.readLocal()
-    const linkEngine = engine
-    log.close()
-    log = next.log
-    handle = h
-    journal = createJournal(h, next.position, warn)
-    snapshots.restart(next.position, next.snapshotSoon)
-    backendId = next.backendId
-    tabClient = undefined
-    queries.reset()
-    const held = heldIds(
-      log,
-      left.events.map((e) => e.id),
-      0,
-    )
-    const applied = appendPending(
-      left.events.filter((e) => !held.has(e.id)),
-      'pending event',
-    )
-    if (applied.events.length) gate.minted(applied.events.map((e) => e.id))
-    const kept = new Set(applied.events.map((e) => e.id))
-    const lost = new Map<string, Error>()
-    for (const e of left.events)
-      if (!held.has(e.id) && !kept.has(e.id))
-        lost.set(e.id, new ConflictDroppedError(e.id, 'the takeover of the storage: it does not apply to the state this tab booted'))
-    left.settle(applied.events.length ? record({ t: 'commit', events: applied.events }) : journal.settled(), lost)
-    if (local.length) {
-      // this tab's UI state goes on top of the storage's; where it no longer applies, the storage's wins
-      const events = local.map((e) => ({ ...e, local: true as const }))
-      try {
-        log.commit(events, false)
-        void record({ t: 'commit', events })
-      } catch (error) {
-        warn(`this tab's local events do not apply to the storage it took over and were dropped: ${(error as Error).message}`)
-      }
-    }
-    publish(Object.keys(schema.tables))
-    settle({ confirmed: new Map(), dropped: next.dropped })
-    // receipts of this tab's events that the storage holds confirmed, or no longer holds at all
-    receipts.recheck('the tab that owned the storage before this one')
+  /** Syncs with the backend over the store's transport, if it has one; returns the engine replaced. */
+  const syncUpstream = () => {
+    const replaced = engine
     engine = options.transport ? createSyncEngine(options.transport, host, options.sync) : undefined
     if (paused) engine?.pause()
     engine?.start()
-    if (!engine) updateStatus({ state: 'offline' })
-    serveTabs()
-    await linkEngine?.close()
+    if (!engine && replaced) updateStatus({ state: 'offline' })
+    return replaced
   }
+  const tabs = createStoreTabs({
+    storeId,
+    storage,
+    tables: Object.keys(schema.tables),
+    sync: options.sync,
+    warn,
+    closed: () => closed,
+    log: () => log,
+    backendId: () => backendId,
+    setBackendId: (id) => {
+      backendId = id
+    },
+    state: () => status.peek().state,
+    journal: () => journal,
+    gate,
+    publish,
+    settle,
+    recheck: receipts.recheck,
+    setState: (state, error) => updateStatus(error ? { state, error } : { state }),
+    boot,
+    ownStorage(h, next) {
+      log = next.log
+      handle = h
+      journal = createJournal(h, next.position, warn)
+      snapshots.restart(next.position, next.snapshotSoon)
+      backendId = next.backendId
+      queries.reset()
+    },
+    syncOver(transport, linkHost, linkOptions) {
+      engine = createSyncEngine(transport, linkHost, linkOptions)
+      engine.start()
+    },
+    syncUpstream,
+  })
 
   function makePending(value: EventValue<unknown>): PendingEvent {
     const e: PendingEvent = { id: `${clientId}:${++counter}`, name: value.name, args: value.args as JsonValue, clientId, sessionId, createdAt: Date.now() }
@@ -298,10 +241,11 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         throw error
       }
       const headAtCommit = log.head
-      if (tabClient) gate.forget() // a client tab's commits become durable in the owner's journal, not here
-      const persisted = quiet(tabClient ? tabClient.track(events.filter((e) => !e.local)) : record({ t: 'commit', events }))
+      const client = tabs.client
+      if (client) gate.forget() // a client tab's commits become durable in the owner's journal, not here
+      const persisted = quiet(client ? client.track(events.filter((e) => !e.local)) : record({ t: 'commit', events }))
       publish(written)
-      if (tabClient) engine?.poke()
+      if (client) engine?.poke()
       const synced = events.filter((e) => !e.local)
       const stored: StoredEvent[] = events.map((e) => Object.assign(toPending(e), { seq: null }))
       let confirmed: Promise<number | null> | undefined
@@ -373,7 +317,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         backendId = undefined
         void record({ t: 'reset', pending })
         // a client tab pushes what it keeps to the owner again
-        if (tabClient) void quiet(tabClient.track(pending.filter((e) => !result.dropped.has(e.id))))
+        if (tabs.client) void quiet(tabs.client.track(pending.filter((e) => !result.dropped.has(e.id))))
         settle({ confirmed: new Map(), dropped: result.dropped })
         publish(allTables)
         engine?.unblock()
@@ -383,9 +327,9 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       if (closed) return
       closed = true
       snapshots.cancel()
-      await tabServer?.close() // the other tabs hear the owner leave before the lock passes on
+      await tabs.closeServer() // the other tabs hear the owner leave before the lock passes on
       await engine?.close()
-      tabClient?.close(new StoreClosedError('persist events that the tab owning the storage had not acknowledged'))
+      tabs.closeClient(new StoreClosedError('persist events that the tab owning the storage had not acknowledged'))
       receipts.close()
       try {
         await journal?.flush()
@@ -404,34 +348,9 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     if (!closed) log.prepareCapture()
   }, 0)
   ;(prepare as { unref?: () => void }).unref?.()
-  if (!handle) {
-    tabClient = createTabClient({
-      storeId,
-      log: () => log,
-      backendId: () => backendId,
-      // '' (an owner that has not heard from the backend) leaves what this tab knows: a later real id is judged against it
-      setBackendId: (id) => {
-        if (id) backendId = id
-      },
-      applied(change) {
-        publish(change.written)
-        settle(change)
-      },
-      setState: (state, error) => updateStatus(error ? { state, error } : { state }),
-    })
-    engine = createSyncEngine(storage.tabs!.connect(storeId), tabClient.host, { minBackoffMs: 20, maxBackoffMs: 1000, ...options.sync })
-    engine.start()
-    storage.open(storeId, { waitForLock: true }).then(takeOver, (error: Error) => warn(`waiting for the storage lock failed: ${error.message}`))
-    // boot with the owner's data, or as the owner if the lock passed here first
-    const slow = setTimeout(() => warn(`waiting for the tab that holds storage "${storage.name}" to answer`), 5000)
-    await tabClient.firstView
-    clearTimeout(slow)
-  } else {
-    serveTabs()
-    if (options.transport) {
-      engine = createSyncEngine(options.transport, host, options.sync)
-      engine.start()
-    }
-  }
+  if (handle) {
+    tabs.serve()
+    syncUpstream()
+  } else await tabs.join()
   return store
 }
