@@ -5,7 +5,7 @@
  */
 import type { SqlJsStatic } from 'sql.js'
 import { createStore } from '../src/index.js'
-import { benchSchema, INSERT_SQL, itemArgs, rawDb, sqlJs, storeWithConfirmed, upstreamEvents } from './fixtures.js'
+import { benchSchema, INSERT_SQL, itemArgs, LOG_DDL, LOG_INSERT_SQL, rawDb, sqlJs, storeWithConfirmed, upstreamEvents } from './fixtures.js'
 import { check, interleave, median, now, pair, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const N = 10_000
@@ -39,7 +39,7 @@ function rawOneTransaction(SQL: SqlJsStatic, prefix: string): number {
 function rawLogShaped(SQL: SqlJsStatic, prefix: string, capture: boolean): number {
   const db = rawDb(SQL)
   db.exec('PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY; PRAGMA recursive_triggers = ON')
-  db.run('CREATE TABLE log (pos INTEGER PRIMARY KEY, id NOT NULL, name NOT NULL, args NOT NULL, client_id NOT NULL, session_id NOT NULL, created_at NOT NULL)')
+  db.run(LOG_DDL)
   if (capture) {
     db.exec(`CREATE TEMP TABLE flag (capture INTEGER NOT NULL); INSERT INTO temp.flag VALUES (1);
       CREATE TABLE shadow (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, op INTEGER NOT NULL, rid INTEGER NOT NULL, nrid INTEGER NOT NULL, c0, c1, c2);
@@ -47,7 +47,7 @@ function rawLogShaped(SQL: SqlJsStatic, prefix: string, capture: boolean): numbe
         INSERT INTO main.shadow (pos, op, rid, nrid, c0, c1, c2) VALUES ((SELECT max(pos) FROM main.log), 0, new.rowid, new.rowid, NULL, NULL, NULL); END;`)
   }
   const t0 = now()
-  const log = db.prepare('INSERT INTO log (id, name, args, client_id, session_id, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+  const log = db.prepare(LOG_INSERT_SQL)
   const ins = db.prepare(INSERT_SQL)
   db.run('BEGIN')
   for (let i = 1; i <= N; i++) {

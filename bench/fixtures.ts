@@ -15,6 +15,11 @@ export const ITEMS_INDEX = 'CREATE INDEX items_grp ON items(grp)'
 /** The INSERT a raw baseline runs; the `itemCreated` materializer produces the same SQL text. */
 export const INSERT_SQL = 'INSERT INTO items (id, grp, text) VALUES (?, ?, ?)'
 
+/** A log table shaped like the store's `__tl_events` (the floor rows write one row per event into it). */
+export const LOG_DDL =
+  'CREATE TABLE log (pos INTEGER PRIMARY KEY, id NOT NULL, name NOT NULL, args NOT NULL, client_id NOT NULL, session_id NOT NULL, created_at NOT NULL)'
+export const LOG_INSERT_SQL = 'INSERT INTO log (id, name, args, client_id, session_id, created_at) VALUES (?, ?, ?, ?, ?, ?)'
+
 export interface ItemArgs {
   id: string
   grp: number

@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url'
 import { P13 } from './batch.js'
 import { P5, P6 } from './boot.js'
 import { P11, P12 } from './boot-fresh.js'
+import { B1 } from './browser-boot.js'
+import { P14 } from './catch-up.js'
 import { P1, P2 } from './commit.js'
 import { canCollect, cleanup, fmt, notRun, now, type ResultLine, type Row } from './harness.js'
 import { P8 } from './memory.js'
@@ -48,8 +50,8 @@ const P9: Row = {
   },
 }
 
-/** Every row, in TARGETS.md order. */
-const ROWS: Row[] = [P1, P2, P3, P4, P5, P6, P7, P8, P9, P10, P11, P12, P13, S1, S2]
+/** Every row: the TARGETS.md rows in order, then the server rows and the browser rows. */
+const ROWS: Row[] = [P1, P2, P3, P4, P5, P6, P7, P8, P9, P10, P11, P12, P13, P14, S1, S2, B1]
 
 /** Rows that threw (a broken benchmark rather than a missed target). */
 let crashed = 0

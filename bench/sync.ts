@@ -26,20 +26,21 @@ const CATCH_UP = 100_000
 const POSTGRES = process.env.TIDELOG_BENCH_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test'
 
 type Backend = SyncBackend & { stats?: () => Record<string, unknown> }
-interface ServerModule {
+export interface ServerModule {
   createSyncServer(options: { backend: unknown; port?: number; host?: string }): Promise<{ url: string; close(): Promise<void> }>
   fileBackend(options: { dir: string }): Backend
+  memoryBackend?(): Backend
   postgresBackend?(connection: { connectionString: string }, options: { schema: string }): Backend
 }
-interface WebSocketModule {
+export interface WebSocketModule {
   websocketTransport(options: { url: string; WebSocket?: unknown }): Transport
 }
-interface HttpModule {
+export interface HttpModule {
   httpTransport(options: { url: string }): Transport
 }
 
 /** Loads a module that another part of the project may not have written yet; a string reason when it cannot. */
-async function optional<T>(relative: string, names: string[]): Promise<T | string> {
+export async function optional<T>(relative: string, names: string[]): Promise<T | string> {
   try {
     // a URL rather than a literal specifier, so that type-checking the bench never depends on these files existing
     const mod = (await import(new URL(relative, import.meta.url).href)) as Record<string, unknown>
@@ -104,12 +105,9 @@ async function syncRun(urls: string[], ws: WebSocketModule) {
   }
 }
 
-/**
- * Fills storeId with CATCH_UP events straight through the backend (once per
- * storeId), then times a new client reaching its head over `transport`.
- */
-async function catchUp(backend: SyncBackend, url: string, ws: WebSocketModule, transport?: Transport, storeId = 'p10-catch-up'): Promise<number> {
-  for (let head = (await backend.pull(storeId, 0, 1)).head; head < CATCH_UP; head += 1000) {
+/** Fills storeId up to `count` events of another client, straight through the backend, 1,000 per push (a no-op once it holds them). */
+export async function seedLog(backend: SyncBackend, storeId: string, count: number): Promise<void> {
+  for (let head = (await backend.pull(storeId, 0, 1)).head; head < count; head += 1000) {
     const events: PendingEvent[] = Array.from({ length: 1000 }, (_, i) => ({
       id: `seed:${head + i + 1}`,
       name: 'itemCreated',
@@ -121,6 +119,14 @@ async function catchUp(backend: SyncBackend, url: string, ws: WebSocketModule, t
     const answer = await backend.push(storeId, { parentSeq: head, events })
     if (answer.type !== 'pushed') throw new Error(`seeding the catch-up log was answered ${answer.type} at ${head}`)
   }
+}
+
+/**
+ * Fills storeId with CATCH_UP events straight through the backend (once per
+ * storeId), then times a new client reaching its head over `transport`.
+ */
+async function catchUp(backend: SyncBackend, url: string, ws: WebSocketModule, transport?: Transport, storeId = 'p10-catch-up'): Promise<number> {
+  await seedLog(backend, storeId, CATCH_UP)
   const t0 = now()
   const store = await createStore({ schema: benchSchema(), storeId, transport: transport ?? ws.websocketTransport({ url, WebSocket }), dev: false })
   try {
