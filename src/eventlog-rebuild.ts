@@ -70,6 +70,28 @@ export function takeUnconfirmed(core: LogCore): { local: PendingEvent[]; pending
   return { local, pending }
 }
 
+/**
+ * Removes the local events and the rows of the tables they wrote, which by I5 hold nothing else
+ * (a tab booting from another tab's snapshot leaves that tab's UI state out). False, with nothing
+ * changed, when local events are held but the log never learned their tables.
+ */
+export function dropLocal(core: LogCore): boolean {
+  const held = core.db.column<number>({ sql: 'SELECT count(*) FROM __tl_local', params: [] })[0]!
+  if (held === 0) return true
+  if (core.localTables.size === 0) return false
+  core.setCapture(false)
+  try {
+    core.tx(() => {
+      core.db.run({ sql: 'DELETE FROM __tl_local', params: [] })
+      for (const t of core.localTables) core.db.run({ sql: `DELETE FROM "${t.replace(/"/g, '""')}"`, params: [] })
+    })
+  } finally {
+    core.setCapture(true)
+  }
+  core.db.takeWritten()
+  return true
+}
+
 /** Re-applies local events, all or nothing, learning their tables (I5). */
 export function replayLocal(core: LogCore, events: readonly PendingEvent[]): void {
   if (!events.length) return

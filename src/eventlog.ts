@@ -28,7 +28,7 @@ import type { MaterializeError } from './errors.js'
 import { commitEvents } from './eventlog-commit.js'
 import { createLogCore } from './eventlog-core.js'
 import { applyUpstream, confirmPushed } from './eventlog-rebase.js'
-import { rematerializeConfirmed, replayLocal, replayPending, takeUnconfirmed } from './eventlog-rebuild.js'
+import { dropLocal, rematerializeConfirmed, replayLocal, replayPending, takeUnconfirmed } from './eventlog-rebuild.js'
 import type { EventRef } from './materialize.js'
 import type { ConfirmedEvent, PendingEvent } from './protocol.js'
 import type { Schema } from './schema.js'
@@ -85,6 +85,8 @@ export interface EventLog {
   readLocal(): PendingEvent[]
   readPending(): PendingEvent[]
   replayLocal(events: readonly PendingEvent[]): void
+  /** Removes the local events and what they wrote (I5); false, changing nothing, when their tables are unknown. */
+  dropLocal(): boolean
   /** Rebuild in place: materializes the confirmed events again, in pages; `onPage` gets the last seq done. */
   rematerializeConfirmed(pageSize: number, onPage: (seq: number) => void): void
   /** Rebuild in place: removes the local and pending events and returns them. */
@@ -135,6 +137,7 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     readLocal: () => core.readRows('__tl_local', 'ORDER BY pos'),
     readPending: () => core.readRows('__tl_pending', 'ORDER BY pos'),
     replayLocal: (events) => replayLocal(core, events),
+    dropLocal: () => dropLocal(core),
     rematerializeConfirmed: (pageSize, onPage) => rematerializeConfirmed(core, pageSize, onPage),
     takeUnconfirmed: () => takeUnconfirmed(core),
     replayPending: (events) => replayPending(core, events),
