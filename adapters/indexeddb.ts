@@ -3,8 +3,8 @@ import { crc32 } from '../src/crc32.js'
 import { StorageLockedError } from '../src/errors.js'
 import { strictStore } from '../src/idb-strict-store.js'
 import { memoryStorage } from '../src/memory-storage.js'
-import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
-import { loadLog, withStoragePolicy } from '../src/storage-policy.js'
+import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions, TabLinks } from '../src/storage.js'
+import { type LogReader, loadLog, withStoragePolicy } from '../src/storage-policy.js'
 import { broadcastTabLinks } from '../transports/tab-link.js'
 
 // One object store, 'tidelog', in the database named by the caller. Keys:
@@ -87,7 +87,51 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
   const persisted = options.persist && nav?.storage?.persist ? nav.storage.persist().catch(() => undefined) : Promise.resolve(undefined)
   let usable: Promise<boolean> | undefined
   let fallback: Storage | undefined
-  const links = typeof BroadcastChannel === 'undefined' ? undefined : broadcastTabLinks(options.name)
+
+  /**
+   * What loadLog (src/storage-policy.ts: which snapshot, the gap rule, the notes) reads of one storeId.
+   * Without `repairs`, it reads only the snapshots and repairs nothing: a tab without the lock peeks.
+   */
+  const reader = (storeId: string, repairs: boolean): LogReader => {
+    let read: JournalRecord[] = []
+    return {
+      where: `indexeddb:${options.name}/${storeId}`,
+      fix: `Delete the database "${options.name}" (or this storeId's keys) to start empty.`,
+      snapshotName: (position) => `snapshot ${key(storeId, 's', position)}`,
+      async snapshotPositions() {
+        const keys = (await useStore('readonly', (s) => promisifyRequest(s.getAllKeys(range(storeId, 's'))))) as string[]
+        return keys.map((k) => Number(k.slice(-15)))
+      },
+      async readSnapshot(position) {
+        const stored = await get<StoredSnapshot>(key(storeId, 's', position), useStore)
+        const intact = stored && ArrayBuffer.isView(stored.bytes) && stored.position === position && crc32(stored.bytes) === stored.crc
+        return intact ? { position, schemaHash: stored.schemaHash, bytes: stored.bytes } : undefined
+      },
+      async readJournal(from) {
+        if (!repairs) return { records: [], dropped: [] }
+        read = (await useStore('readonly', (s) => promisifyRequest(s.getAll(range(storeId, 'j', from + 1))))) as JournalRecord[]
+        return { records: read, dropped: [] }
+      },
+      async repair(damaged, cutAt) {
+        if (!repairs) return damaged.map(() => 'left to the tab that holds the lock')
+        await useStore('readwrite', (s) => {
+          for (const position of damaged) s.delete(key(storeId, 's', position))
+          if (cutAt !== undefined) s.delete(range(storeId, 'j', read[cutAt]!.pos))
+          return promisifyRequest(s.transaction)
+        })
+        return damaged.map(() => 'deleted')
+      },
+    }
+  }
+  const broadcast = typeof BroadcastChannel === 'undefined' ? undefined : broadcastTabLinks(options.name)
+  // a tab that finds the lock held boots from the newest intact snapshot (PROTOCOL.md, Tabs): IndexedDB reads need no lock
+  const links: TabLinks | undefined = broadcast && {
+    ...broadcast,
+    async peek(storeId) {
+      if (fallback || !(await usable)) return undefined
+      return (await loadLog(reader(storeId, false))).snapshot
+    },
+  }
 
   // storeId, closed handles and a dense journal: src/storage-policy.ts
   return withStoragePolicy({
@@ -128,35 +172,7 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
         return result
       }
 
-      // what to read and repair; which snapshot, the gap rule and the notes: loadLog (src/storage-policy.ts)
-      let read: JournalRecord[] = []
-      const load = (): Promise<LoadedLog> =>
-        loadLog({
-          where,
-          fix: `Delete the database "${options.name}" (or this storeId's keys) to start empty.`,
-          snapshotName: (position) => `snapshot ${key(storeId, 's', position)}`,
-          async snapshotPositions() {
-            const keys = (await useStore('readonly', (s) => promisifyRequest(s.getAllKeys(range(storeId, 's'))))) as string[]
-            return keys.map((k) => Number(k.slice(-15)))
-          },
-          async readSnapshot(position) {
-            const stored = await get<StoredSnapshot>(key(storeId, 's', position), useStore)
-            const intact = stored && ArrayBuffer.isView(stored.bytes) && stored.position === position && crc32(stored.bytes) === stored.crc
-            return intact ? { position, schemaHash: stored.schemaHash, bytes: stored.bytes } : undefined
-          },
-          async readJournal(from) {
-            read = (await useStore('readonly', (s) => promisifyRequest(s.getAll(range(storeId, 'j', from + 1))))) as JournalRecord[]
-            return { records: read, dropped: [] }
-          },
-          async repair(damaged, cutAt) {
-            await useStore('readwrite', (s) => {
-              for (const position of damaged) s.delete(key(storeId, 's', position))
-              if (cutAt !== undefined) s.delete(range(storeId, 'j', read[cutAt]!.pos))
-              return promisifyRequest(s.transaction)
-            })
-            return damaged.map(() => 'deleted')
-          },
-        })
+      const load = (): Promise<LoadedLog> => loadLog(reader(storeId, true))
 
       async function append(records: JournalRecord[]): Promise<void> {
         await setMany(

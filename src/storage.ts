@@ -80,10 +80,22 @@ export interface Storage {
 
 /** How the tabs that share one storage reach the tab that holds its lock, the owner. */
 export interface TabLinks {
-  /** The upstream of a tab that could not take the lock: a transport to the owner tab. */
-  connect(storeId: string): Transport
-  /** Called by the owner tab once booted: answers the other tabs from `owner` until closed. */
-  serve(storeId: string, owner: TabOwner): { close(): Promise<void> }
+  /**
+   * The upstream of a tab that could not take the lock: a transport to the owner tab. `onOwner` hears
+   * what the owner's views say of it beyond the protocol: `upstream`, false when it has no transport.
+   */
+  connect(storeId: string, onOwner?: (owner: { upstream: boolean }) => void): Transport
+  /**
+   * Called by the owner tab once booted: answers the other tabs from `owner` until closed. `upstream`:
+   * false when the owner has no transport, so that the tabs' `sync.flush()` fails as its own does.
+   */
+  serve(storeId: string, owner: TabOwner, info?: { upstream: boolean }): { close(): Promise<void> }
+  /**
+   * Optional: the newest intact snapshot of storeId, read without the lock and repairing nothing
+   * (a tab that finds the lock held boots from it, then pulls only what follows from the owner).
+   * Undefined when there is none; may fail, and the tab then pulls everything from the owner.
+   */
+  peek?(storeId: string): Promise<Snapshot | undefined>
 }
 
 /** The owner tab's side of the tab link: its view is its confirmed events, then its pending list. */

@@ -4,16 +4,59 @@
  * tab it syncs with the owner over the storage's tab link until the lock
  * passes to it, and then takes the storage over.
  */
-import type { BootedLog } from './boot.js'
+import type { SqlJsStatic } from 'sql.js'
+import { type BootedLog, bootLog } from './boot.js'
 import { ConflictDroppedError, TidelogError } from './errors.js'
-import type { EventLog, LogChange } from './eventlog.js'
+import { createEventLog, type EventLog, type EventLogHooks, type LogChange } from './eventlog.js'
+import { randomId } from './ids.js'
 import type { Journal } from './journal.js'
 import type { PendingEvent, SyncState } from './protocol.js'
-import type { Storage, StorageHandle } from './storage.js'
+import type { Schema } from './schema.js'
+import type { Snapshot, Storage, StorageHandle } from './storage.js'
 import type { PushGate } from './store-push-gate.js'
 import type { SyncEngineOptions, SyncHost } from './sync-engine.js'
 import { createTabClient, createTabOwner, heldIds, type TabClient } from './tabs.js'
 import type { Transport } from './transport.js'
+
+/** What a client tab booted: its own log and identity, and the snapshot it booted from, if any. */
+export interface ClientTabBoot {
+  booted: BootedLog
+  /** The confirmed head and backendId of the snapshot; undefined when the tab booted empty. */
+  snapshot?: { head: number; backendId: string | undefined }
+}
+
+/**
+ * The log a client tab starts with: the storage's newest intact snapshot, read without the lock
+ * (`Storage.tabs.peek`), minus the owner's local events, under a clientId of this tab's own; so that
+ * it pulls from the owner only what follows the snapshot. Empty, to pull it all, when the storage
+ * cannot peek, holds no snapshot, the snapshot was made under another schema, or it cannot be used.
+ */
+export async function bootClientTab(SQL: SqlJsStatic, schema: Schema<any>, hooks: EventLogHooks, storage: Storage, storeId: string): Promise<ClientTabBoot> {
+  const empty = (): ClientTabBoot => ({ booted: bootLog(SQL, schema, { records: [], dropped: [] }, hooks, () => {}) })
+  let snapshot: Snapshot | undefined
+  try {
+    snapshot = await storage.tabs?.peek?.(storeId)
+  } catch (error) {
+    hooks.onWarning(
+      `this tab could not read the storage's snapshot, so it pulls all of it from the tab that holds the storage: ${(error as Error)?.message ?? error}`,
+    )
+    return empty()
+  }
+  if (!snapshot || snapshot.schemaHash !== schema.hash) return empty()
+  let log: EventLog
+  try {
+    log = createEventLog(SQL, schema, hooks, snapshot.bytes)
+  } catch {
+    return empty()
+  }
+  // the owner's UI state stays the owner's (I5 keeps it in tables of its own)
+  if (!log.dropLocal()) {
+    log.close()
+    return empty()
+  }
+  const booted: BootedLog = { log, clientId: randomId(10), counter: 0, backendId: undefined, position: 0, snapshotSoon: false, dropped: new Map() }
+  return { booted, snapshot: { head: log.head, backendId: log.meta('backendId') || undefined } }
+}
 
 /** What the tab half needs from the store; getters, since taking the storage over replaces what they return. */
 export interface StoreTabsContext {
@@ -22,6 +65,8 @@ export interface StoreTabsContext {
   /** The schema's tables, all written when the log is replaced. */
   tables: string[]
   sync: SyncEngineOptions | undefined
+  /** Whether the store has a transport: an owner without one says so to the other tabs. */
+  upstream: boolean
   warn(message: string): void
   closed(): boolean
   log(): EventLog
@@ -41,8 +86,12 @@ export interface StoreTabsContext {
   setState: SyncHost['setState']
   /** Loads and boots the storage behind `handle`; closes the handle when that fails. */
   boot(handle: StorageHandle): Promise<BootedLog>
+  /** A client tab's snapshot was not the owner's log: from now on the store's log is an empty one. */
+  restartLog(): void
   /** The lock passed here: from now on the store's log, handle, journal and backendId are those booted. */
   ownStorage(handle: StorageHandle, booted: BootedLog): void
+  /** The store's engine looks again (pulls, pushes) now. */
+  poke(): void
   /** Syncs over `transport` (a client tab's link to the owner) from now on. */
   syncOver(transport: Transport, host: SyncHost, options: SyncEngineOptions): void
   /** Syncs with the backend, as the storage's owner: over the store's transport, if it has one; returns the engine it replaced. */
@@ -53,15 +102,18 @@ export interface StoreTabsContext {
 export interface StoreTabs {
   /** This store's side of the link while it is a client tab, else undefined. */
   readonly client: TabClient | undefined
+  /** True while this store is a client tab whose owner has no transport (its `sync.flush()` cannot succeed). */
+  readonly ownerWithoutTransport: boolean
   /** After every change of the log or of the sync state: the owner sends the other tabs its view. */
   changed(): void
   /** The store owns the storage: it answers the other tabs (when the storage has a tab link) until `close`. */
   serve(): void
   /**
-   * Another tab holds the storage: this store becomes its client and waits for the lock; resolves once the
-   * owner's view was first applied (or the lock came here first). Needs `storage.tabs`.
+   * Another tab holds the storage: this store, booted by bootClientTab from `snapshot` (if any), becomes its
+   * client and waits for the lock; resolves once the owner's view was first applied (or the lock came here
+   * first). Needs `storage.tabs`.
    */
-  join(): Promise<void>
+  join(snapshot: ClientTabBoot['snapshot']): Promise<void>
   /** The store closes: the other tabs hear the owner leave before the lock passes on. */
   closeServer(): Promise<void>
   /** The store closed: a client tab's commits that the owner never acknowledged will not be. */
@@ -72,6 +124,7 @@ export function createStoreTabs(ctx: StoreTabsContext): StoreTabs {
   const { storage, storeId, warn } = ctx
   let server: { close(): Promise<void> } | undefined
   let client: TabClient | undefined
+  let ownerUpstream = true // as the owner's views last said
 
   /** Appends events as pending, one at a time where a batch fails; returns what applied and the tables written. */
   const appendPending = (events: PendingEvent[], what: string) => {
@@ -110,7 +163,7 @@ export function createStoreTabs(ctx: StoreTabsContext): StoreTabs {
   })
 
   const serve = () => {
-    if (storage.tabs && !ctx.closed()) server = storage.tabs.serve(storeId, owner)
+    if (storage.tabs && !ctx.closed()) server = storage.tabs.serve(storeId, owner, { upstream: ctx.upstream })
   }
 
   /** The lock passed to this client tab: boot the storage, put what is unacknowledged on top, sync upstream. */
@@ -173,9 +226,12 @@ export function createStoreTabs(ctx: StoreTabsContext): StoreTabs {
     get client() {
       return client
     },
+    get ownerWithoutTransport() {
+      return client !== undefined && !ownerUpstream
+    },
     changed: owner.changed,
     serve,
-    async join() {
+    async join(snapshot) {
       const tabs = storage.tabs!
       const joined = createTabClient({
         storeId,
@@ -190,9 +246,17 @@ export function createStoreTabs(ctx: StoreTabsContext): StoreTabs {
           ctx.settle(change)
         },
         setState: ctx.setState,
+        snapshot,
+        startOver() {
+          ctx.restartLog()
+          ctx.poke()
+        },
       })
       client = joined
-      ctx.syncOver(tabs.connect(storeId), joined.host, { minBackoffMs: 20, maxBackoffMs: 1000, ...ctx.sync })
+      const link = tabs.connect(storeId, (o) => {
+        ownerUpstream = o.upstream
+      })
+      ctx.syncOver(link, joined.host, { minBackoffMs: 20, maxBackoffMs: 1000, ...ctx.sync })
       storage.open(storeId, { waitForLock: true }).then(takeOver, (error: Error) => warn(`waiting for the storage lock failed: ${error.message}`))
       // boot with the owner's data, or as the owner if the lock passed here first
       const slow = setTimeout(() => warn(`waiting for the tab that holds storage "${storage.name}" to answer`), 5000)

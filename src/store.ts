@@ -16,7 +16,7 @@ import { createPushGate } from './store-push-gate.js'
 import { createReceipts } from './store-receipts.js'
 import { createSnapshots } from './store-snapshots.js'
 import { createStoreSyncHost } from './store-sync-host.js'
-import { createStoreTabs } from './store-tabs.js'
+import { bootClientTab, createStoreTabs } from './store-tabs.js'
 import type { CommitReceipt, Store, StoredEvent, StoreOptions, SyncStatus } from './store-types.js'
 import { createSyncEngine, type SyncEngine } from './sync-engine.js'
 import { openShared } from './tabs.js'
@@ -68,9 +68,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       else warn(`event "${ev.name}" is unknown to this schema (made by a newer client?); it is kept and synced but not materialized.`)
     },
   }
-  const boot = async (h: StorageHandle | undefined): Promise<BootedLog> => {
-    // a client tab starts empty, with a clientId of its own, and fills up from the owner tab
-    if (!h) return bootLog(SQL, schema, { records: [], dropped: [] }, hooks, () => {})
+  const boot = async (h: StorageHandle): Promise<BootedLog> => {
     try {
       onProgress({ phase: 'load', done: 0, total: 1 })
       const loaded = await h.load()
@@ -82,7 +80,9 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       throw error
     }
   }
-  const booted = await boot(handle)
+  // a client tab boots from the storage's snapshot, with a clientId of its own, and pulls the rest from the owner tab
+  const asClient = handle ? undefined : await bootClientTab(SQL, schema, hooks, storage, storeId)
+  const booted = handle ? await boot(handle) : asClient!.booted
   let log: EventLog = booted.log
   const { clientId } = booted
   let counter = booted.counter
@@ -176,6 +176,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     storage,
     tables: Object.keys(schema.tables),
     sync: options.sync,
+    upstream: options.transport !== undefined,
     warn,
     closed: () => closed,
     log: () => log,
@@ -191,6 +192,14 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     recheck: receipts.recheck,
     setState: (state, error) => updateStatus(error ? { state, error } : { state }),
     boot,
+    restartLog() {
+      const fresh = bootLog(SQL, schema, { records: [], dropped: [] }, hooks, () => {})
+      log.close()
+      log = fresh.log
+      queries.reset()
+      publish(Object.keys(schema.tables))
+    },
+    poke: () => engine?.poke(),
     ownStorage(h, next) {
       log = next.log
       handle = h
@@ -287,6 +296,13 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
           return Promise.reject(
             new TidelogError('no_transport', 'sync.flush() cannot confirm events: this store has no transport. Pass createStore({ transport }) to sync.'),
           )
+        if (tabs.ownerWithoutTransport)
+          return Promise.reject(
+            new TidelogError(
+              'no_transport',
+              'sync.flush() cannot confirm events: the tab that owns the storage has no transport. Pass createStore({ transport }) in every tab to sync.',
+            ),
+          )
         return receipts.flushed()
       },
       pause() {
@@ -351,6 +367,6 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   if (handle) {
     tabs.serve()
     syncUpstream()
-  } else await tabs.join()
+  } else await tabs.join(asClient!.snapshot)
   return store
 }

@@ -2,7 +2,8 @@
  * Several tabs, one storage (PROTOCOL.md, Tabs). The tab holding the storage's
  * lock, the owner, is a normal store that also answers the other tabs over the
  * storage's tab link (`Storage.tabs`); every other tab is a client of it whose
- * state lives in its own memory:
+ * state lives in its own memory, booted from the storage's snapshot where it
+ * can peek at one (store-tabs.ts) and pulled from the owner after it:
  *
  *     owner:   1 ..... confirmed head | owner pending (its own and the tabs' events, in its order)
  *     client:  1 ..... confirmed head | owner pending (as last heard) | own unacknowledged
@@ -103,6 +104,13 @@ export interface TabClientContext {
   /** Signals and sync status after a rebase, then receipts. */
   applied(change: LogChange): void
   setState: SyncHost['setState']
+  /**
+   * What this tab booted from: the storage's snapshot, read without the lock (store-tabs.ts), with
+   * the confirmed head and backendId of the owner's log as it was then. Undefined when it booted empty.
+   */
+  snapshot?: { head: number; backendId: string | undefined }
+  /** The snapshot is not the owner's log (it was reset since, or follows another backend): boot empty, pull it all. */
+  startOver(): void
 }
 
 interface Commit {
@@ -138,8 +146,10 @@ export interface TabClient {
  */
 export function createTabClient(ctx: TabClientContext): TabClient {
   const own = new Map<string, { event: PendingEvent; commit: Commit }>()
-  let list: PendingEvent[] = [] // the owner's pending list as last heard (T1)
-  let listHead = 0 // the confirmed head that list follows
+  // the owner's pending list as last heard (T1): a tab booted from the storage's snapshot heard it there
+  let list: PendingEvent[] = ctx.log().readPending()
+  let listHead = ctx.log().head // the confirmed head that list follows
+  let snapshot = ctx.snapshot // checked against the first view
   let active = true
   let link: { state: SyncState; error?: Error } = { state: 'connecting' }
   let ownerState: SyncState | undefined
@@ -170,6 +180,16 @@ export function createTabClient(ctx: TabClientContext): TabClient {
     },
     applyUpstream(events, backendId, upstream) {
       if (!active) return
+      if (upstream && snapshot) {
+        // the owner's log only grows under one backendId; anything else means the snapshot is not a prefix of it
+        const stale = upstream.head < snapshot.head || (backendId !== '' && snapshot.backendId !== undefined && backendId !== snapshot.backendId)
+        snapshot = undefined
+        if (stale) {
+          list = []
+          listHead = 0
+          return ctx.startOver()
+        }
+      }
       const log = ctx.log()
       if (upstream) {
         list = upstream.pending

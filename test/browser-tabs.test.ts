@@ -21,9 +21,15 @@ interface NotesApi {
   add(id: string, text: string): { persisted: Promise<void>; confirmed: Promise<number | null> }
   ids(): string[]
   waitFor(ids: string[]): Promise<string[]>
-  store: { sync: { status: { value: { head: number; pending: number; state: string } } } }
+  store: {
+    clientId: string
+    sync: { status: { value: { head: number; pending: number; state: string } }; flush(): Promise<void> }
+    commit(...events: unknown[]): unknown
+    close(): Promise<void>
+  }
 }
 declare const notesApi: NotesApi
+declare const notesSchema: { events: { noteAdded(args: { id: string; text: string }): unknown } }
 declare const notes: Promise<boolean>
 
 describe.skipIf(!hasChromium)('indexedDbStorage in several tabs of one context, syncing with a server', () => {
@@ -114,6 +120,50 @@ describe.skipIf(!hasChromium)('indexedDbStorage in several tabs of one context, 
     await add(c, id('c3'))
     for (const p of [b, c, d]) await waitIds(p, [id('b2'), id('c3')])
     await untilServerHas([id('b2'), id('c3')])
+    expect(relevant(errors)).toEqual([])
+    await context.close()
+  }, 90_000)
+
+  it("a tab opened over a big log boots from the storage's snapshot and pulls only what follows it from the owner", async () => {
+    const errors: string[] = []
+    const { context, open } = await app(errors)
+    const a = await open()
+    const tag = randomUUID().slice(0, 6)
+    const many = 3000
+    await a.evaluate(
+      async ({ tag, many }) => {
+        for (let i = 0; i < many; i += 500)
+          notesApi.store.commit(
+            ...Array.from({ length: 500 }, (_, j) => notesSchema.events.noteAdded({ id: `${tag}-${String(i + j).padStart(5, '0')}`, text: 'x' })),
+          )
+        await notesApi.store.sync.flush()
+        await notesApi.store.close() // a snapshot at close
+      },
+      { tag, many },
+    )
+    await a.reload() // the owner again, booted from that snapshot
+    await a.evaluate(() => notes)
+    await a.evaluate((tag) => Promise.all(['a', 'b', 'c'].map((s) => notesApi.add(`${tag}-late-${s}`, 'x').confirmed)), tag)
+    const db = new URL(a.url()).searchParams.get('db')!
+    const b = await context.newPage()
+    collectErrors(b, 'tab b', errors)
+    // counts the events of the owner's `pulled` answers on the tab link, from before this tab's store exists
+    await b.addInitScript((channel) => {
+      const w = window as unknown as { pulledEvents: number }
+      w.pulledEvents = 0
+      new BroadcastChannel(channel).onmessage = (e) => {
+        if (e.data?.type === 'pulled') w.pulledEvents += e.data.events.length
+      }
+    }, `tidelog-tabs:${db}:notes`)
+    await b.goto(a.url())
+    await b.evaluate(() => notes)
+    expect((await ids(b)).filter((i) => i.startsWith(tag))).toHaveLength(many + 3)
+    expect(await b.evaluate(() => (window as unknown as { pulledEvents: number }).pulledEvents)).toBe(3)
+    const clientIds = await Promise.all([a, b].map((p) => p.evaluate(() => notesApi.store.clientId)))
+    expect(clientIds[1]).not.toBe(clientIds[0])
+    await add(b, `${tag}-from-b`)
+    await waitIds(a, [`${tag}-from-b`])
+    await untilServerHas([`${tag}-from-b`])
     expect(relevant(errors)).toEqual([])
     await context.close()
   }, 90_000)

@@ -300,6 +300,40 @@ describe('a store that is not the owner', () => {
     await Promise.all([tab.close(), owner.close()])
   })
 
+  it('sync.flush() rejects with no_transport, as a single store without a transport does, when the owner has no transport', async () => {
+    const { open } = setup(false)
+    const owner = await open()
+    const tab = await open()
+    await within(tab.commit(set('t', 1)).persisted, "the owner's acknowledgement")
+    await expect(owner.sync.flush()).rejects.toMatchObject({ name: 'TidelogError', code: 'no_transport' })
+    await expect(tab.sync.flush()).rejects.toMatchObject({
+      name: 'TidelogError',
+      code: 'no_transport',
+      message: expect.stringContaining('the tab that owns the storage has no transport'),
+    })
+    await Promise.all([tab.close(), owner.close()])
+  })
+
+  it('sync.flush() keeps waiting while an owner that has a transport is offline, and resolves once it is back', async () => {
+    const { open } = setup()
+    const owner = await open()
+    const tab = await open()
+    owner.sync.pause()
+    tab.commit(set('t', 1))
+    let settled = 'no'
+    const flushed = tab.sync.flush().then(
+      () => (settled = 'resolved'),
+      (error: Error) => (settled = `rejected: ${error.message}`),
+    )
+    await waitFor(tab.sync.status, (s) => s.state === 'offline' && s.pending === 1, "the tab to show the owner's offline")
+    await new Promise((r) => setTimeout(r, 200))
+    expect(settled).toBe('no')
+    owner.sync.resume()
+    await within(flushed, 'the flush once the owner is back')
+    expect(settled).toBe('resolved')
+    await Promise.all([tab.close(), owner.close()])
+  })
+
   it('pause() stops its link to the owner; resume() catches up', async () => {
     const { open } = setup(false)
     const owner = await open()

@@ -8,6 +8,8 @@
  *                    { v, type: 'bye', from, to: hostId }           the client left
  *   host -> client   { v, rid, ...answer, from, to, epoch }         pulled / pushed / rejected / error
  *                    { v, type: 'events', storeId, events, head, from, to, epoch }
+ *                        (from a storage owner tab, the view's end also carries pending, ownerState,
+ *                        backendId and, when it has no transport, ownerUpstream: false; PROTOCOL.md, Tabs)
  *                    { v, type: 'host', streaming?, from, to: clientId | '*', epoch }  ping answer or announcement
  *                    { v, type: 'bye', from, to: '*', epoch }       the host left
  *
@@ -26,7 +28,7 @@ import { randomId } from '../src/ids.js'
 import type { ClientMessage, PullResponse, PushResponse, QueuedResponse } from '../src/protocol.js'
 import { createRequestTable } from '../src/request-table.js'
 import type { Transport, TransportHandlers } from '../src/transport.js'
-import { type ClientSends, type HostSends, type HostToClient, routed } from './broadcast-channel-messages.js'
+import { type ClientSends, type HostSends, type HostToClient, type OwnerExtras, routed } from './broadcast-channel-messages.js'
 import { expectType, protocolError } from './shared.js'
 
 /** A protocol request before the request table gives it its rid. */
@@ -42,6 +44,8 @@ export interface BroadcastChannelClientOptions {
   requestTimeoutMs?: number
   /** How often an online client checks that its host is still there; default 15 000 ms. */
   heartbeatMs?: number
+  /** Hears what a storage owner tab's views say of it beyond the protocol (the tab link, TabLinks.connect). */
+  onOwner?: (owner: { upstream: boolean }) => void
 }
 
 /** Started at connect, next to the client (the host election of `host: 'auto'`); returns how to stop it. */
@@ -59,7 +63,7 @@ interface Request {
  * and the tab link (tab-link.ts), which reach a host elsewhere on the channel.
  */
 export function broadcastChannelClient(options: BroadcastChannelClientOptions, alongside?: AlongsideClient): Transport {
-  const { channel, requestTimeoutMs = 5000, heartbeatMs = 15_000 } = options
+  const { channel, requestTimeoutMs = 5000, heartbeatMs = 15_000, onOwner } = options
   // a host on a BroadcastChannel answers a ping within milliseconds; waiting longer only delays `offline`
   const pongTimeoutMs = Math.min(requestTimeoutMs, 1000)
   const clientId = randomId()
@@ -163,6 +167,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
     if (m.from !== hostId) return
     if (m.type === 'bye') return lost(new TransportError(`broadcastChannelTransport: the host on channel "${channel}" closed; waiting for a new host`))
     if (m.type === 'events') {
+      if (m.pending) onOwner?.({ upstream: m.ownerUpstream !== false })
       if (handlers && m.storeId === handlers.storeId)
         handlers.onEvents(m.events, m.head, m.pending ? { pending: m.pending, state: m.ownerState, backendId: m.backendId } : undefined)
       return
@@ -205,12 +210,13 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
       settleFirst = undefined
     },
     async pull(request_): Promise<PullResponse> {
-      const m = expectType<PullResponse>(
+      const m = expectType<PullResponse & OwnerExtras>(
         await request({ type: 'pull', storeId: request_.storeId, since: request_.since, limit: request_.limit }, 'pull'),
         ['pulled'],
         'pull',
       )
       if (!m.more) streaming = true
+      if (m.pending) onOwner?.({ upstream: m.ownerUpstream !== false })
       // `pending` comes from a storage owner tab (PROTOCOL.md, Tabs)
       return {
         type: 'pulled',

@@ -16,6 +16,14 @@ export interface Routing {
 export type ClientSends = (ClientMessage & { rid: string }) | { v: 1; type: 'ping' } | { v: 1; type: 'bye' }
 
 /**
+ * What an owner tab adds to a view beyond the protocol (PROTOCOL.md, Tabs): `ownerUpstream: false`
+ * when it has no transport at all, so that a tab tells that from an owner that is only offline.
+ */
+export interface OwnerExtras {
+  ownerUpstream?: false
+}
+
+/**
  * A host's messages, before routing and epoch: protocol answers and live
  * `events` (with the owner tab's pending list when a tab owns the storage, which
  * also answers `queued` to a push),
@@ -23,8 +31,9 @@ export type ClientSends = (ClientMessage & { rid: string }) | { v: 1; type: 'pin
  * to that client) and its goodbye.
  */
 export type HostSends =
-  | Exclude<ServerMessage, { type: 'events' }>
-  | (Extract<ServerMessage, { type: 'events' }> & { pending?: PendingEvent[]; ownerState?: SyncState; backendId?: string })
+  | Exclude<ServerMessage, { type: 'events' | 'pulled' }>
+  | (Extract<ServerMessage, { type: 'pulled' }> & OwnerExtras)
+  | (Extract<ServerMessage, { type: 'events' }> & OwnerExtras & { pending?: PendingEvent[]; ownerState?: SyncState; backendId?: string })
   | { v: 1; rid?: string | number; type: 'queued' }
   | { v: 1; type: 'host'; streaming?: boolean }
   | { v: 1; type: 'bye' }

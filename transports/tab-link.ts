@@ -17,7 +17,7 @@ import { randomId } from '../src/ids.js'
 import { errorMessage, MAX_PULL_LIMIT, ProtocolViolation, parseClientMessage } from '../src/protocol.js'
 import type { TabLinks, TabOwner } from '../src/storage.js'
 import { broadcastChannelClient } from './broadcast-channel-client.js'
-import { type HostSends, routed } from './broadcast-channel-messages.js'
+import { type HostSends, type OwnerExtras, routed } from './broadcast-channel-messages.js'
 
 /** Timing of the link's client end (see broadcast-channel-client.ts). */
 export interface TabLinkOptions {
@@ -35,12 +35,12 @@ export interface TabLinkOptions {
 export function broadcastTabLinks(name: string, options: TabLinkOptions = {}): TabLinks {
   const channelOf = (storeId: string) => `tidelog-tabs:${name}:${storeId}`
   return {
-    connect: (storeId) => broadcastChannelClient({ channel: channelOf(storeId), ...options }),
-    serve: (storeId, owner) => serveTabs(channelOf(storeId), storeId, owner, 4 * (options.heartbeatMs ?? 15_000)),
+    connect: (storeId, onOwner) => broadcastChannelClient({ channel: channelOf(storeId), ...options, onOwner }),
+    serve: (storeId, owner, info) => serveTabs(channelOf(storeId), storeId, owner, 4 * (options.heartbeatMs ?? 15_000), info?.upstream ?? true),
   }
 }
 
-function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: number): { close(): Promise<void> } {
+function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: number, upstream: boolean): { close(): Promise<void> } {
   const hostId = randomId()
   // owners follow each other in time, so a later one has a higher epoch (B1 of broadcast-channel-client.ts)
   const epoch = Date.now()
@@ -49,6 +49,8 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
   const tabs = new Map<string, { cursor: number; streaming: boolean; seen: number }>()
   let live = true
   let scheduled = false
+  // said with every view (the owner's pending list): an owner without a transport is not merely offline
+  const extras: OwnerExtras = upstream ? {} : { ownerUpstream: false }
 
   const send = (to: string, msg: HostSends) => {
     if (live) bc.postMessage({ ...msg, from: hostId, to, epoch })
@@ -78,7 +80,7 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
           storeId,
           events: page.events,
           head: page.head,
-          ...(page.pending ? { pending: page.pending, ownerState: page.ownerState, backendId: page.backendId } : {}),
+          ...(page.pending ? { pending: page.pending, ownerState: page.ownerState, backendId: page.backendId, ...extras } : {}),
         })
         if (page.events.length) t.cursor = page.events[page.events.length - 1]!.seq
         if (!page.more || !page.events.length) break
@@ -112,7 +114,7 @@ function serveTabs(channel: string, storeId: string, owner: TabOwner, ttlMs: num
         tab.streaming = true
         tab.cursor = page.events.length ? page.events[page.events.length - 1]!.seq : msg.since
       }
-      send(from, { v: 1, rid, ...page })
+      send(from, { v: 1, rid, ...page, ...(page.pending ? extras : {}) })
     } catch (error) {
       if (error instanceof ProtocolViolation) send(from, errorMessage(error.code, error.message, rid))
       else send(from, errorMessage('internal', `the tab that owns the storage failed: ${(error as Error)?.message ?? error}. Retrying.`, rid))

@@ -1,0 +1,167 @@
+/**
+ * A client tab boots from the storage's snapshot (PROTOCOL.md, Tabs: how a client tab boots):
+ * indexedDbStorage on fake-indexeddb, its tab link a real BroadcastChannel, the owner syncing
+ * with a memory backend. What the tab pulls from the owner is counted on a channel of its own
+ * that hears every message of the link.
+ */
+import 'fake-indexeddb/auto'
+import { randomUUID } from 'node:crypto'
+import { createStore, defineEvent, defineSchema, localTransport, type Storage, type Store, sql } from 'tidelog'
+import { indexedDbStorage } from 'tidelog/adapters/indexeddb'
+import { memoryBackend } from 'tidelog/server'
+import { describe, expect, it } from 'vitest'
+import type { Snapshot } from '../src/storage.js'
+import { waitFor, within } from './helpers/wait.js'
+
+const schema = defineSchema({
+  tables: {
+    items: sql`CREATE TABLE items (id TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
+    ui: sql`CREATE TABLE ui (k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
+  },
+  events: {
+    set: defineEvent<{ id: string; value: number }>({
+      materialize: ({ id, value }) => sql`INSERT OR REPLACE INTO items (id, value) VALUES (${id}, ${value})`,
+    }),
+    uiSet: defineEvent<{ k: string; v: string }>({ local: true, materialize: ({ k, v }) => sql`INSERT OR REPLACE INTO ui (k, v) VALUES (${k}, ${v})` }),
+  },
+})
+type S = Store<typeof schema>
+const set = (id: string, value: number) => schema.events.set({ id, value })
+const STORE = 'snap'
+const count = (store: S) => store.query<{ n: number }>(sql`SELECT count(*) AS n FROM items`).value[0]!.n
+const ui = (store: S) => store.query<{ k: string; v: string }>(sql`SELECT k, v FROM ui`).value
+const value = (store: S, id: string) => store.query<{ value: number }>(sql`SELECT value FROM items WHERE id = ${id}`).value[0]?.value
+
+/** Counts the events in every `pulled` answer on the tab link of `name` (the owner's pages to the client tabs). */
+function countPulled(name: string) {
+  const bc = new BroadcastChannel(`tidelog-tabs:${name}:${STORE}`)
+  const seen = { events: 0, pages: 0 }
+  bc.onmessage = (e: MessageEvent) => {
+    const m = e.data as { type?: string; events?: unknown[] }
+    if (m.type !== 'pulled') return
+    seen.pages++
+    seen.events += m.events?.length ?? 0
+  }
+  return { seen, close: () => bc.close() }
+}
+
+const open = (storage: Storage, backend: ReturnType<typeof memoryBackend> | undefined) =>
+  createStore({
+    schema,
+    storeId: STORE,
+    storage,
+    dev: false,
+    onWarning: () => {},
+    transport: backend && localTransport(backend),
+    sync: { minBackoffMs: 5, maxBackoffMs: 50 },
+  })
+
+/**
+ * An owner over a storage whose snapshot holds `confirmed` events, one pending event and one local
+ * event, and whose journal after the snapshot holds `after` confirmed events and one pending one.
+ */
+async function ownerWithSnapshot(confirmed: number, after: number) {
+  const name = `tabs-snap-${randomUUID()}`
+  const storage = indexedDbStorage({ name })
+  const backend = memoryBackend()
+  let owner = await open(storage, backend)
+  for (let i = 0; i < confirmed; i += 100) owner.commit(...Array.from({ length: Math.min(100, confirmed - i) }, (_, j) => set(`c${i + j}`, i + j)))
+  await within(owner.sync.flush(), 'the confirmed part to reach the server', 30_000)
+  owner.sync.pause()
+  owner.commit(set('sp', 1)) // pending in the snapshot; confirmed once the owner is back
+  await owner.commit(schema.events.uiSet({ k: 'filter', v: 'owner' })).persisted
+  await owner.close() // a snapshot at close
+  owner = await open(storage, backend)
+  for (let i = 0; i < after; i++) owner.commit(set(`a${i}`, i))
+  await within(owner.sync.flush(), 'the events after the snapshot to be confirmed')
+  owner.sync.pause()
+  await owner.commit(set('p', 7)).persisted // pending in the journal only
+  return { name, storage, backend, owner, head: confirmed + 1 + after }
+}
+
+describe('a client tab boots from the storage snapshot', () => {
+  it("boots with the data, pulls only what follows the snapshot, leaves the owner's local events out and mints ids under its own clientId", async () => {
+    const { name, storage, backend, owner, head } = await ownerWithSnapshot(3000, 4)
+    expect(owner.sync.status.value.head).toBe(head)
+    const snapshot = await storage.tabs!.peek!(STORE)
+    expect(snapshot?.schemaHash).toBe(schema.hash)
+    const pulled = countPulled(name)
+    const tab = await open(storage, backend)
+    // the confirmed part, the snapshot's pending event (confirmed since) and the owner's pending event
+    expect(count(tab)).toBe(3000 + 1 + 4 + 1)
+    expect(value(tab, 'p')).toBe(7)
+    expect(tab.sync.status.value.head).toBe(head)
+    expect(
+      tab
+        .events()
+        .filter((e) => e.seq === null)
+        .map((e) => (e.args as { id: string }).id),
+    ).toEqual(['p'])
+    // one page: the confirmed events after the snapshot (the snapshot's own head is 3000, its pending event came later)
+    expect(pulled.seen.events).toBe(1 + 4)
+    expect(ui(tab)).toEqual([])
+    expect(ui(owner)).toEqual([{ k: 'filter', v: 'owner' }])
+
+    expect(tab.clientId).not.toBe(owner.clientId)
+    const mine = tab.commit(set('t', 1), schema.events.uiSet({ k: 'filter', v: 'tab' }))
+    expect(mine.events.map((e) => e.id.split(':')[0])).toEqual([tab.clientId, tab.clientId])
+    await within(mine.persisted, "the owner's acknowledgement")
+    expect(ui(tab)).toEqual([{ k: 'filter', v: 'tab' }])
+    owner.sync.resume()
+    expect(await within(mine.confirmed, 'the server to confirm the tab commit')).toBe(head + 2)
+    await waitFor(owner.sync.status, (s) => s.head === head + 2 && s.pending === 0, 'the owner at the head')
+    expect(tab.events().map((e) => e.id)).toEqual(owner.events().map((e) => e.id))
+    pulled.close()
+    await Promise.all([tab.close(), owner.close()])
+  }, 60_000)
+
+  const fallbacks: [string, (s: Storage) => Promise<Snapshot | undefined>][] = [
+    [
+      'the peek fails',
+      async () => {
+        throw new Error('no peeking here')
+      },
+    ],
+    ['the peek finds nothing', async () => undefined],
+    ['the snapshot was made under another schema', async (s) => ({ ...(await s.tabs!.peek!(STORE))!, schemaHash: 'another' })],
+  ]
+  it.each(fallbacks)(
+    'pulls the whole log from the owner when %s',
+    async (_, peek) => {
+      const { name, storage, backend, owner, head } = await ownerWithSnapshot(300, 2)
+      const peeking: Storage = { name: storage.name, open: storage.open, tabs: { ...storage.tabs!, peek: () => peek(storage) } }
+      const pulled = countPulled(name)
+      const tab = await open(peeking, backend)
+      expect(count(tab)).toBe(300 + 1 + 2 + 1)
+      expect(pulled.seen.events).toBe(head)
+      expect(ui(tab)).toEqual([])
+      const mine = tab.commit(set('t', 1))
+      expect(mine.event.id.startsWith(`${tab.clientId}:`)).toBe(true)
+      await within(mine.persisted, "the owner's acknowledgement")
+      pulled.close()
+      await Promise.all([tab.close(), owner.close()])
+    },
+    60_000,
+  )
+
+  it("starts over from an empty log when the snapshot is not the owner's log (another backend): the tab shows the owner's data only", async () => {
+    const other = await ownerWithSnapshot(50, 0)
+    await other.owner.close()
+    const name = `tabs-snap-${randomUUID()}`
+    const storage = indexedDbStorage({ name })
+    const backend = memoryBackend()
+    const owner = await open(storage, backend)
+    // further than the snapshot's head, so that only the backendId tells the logs apart
+    for (let i = 0; i < 60; i++) owner.commit(set(`o${i}`, i))
+    await within(owner.sync.flush(), 'the owner to sync')
+    // the tab is handed the other storage's snapshot: 51 confirmed events under another backendId
+    const wrong: Storage = { name: storage.name, open: storage.open, tabs: { ...storage.tabs!, peek: () => other.storage.tabs!.peek!(STORE) } }
+    const tab = await open(wrong, backend)
+    expect(count(tab)).toBe(60)
+    expect(value(tab, 'c0')).toBeUndefined()
+    expect(tab.sync.status.value.head).toBe(60)
+    expect(tab.sync.status.value.error).toBeUndefined()
+    await within(tab.commit(set('t', 1)).confirmed, 'the tab commit to be confirmed')
+    await Promise.all([tab.close(), owner.close()])
+  }, 60_000)
+})
