@@ -6,11 +6,11 @@
  */
 import 'fake-indexeddb/auto'
 import { randomUUID } from 'node:crypto'
-import { createStore, defineEvent, defineSchema, localTransport, type Storage, type Store, sql } from 'tidelog'
+import { get, keys, createStore as keyvalStore, set as put } from 'idb-keyval'
+import { createStore, defineEvent, defineSchema, localTransport, type Snapshot, type Storage, type Store, sql } from 'tidelog'
 import { indexedDbStorage } from 'tidelog/adapters/indexeddb'
 import { memoryBackend } from 'tidelog/server'
 import { describe, expect, it } from 'vitest'
-import type { Snapshot } from '../src/storage.js'
 import { waitFor, within } from './helpers/wait.js'
 
 const schema = defineSchema({
@@ -115,6 +115,24 @@ describe('a client tab boots from the storage snapshot', () => {
     await Promise.all([tab.close(), owner.close()])
   }, 60_000)
 
+  it('a tab booted from the snapshot takes the storage over when the owner closes, with its own events on top', async () => {
+    const { storage, backend, owner, head } = await ownerWithSnapshot(200, 1)
+    const tab = await open(storage, backend)
+    const acked = tab.commit(set('t', 1))
+    await within(acked.persisted, "the owner's acknowledgement")
+    await owner.close()
+    const late = tab.commit(set('u', 2)) // acknowledged once this tab owns the storage
+    await within(late.persisted, 'the tab to own the storage')
+    await within(tab.sync.flush(), 'the tab to flush as the owner')
+    expect(count(tab)).toBe(200 + 1 + 1 + 1 + 2)
+    expect(await within(late.confirmed, 'the late commit confirmed')).toBe(head + 3)
+    await tab.close()
+    const again = await open(storage, backend)
+    expect(count(again)).toBe(200 + 1 + 1 + 1 + 2)
+    expect(again.sync.status.value.head).toBe(head + 3)
+    await again.close()
+  }, 60_000)
+
   const fallbacks: [string, (s: Storage) => Promise<Snapshot | undefined>][] = [
     [
       'the peek fails',
@@ -164,4 +182,29 @@ describe('a client tab boots from the storage snapshot', () => {
     await within(tab.commit(set('t', 1)).confirmed, 'the tab commit to be confirmed')
     await Promise.all([tab.close(), owner.close()])
   }, 60_000)
+})
+
+describe("indexedDbStorage's tabs.peek", () => {
+  it('reads the newest intact snapshot while another store holds the lock, and repairs nothing', async () => {
+    const name = `tabs-peek-${randomUUID()}`
+    const storage = indexedDbStorage({ name })
+    expect(await storage.tabs!.peek!(STORE)).toBeUndefined() // nothing stored yet
+    const handle = await storage.open(STORE)
+    await handle.load()
+    await handle.append([{ pos: 1, t: 'init', clientId: 'c' }])
+    await handle.saveSnapshot({ position: 1, schemaHash: 'h', bytes: new Uint8Array([1, 2, 3]) })
+    await handle.append([{ pos: 2, t: 'reset', pending: [] }])
+    await handle.saveSnapshot({ position: 2, schemaHash: 'h', bytes: new Uint8Array([4, 5, 6]) })
+    // the newest snapshot's bytes no longer match their checksum
+    const raw = keyvalStore(name, 'tidelog')
+    const newest = `${STORE}/s/${String(2).padStart(15, '0')}`
+    const stored = await get<{ bytes: Uint8Array }>(newest, raw)
+    stored!.bytes[0] = 99
+    await put(newest, stored, raw)
+    const before = (await keys(raw)).sort()
+    const peeked = await storage.tabs!.peek!(STORE)
+    expect({ position: peeked?.position, bytes: [...(peeked?.bytes ?? [])] }).toEqual({ position: 1, bytes: [1, 2, 3] })
+    expect((await keys(raw)).sort()).toEqual(before) // the damaged snapshot is left for the lock holder's load
+    await handle.close()
+  })
 })
