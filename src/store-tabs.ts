@@ -102,8 +102,11 @@ export interface StoreTabsContext {
 export interface StoreTabs {
   /** This store's side of the link while it is a client tab, else undefined. */
   readonly client: TabClient | undefined
-  /** True while this store is a client tab whose owner has no transport (its `sync.flush()` cannot succeed). */
-  readonly ownerWithoutTransport: boolean
+  /**
+   * A client tab's `sync.flush()` over what `flushed()` waits for: rejects with TidelogError `no_transport`
+   * now, or as soon as the owner's views say so, while the owner has no transport (as a store without one does).
+   */
+  flush(flushed: () => Promise<void>): Promise<void>
   /** After every change of the log or of the sync state: the owner sends the other tabs its view. */
   changed(): void
   /** The store owns the storage: it answers the other tabs (when the storage has a tab link) until `close`. */
@@ -125,6 +128,12 @@ export function createStoreTabs(ctx: StoreTabsContext): StoreTabs {
   let server: { close(): Promise<void> } | undefined
   let client: TabClient | undefined
   let ownerUpstream = true // as the owner's views last said
+  const flushing = new Set<(error: Error) => void>()
+  const noTransport = () =>
+    new TidelogError(
+      'no_transport',
+      'sync.flush() cannot confirm events: the tab that owns the storage has no transport. Pass createStore({ transport }) in every tab to sync.',
+    )
 
   /** Appends events as pending, one at a time where a batch fails; returns what applied and the tables written. */
   const appendPending = (events: PendingEvent[], what: string) => {
@@ -226,8 +235,14 @@ export function createStoreTabs(ctx: StoreTabsContext): StoreTabs {
     get client() {
       return client
     },
-    get ownerWithoutTransport() {
-      return client !== undefined && !ownerUpstream
+    flush(flushed) {
+      if (!ownerUpstream) return Promise.reject(noTransport())
+      return new Promise<void>((resolve, reject) => {
+        flushing.add(reject)
+        flushed()
+          .then(resolve, reject)
+          .finally(() => flushing.delete(reject))
+      })
     },
     changed: owner.changed,
     serve,
@@ -255,6 +270,9 @@ export function createStoreTabs(ctx: StoreTabsContext): StoreTabs {
       client = joined
       const link = tabs.connect(storeId, (o) => {
         ownerUpstream = o.upstream
+        if (ownerUpstream) return
+        for (const reject of flushing) reject(noTransport())
+        flushing.clear()
       })
       ctx.syncOver(link, joined.host, { minBackoffMs: 20, maxBackoffMs: 1000, ...ctx.sync })
       storage.open(storeId, { waitForLock: true }).then(takeOver, (error: Error) => warn(`waiting for the storage lock failed: ${error.message}`))

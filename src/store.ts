@@ -296,14 +296,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
           return Promise.reject(
             new TidelogError('no_transport', 'sync.flush() cannot confirm events: this store has no transport. Pass createStore({ transport }) to sync.'),
           )
-        if (tabs.ownerWithoutTransport)
-          return Promise.reject(
-            new TidelogError(
-              'no_transport',
-              'sync.flush() cannot confirm events: the tab that owns the storage has no transport. Pass createStore({ transport }) in every tab to sync.',
-            ),
-          )
-        return receipts.flushed()
+        return tabs.client ? tabs.flush(receipts.flushed) : receipts.flushed()
       },
       pause() {
         paused = true

@@ -314,6 +314,31 @@ describe('a store that is not the owner', () => {
     await Promise.all([tab.close(), owner.close()])
   })
 
+  it('a waiting sync.flush() rejects with no_transport once the lock passes to a tab without a transport', async () => {
+    const backend = memoryBackend()
+    const storage = sharedStorage()
+    const open = (withServer: boolean) =>
+      createStore({
+        schema,
+        storeId: 'handoff',
+        storage,
+        dev: false,
+        onWarning: () => {},
+        transport: withServer ? localTransport(backend) : undefined,
+        sync: { minBackoffMs: 5, maxBackoffMs: 50 },
+      })
+    const owner = await open(true)
+    const bare = await open(false) // first in line for the lock
+    const tab = await open(true)
+    owner.sync.pause()
+    await within(tab.commit(set('t', 1)).persisted, "the owner's acknowledgement")
+    const flushed = tab.sync.flush()
+    await owner.close()
+    await expect(within(flushed, 'the verdict on the flush')).rejects.toMatchObject({ name: 'TidelogError', code: 'no_transport' })
+    await expect(bare.sync.flush()).rejects.toMatchObject({ code: 'no_transport' })
+    await Promise.all([tab.close(), bare.close()])
+  })
+
   it('sync.flush() keeps waiting while an owner that has a transport is offline, and resolves once it is back', async () => {
     const { open } = setup()
     const owner = await open()
