@@ -25,8 +25,13 @@ const defaultWasmUrl = () => new URL('./sql-wasm.wasm', import.meta.url).href
 const WASM_FIX =
   'Serve node_modules/tidelog/dist/sql-wasm.wasm at that URL (Vite and webpack 5 emit it by themselves; with esbuild or Rollup copy it next to your bundle), or tell tidelog where it is: createStore({ sqlJs: { locateFile: () => "/path/to/sql-wasm.wasm" } }).'
 
-/** Fetches the wasm and checks it is one, so that a wrong answer fails with what came back rather than deep inside WebAssembly. */
-async function fetchWasm(options: SqlJsOptions | undefined): Promise<Uint8Array> {
+/**
+ * Compiles the wasm from its URL: while it downloads where the server says it is wasm
+ * (`application/wasm`, so that the browser may also cache the compiled code), else from its bytes
+ * once they are checked to be wasm, so that a wrong answer fails with what came back rather than
+ * deep inside WebAssembly.
+ */
+async function compileWasm(options: SqlJsOptions | undefined): Promise<WebAssembly.Module> {
   let url = options?.locateFile ? options.locateFile(WASM_FILE, '') : defaultWasmUrl()
   try {
     url = new URL(url, (globalThis as { location?: { href: string } }).location?.href).href
@@ -37,8 +42,15 @@ async function fetchWasm(options: SqlJsOptions | undefined): Promise<Uint8Array>
   } catch (e) {
     throw new WasmLoadError(url, `the request failed (${asError(e).message})`, WASM_FIX, e)
   }
+  if (response.ok && typeof WebAssembly.compileStreaming === 'function' && /^application\/wasm\b/i.test(response.headers.get('content-type') ?? '')) {
+    try {
+      return await WebAssembly.compileStreaming(response)
+    } catch (e) {
+      throw new WasmLoadError(url, `HTTP ${response.status} application/wasm that does not compile (${asError(e).message})`, WASM_FIX, e)
+    }
+  }
   const bytes = new Uint8Array(await response.arrayBuffer())
-  if (response.ok && bytes[0] === 0 && bytes[1] === 0x61 && bytes[2] === 0x73 && bytes[3] === 0x6d) return bytes
+  if (response.ok && bytes[0] === 0 && bytes[1] === 0x61 && bytes[2] === 0x73 && bytes[3] === 0x6d) return WebAssembly.compile(bytes)
   const type = response.headers.get('content-type') || 'no content-type'
   const first = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ') || 'nothing'
   const html = response.ok && (/html/i.test(type) || /^\s*</.test(new TextDecoder().decode(bytes.subarray(0, 32))))
@@ -48,6 +60,19 @@ async function fetchWasm(options: SqlJsOptions | undefined): Promise<Uint8Array>
   throw new WasmLoadError(url, received, WASM_FIX)
 }
 
+/** sql.js on a module compiled by compileWasm (its `instantiateWasm` hook; a failed instantiation rejects, never hangs). */
+function initCompiled(options: SqlJsOptions | undefined, module: WebAssembly.Module): Promise<SqlJsStatic> {
+  let failed!: (error: unknown) => void
+  const failure = new Promise<never>((_, reject) => {
+    failed = reject
+  })
+  const instantiateWasm = (imports: WebAssembly.Imports, receive: (instance: WebAssembly.Instance) => void) => {
+    WebAssembly.instantiate(module, imports).then(receive, failed)
+    return {}
+  }
+  return Promise.race([initSqlJs({ ...options, instantiateWasm } as Parameters<typeof initSqlJs>[0]), failure])
+}
+
 const loaded = new Map<unknown, Promise<SqlJsStatic>>()
 
 /** Loads sql.js once per options object (the default load is shared by all stores). */
@@ -55,8 +80,10 @@ export function loadSqlJs(options?: SqlJsOptions): Promise<SqlJsStatic> {
   const key = options ?? 'default'
   let p = loaded.get(key)
   if (!p) {
-    const init = (o: SqlJsOptions | undefined) => initSqlJs(o as Parameters<typeof initSqlJs>[0])
-    p = inNode || options?.wasmBinary ? init(options) : fetchWasm(options).then((wasmBinary) => init({ ...options, wasmBinary }))
+    p =
+      inNode || options?.wasmBinary
+        ? initSqlJs(options as Parameters<typeof initSqlJs>[0])
+        : compileWasm(options).then((module) => initCompiled(options, module))
     p.catch(() => loaded.delete(key))
     loaded.set(key, p)
   }

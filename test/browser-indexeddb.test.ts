@@ -62,6 +62,45 @@ describe.skipIf(!hasChromium)('indexedDbStorage() in chromium, through the scrip
     await context.close()
   }, 60_000)
 
+  it('compiles the wasm while it downloads when it is served as application/wasm, and from its bytes when it is not', async () => {
+    const compiled = async (contentType?: string) => {
+      const errors: string[] = []
+      const context = await browser.newContext()
+      // counts the two ways to compile before any script of the page runs
+      await context.addInitScript(() => {
+        const seen = { streaming: 0, bytes: 0 }
+        Object.assign(window, { compiledBy: seen })
+        const streaming = WebAssembly.compileStreaming
+        const bytes = WebAssembly.compile
+        WebAssembly.compileStreaming = (source) => {
+          seen.streaming++
+          return streaming(source)
+        }
+        WebAssembly.compile = (source) => {
+          seen.bytes++
+          return bytes(source)
+        }
+      })
+      if (contentType) {
+        await context.route('**/sql-wasm.wasm', async (route) => {
+          const response = await route.fetch()
+          await route.fulfill({ response, headers: { ...response.headers(), 'content-type': contentType } })
+        })
+      }
+      const page = await context.newPage()
+      collectErrors(page, 'page', errors)
+      await page.goto(`${server.url}/persist.html?db=compile-${randomUUID()}`)
+      await page.evaluate(() => notes)
+      await page.evaluate(() => notesApi.add('x', 'works').persisted)
+      const seen = await page.evaluate(() => (window as unknown as { compiledBy: { streaming: number; bytes: number } }).compiledBy)
+      expect(errors).toEqual([])
+      await context.close()
+      return seen
+    }
+    expect(await compiled()).toEqual({ streaming: 1, bytes: 0 })
+    expect(await compiled('application/octet-stream')).toEqual({ streaming: 0, bytes: 1 })
+  }, 60_000)
+
   it('asks a sqlJs.locateFile of the page for "sql-wasm.wasm"', async () => {
     const errors: string[] = []
     const context = await browser.newContext()
