@@ -20,6 +20,9 @@
  *      pending list, or confirmed, or was dropped by the owner's rebase.
  *  T4. Unacknowledged events are pushed again to every new owner; an owner skips
  *      ids it already holds (and still acknowledges them once durable).
+ *  T5. A client booted from the storage's snapshot holds a prefix of the owner's
+ *      log: the first view is checked (the owner's head not below the snapshot's,
+ *      the same backendId), and a client that fails the check starts over empty.
  */
 import type { EventLog, LogChange } from './eventlog.js'
 import { MAX_PULL_LIMIT, type PendingEvent, type PullResponse, type SyncState, toPending } from './protocol.js'
