@@ -56,7 +56,9 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   const snapshotEvery = options.snapshotEvery ?? 1000
   const sessionId = randomId(8)
 
-  const SQL = await loadSqlJs(options.sqlJs)
+  // sql.js loads (in a browser: its wasm downloads and compiles) while the storage opens and loads
+  const sqlJs = loadSqlJs(options.sqlJs)
+  sqlJs.catch(() => {}) // awaited below; a failure meanwhile is not unhandled
   // undefined: another tab holds the storage, and this one is its client until the lock passes here (tabs.ts)
   let handle: StorageHandle | undefined = await openShared(storage, storeId, options.waitForLock)
   const hooks: EventLogHooks = {
@@ -74,15 +76,16 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       const loaded = await h.load()
       for (const d of loaded.dropped) warn(`storage recovered: ${d}`)
       onProgress({ phase: 'load', done: 1, total: 1 })
-      return bootLog(SQL, schema, loaded, hooks, onProgress)
+      return bootLog(await sqlJs, schema, loaded, hooks, onProgress)
     } catch (error) {
       await h.close().catch(() => {})
       throw error
     }
   }
   // a client tab boots from the storage's snapshot, with a clientId of its own, and pulls the rest from the owner tab
-  const asClient = handle ? undefined : await bootClientTab(SQL, schema, hooks, storage, storeId)
+  const asClient = handle ? undefined : await bootClientTab(await sqlJs, schema, hooks, storage, storeId)
   const booted = handle ? await boot(handle) : asClient!.booted
+  const SQL = await sqlJs
   let log: EventLog = booted.log
   const { clientId } = booted
   let counter = booted.counter
