@@ -3,7 +3,7 @@ import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, Storag
 import { withStoragePolicy } from './storage-policy.js'
 
 interface MemoryLog {
-  records: string[] // JSON, so that callers can never mutate what was stored
+  records: { pos: number; json: string }[] // JSON, so that callers can never mutate what was stored
   snapshot: Snapshot | undefined // memory cannot tear, so one snapshot is enough
   locked: boolean
   waiters: (() => void)[]
@@ -38,16 +38,16 @@ export function memoryStorage(): Storage {
         async load(): Promise<LoadedLog> {
           const snapshot = l.snapshot
           const after = snapshot?.position ?? 0
-          const records = l.records.map((r) => JSON.parse(r) as JournalRecord).filter((r) => r.pos > after)
+          const records = l.records.filter((r) => r.pos > after).map((r) => JSON.parse(r.json) as JournalRecord)
           return { snapshot: snapshot && { ...snapshot, bytes: snapshot.bytes.slice() }, records, dropped: [] }
         },
         async append(records: JournalRecord[]): Promise<void> {
-          for (const r of records) l.records.push(JSON.stringify(r))
+          for (const r of records) l.records.push({ pos: r.pos, json: JSON.stringify(r) })
         },
         async saveSnapshot(snapshot: Snapshot): Promise<void> {
           // kept as given (the bytes are the storage's now); load() hands out copies
           l.snapshot = { ...snapshot }
-          const firstKept = l.records.findIndex((r) => (JSON.parse(r) as JournalRecord).pos > snapshot.position)
+          const firstKept = l.records.findIndex((r) => r.pos > snapshot.position)
           l.records = firstKept < 0 ? [] : l.records.slice(firstKept)
         },
         async close(): Promise<void> {
