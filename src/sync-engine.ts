@@ -155,11 +155,20 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
    * caller can push before paying for the rebase (see run()).
    */
   const pullToHead = async (): Promise<{ events: ConfirmedEvent[]; backendId: string; upstream: Upstream }> => {
-    let page: PullResponse
     const held: ConfirmedEvent[] = []
-    let since = host.head()
+    const pull = (since: number) => transport.pull({ storeId: host.storeId, since, limit: MAX_PULL_LIMIT })
+    let next: Promise<PullResponse> | undefined = pull(host.head())
+    let page: PullResponse
     do {
-      page = await transport.pull({ storeId: host.storeId, since, limit: MAX_PULL_LIMIT })
+      page = await next
+      next = undefined
+      // the next page is asked for before this one is applied, so that the backend and the network work
+      // meanwhile (a client catching up waits one round trip per page otherwise); dropped if this page fails
+      if (page.more && page.events.length && !closed) {
+        // where this page leaves the head (applied) or the held events, if it is what it should be
+        next = pull(Math.max(host.head(), held.length ? held[held.length - 1]!.seq : 0, page.events[page.events.length - 1]!.seq))
+        next.catch(() => {})
+      }
       checkBackend(page.backendId)
       // S6 (a storage owner tab's pages carry its pending list and may lag a moment; a backend's never do)
       if (page.head < host.head() && page.pending === undefined) throw behind(page.head)
@@ -175,8 +184,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
           held.push(e)
         }
       }
-      since = Math.max(host.head(), held.length ? held[held.length - 1]!.seq : 0)
-    } while (page.more && page.events.length && !closed)
+    } while (next && !closed)
     return { events: held, backendId: page.backendId, upstream: upstreamOf(page) }
   }
 

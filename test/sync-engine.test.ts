@@ -86,3 +86,68 @@ describe('sync engine: when the push leaves', () => {
     expect(trail).toEqual(['rebase@1', 'push@1', 'rebase@2', 'push@2', 'rebase@3', 'push@3', 'rebase@4', 'push@4', 'confirm@5'])
   })
 })
+
+describe('sync engine: catching up', () => {
+  /** A backend of `total` events served in pages of `pageSize`; the trail tells when pages were asked for and applied. */
+  function paged(total: number, pageSize: number, failAt?: number) {
+    const trail: string[] = []
+    let head = 0
+    let synced!: () => void
+    const done = new Promise<void>((r) => (synced = r))
+    const transport: Transport = {
+      async connect(h) {
+        h.onStatus({ state: 'online' })
+      },
+      async pull(req): Promise<PullResponse> {
+        trail.push(`pull@${req.since}`)
+        const events: ConfirmedEvent[] = []
+        for (let s = req.since + 1; s <= Math.min(total, req.since + pageSize); s++) events.push(upstream(s))
+        // a page that skips a seq: the client must refuse it and ask again from its head
+        if (failAt !== undefined && req.since === failAt) {
+          failAt = undefined
+          events.shift()
+        }
+        return { type: 'pulled', events, head: total, backendId: 'b', more: req.since + pageSize < total }
+      },
+      async push(): Promise<PushResponse> {
+        throw new Error('nothing to push')
+      },
+      async close() {},
+    }
+    const host: SyncHost = {
+      storeId: 's',
+      head: () => head,
+      backendId: () => 'b',
+      pendingCount: () => 0,
+      pendingBatch: () => [],
+      applyUpstream(events) {
+        trail.push(`apply@${events[0]!.seq}-${events[events.length - 1]!.seq}`)
+        head = events[events.length - 1]!.seq
+      },
+      confirm() {},
+      setState(state) {
+        if (state === 'synced' && head === total) synced()
+      },
+      pushBeforeRebase: () => false,
+    }
+    return { trail, engine: createSyncEngine(transport, host, { minBackoffMs: 1, maxBackoffMs: 5 }), done }
+  }
+
+  it('asks for the next page before applying the one it has, so that the backend and the network work meanwhile', async () => {
+    const { trail, engine, done } = paged(3000, 1000)
+    engine.start()
+    await done
+    await engine.close()
+    expect(trail).toEqual(['pull@0', 'pull@1000', 'apply@1-1000', 'pull@2000', 'apply@1001-2000', 'apply@2001-3000'])
+  })
+
+  it('drops the page asked for ahead when the one before it is refused, and goes on from its head', async () => {
+    const { trail, engine, done } = paged(3000, 1000, 1000)
+    engine.start()
+    await done
+    await engine.close()
+    // the page after 1000 skips 1001: refused; the one asked for ahead of it (from 2000) is not applied
+    expect(trail.filter((t) => t.startsWith('apply'))).toEqual(['apply@1-1000', 'apply@1001-2000', 'apply@2001-3000'])
+    expect(trail.slice(0, 4)).toEqual(['pull@0', 'pull@1000', 'apply@1-1000', 'pull@2000'])
+  })
+})
