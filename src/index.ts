@@ -62,4 +62,4 @@ export type {
   StoreSync,
   SyncStatus,
 } from './store-types.js'
-export type { OwnerNotice, SyncBackend, Transport, TransportHandlers, TransportStatus } from './transport.js'
+export { type OwnerNotice, type SyncBackend, type Transport, type TransportHandlers, type TransportStatus, transportRules } from './transport.js'

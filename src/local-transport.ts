@@ -2,7 +2,7 @@ import { TransportError } from './errors.js'
 import type { ErrorMessage, PullRequest, PullResponse, PushRequest, PushResponse } from './protocol.js'
 import { createRequestTable } from './request-table.js'
 import { createServerSession, type ServerSession } from './server/session.js'
-import type { SyncBackend, Transport, TransportHandlers } from './transport.js'
+import { type SyncBackend, type Transport, type TransportHandlers, transportRules } from './transport.js'
 
 /** Options of `localTransport`. */
 export interface LocalTransportOptions {
@@ -23,6 +23,7 @@ export function localTransport(backend: SyncBackend, options: LocalTransportOpti
   let handlers: TransportHandlers | undefined
   let session: ServerSession | undefined
   let closed = false
+  const rules = transportRules('localTransport')
   // data: what was asked, for the timeout message
   const requests = createRequestTable<string>({
     timeoutMs: requestTimeoutMs,
@@ -54,9 +55,7 @@ export function localTransport(backend: SyncBackend, options: LocalTransportOpti
   }
 
   const call = <T>(message: { type: 'pull' | 'push'; storeId: string }): Promise<T> => {
-    if (closed || !session) {
-      return Promise.reject(new TransportError(`localTransport: cannot send, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false }))
-    }
+    if (closed || !session) return Promise.reject(rules.cannotSend(closed))
     const { rid, answer } = requests.open<T>(`a ${message.type} of storeId "${message.storeId}"`)
     session.receive(JSON.stringify({ v: 1, rid, ...message }))
     return answer
@@ -64,7 +63,7 @@ export function localTransport(backend: SyncBackend, options: LocalTransportOpti
 
   return {
     async connect(h) {
-      if (closed) throw new TransportError('localTransport: closed transports cannot reconnect; create a new one', { retryable: false })
+      rules.checkConnect(closed, session !== undefined)
       handlers = h
       session = createServerSession({
         backend,
@@ -86,7 +85,7 @@ export function localTransport(backend: SyncBackend, options: LocalTransportOpti
       if (closed) return
       closed = true
       session?.close()
-      requests.rejectAll(new TransportError('localTransport was closed; the request was not answered.', { retryable: false }))
+      requests.rejectAll(rules.closed())
       handlers?.onStatus({ state: 'offline' })
     },
   }

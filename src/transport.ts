@@ -1,3 +1,4 @@
+import { TransportError } from './errors.js'
 import type { ConfirmedEvent, PendingEvent, PullRequest, PullResponse, PushRequest, PushResponse, QueuedResponse, SyncState } from './protocol.js'
 
 /** What a transport tells the sync engine about its connection. */
@@ -72,4 +73,29 @@ export interface SyncBackend {
   subscribe(storeId: string, onHead: (head: number) => void): () => void
   /** Releases what the backend holds; calls after it reject. */
   close(): Promise<void>
+}
+
+/**
+ * The lifecycle rules every transport keeps, with their messages, written once (`name`: e.g.
+ * `websocketTransport`): a closed transport stays closed, one transport serves one store, and a
+ * request that cannot be sent says why.
+ */
+export function transportRules(name: string) {
+  return {
+    /** For `connect()`: throws when the transport was closed or is already connected. */
+    checkConnect(closed: boolean, connected: boolean): void {
+      if (closed) throw new TransportError(`${name} is closed; create a new transport.`, { retryable: false })
+      if (connected) throw new TransportError(`${name} is already connected; one transport serves one store.`, { retryable: false })
+    },
+    /** What a request rejects with when it cannot be sent: for good once closed, else until the transport is connected again. */
+    cannotSend(closed: boolean): TransportError {
+      return closed
+        ? new TransportError(`${name} is closed; create a new transport.`, { retryable: false })
+        : new TransportError(`${name} is not connected yet; it reconnects by itself, retry after status online.`)
+    },
+    /** What the requests in flight reject with when the transport closes. */
+    closed(): TransportError {
+      return new TransportError(`${name} was closed; the request was not answered.`, { retryable: false })
+    },
+  }
 }

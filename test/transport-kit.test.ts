@@ -186,6 +186,24 @@ describe('transport kit: planted bugs', () => {
 })
 
 describe('transport kit: setup', () => {
+  it('fails a transport that lets a second connect() through (one transport, one store)', async () => {
+    // a second connect() hands the connection to the new handlers: the first store would hear nothing more
+    const broken = casesOver('connects-twice', (inner) => {
+      let handlers: TransportHandlers | undefined
+      return forward(inner, {
+        connect: async (h) => {
+          if (handlers) {
+            handlers = h
+            return
+          }
+          handlers = h
+          return inner.connect({ storeId: h.storeId, onEvents: (...a) => handlers!.onEvents(...a), onStatus: (s) => handlers!.onStatus(s) })
+        },
+      })
+    })
+    await failsOnlyBroken(broken, 'close() rejects requests in flight', /connects-twice: a second connect\(\) of a connected transport resolved/)
+  })
+
   it('skips the cases that need hooks the setup lacks, saying which', async () => {
     const cases = transportConformanceCases('no-hooks', ({ backend }) => ({
       transport: () => forward({} as Transport),

@@ -27,7 +27,7 @@ import { TransportError } from '../src/errors.js'
 import { randomId } from '../src/ids.js'
 import type { ClientMessage, PullResponse, PushResponse, QueuedResponse } from '../src/protocol.js'
 import { createRequestTable } from '../src/request-table.js'
-import type { Transport, TransportHandlers } from '../src/transport.js'
+import { type Transport, type TransportHandlers, transportRules } from '../src/transport.js'
 import { type ClientSends, type HostSends, type HostToClient, type OwnerExtras, routed } from './broadcast-channel-messages.js'
 import { expectType, protocolError } from './shared.js'
 
@@ -86,6 +86,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
   let awaitingPong = false
   let timer: ReturnType<typeof setTimeout> | undefined
   let closed = false
+  const rules = transportRules('broadcastChannelTransport')
   let settleFirst: (() => void) | undefined
   let resign: (() => Promise<void>) | undefined
 
@@ -179,10 +180,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
   }
 
   const request = (message: Unsent, what: string): Promise<Answer> => {
-    if (closed || !bc)
-      return Promise.reject(
-        new TransportError(`broadcastChannelTransport: cannot ${what}, the transport is ${closed ? 'closed' : 'not connected'}`, { retryable: false }),
-      )
+    if (closed || !bc) return Promise.reject(rules.cannotSend(closed))
     if (state === 'offline' && !hostId)
       return Promise.reject(new TransportError(`broadcastChannelTransport: cannot ${what}, no host answers on channel "${channel}"; retrying`))
     // the table names the rid, which the message carries: it is filled in right after
@@ -195,8 +193,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
 
   return {
     async connect(h) {
-      if (closed) throw new TransportError('broadcastChannelTransport: closed transports cannot reconnect; create a new one', { retryable: false })
-      if (bc) throw new TransportError('broadcastChannelTransport: already connected', { retryable: false })
+      rules.checkConnect(closed, bc !== undefined)
       if (alongside) resign = alongside((error) => setOnline(false, error))
       handlers = h
       h.onStatus({ state: 'connecting' })
@@ -243,7 +240,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
       setOnline(false)
       closed = true
       clearTimeout(timer)
-      requests.rejectAll(new TransportError('broadcastChannelTransport: the transport was closed', { retryable: false }))
+      requests.rejectAll(rules.closed())
       bc?.close()
       await resign?.()
     },

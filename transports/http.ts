@@ -1,7 +1,7 @@
 import { backoffDelay } from '../src/backoff.js'
 import { TransportError } from '../src/errors.js'
 import type { ConfirmedEvent, ErrorMessage, PullRequest, PullResponse, PushRequest, PushResponse } from '../src/protocol.js'
-import type { Transport, TransportHandlers } from '../src/transport.js'
+import { type Transport, type TransportHandlers, transportRules } from '../src/transport.js'
 import { expectType, protocolError, resolveToken, routeUrl, type TokenSource } from './shared.js'
 
 export type { TokenSource } from './shared.js'
@@ -41,7 +41,8 @@ export function httpTransport(options: HttpTransportOptions): Transport {
   let cursor = 0 // last seq the engine has been given, by a page that reached the head or by the long-poll
   let polling = false
 
-  const closedError = () => new TransportError('httpTransport was closed; the request was not answered.', { retryable: false })
+  const rules = transportRules('httpTransport')
+  const closedError = rules.closed
 
   const setOnline = () => {
     if (online || closed) return
@@ -153,8 +154,7 @@ export function httpTransport(options: HttpTransportOptions): Transport {
 
   return {
     async connect(h) {
-      if (closed) throw new TransportError('httpTransport is closed; create a new transport.', { retryable: false })
-      if (handlers) throw new TransportError('httpTransport is already connected; one transport serves one store.', { retryable: false })
+      rules.checkConnect(closed, handlers !== undefined)
       handlers = h
       await probe()
     },

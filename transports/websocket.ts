@@ -2,7 +2,7 @@ import { backoffDelay } from '../src/backoff.js'
 import { TransportError } from '../src/errors.js'
 import type { ErrorMessage, PullRequest, PullResponse, PushRequest, PushResponse } from '../src/protocol.js'
 import { createRequestTable } from '../src/request-table.js'
-import type { Transport, TransportHandlers } from '../src/transport.js'
+import { type Transport, type TransportHandlers, transportRules } from '../src/transport.js'
 import { expectType, protocolError, resolveToken, routeUrl, type TokenSource } from './shared.js'
 
 export type { TokenSource } from './shared.js'
@@ -63,6 +63,7 @@ export function websocketTransport(options: WebSocketTransportOptions): Transpor
   let socket: WebSocketLike | undefined
   let online = false
   let closed = false
+  const rules = transportRules('websocketTransport')
   let attempt = 0
   let heard = false // anything from the server since the last heartbeat tick
   let retryTimer: ReturnType<typeof setTimeout> | undefined
@@ -170,9 +171,8 @@ export function websocketTransport(options: WebSocketTransportOptions): Transpor
   }
 
   const request = <T>(message: object, expect: readonly string[]): Promise<T> => {
-    if (closed) return Promise.reject(new TransportError('websocketTransport is closed; create a new transport.', { retryable: false }))
     const s = socket
-    if (!s || !online) return Promise.reject(new TransportError('websocketTransport is not connected yet; it reconnects by itself, retry after status online.'))
+    if (closed || !s || !online) return Promise.reject(rules.cannotSend(closed))
     const { rid, answer } = inFlight.open<T>(expect)
     try {
       s.send(JSON.stringify({ v: 1, rid, ...message }))
@@ -184,8 +184,7 @@ export function websocketTransport(options: WebSocketTransportOptions): Transpor
 
   return {
     async connect(h) {
-      if (closed) throw new TransportError('websocketTransport is closed; create a new transport.', { retryable: false })
-      if (handlers) throw new TransportError('websocketTransport is already connected; one transport serves one store.', { retryable: false })
+      rules.checkConnect(closed, handlers !== undefined)
       handlers = h
       await dial()
     },

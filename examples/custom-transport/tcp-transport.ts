@@ -14,6 +14,7 @@ import {
   type Transport,
   TransportError,
   type TransportHandlers,
+  transportRules,
 } from 'tidelog'
 
 /** Options of `tcpTransport`. */
@@ -61,6 +62,8 @@ export function tcpTransport(options: TcpTransportOptions): Transport {
   let socket: Socket | undefined
   let online = false
   let closed = false
+  // the lifecycle rules and messages every transport shares: closed stays closed, one store per transport
+  const rules = transportRules('tcpTransport')
   let attempt = 0
   let retryTimer: ReturnType<typeof setTimeout> | undefined
 
@@ -148,8 +151,7 @@ export function tcpTransport(options: TcpTransportOptions): Transport {
     })
 
   const request = <T>(message: PullRequest | PushRequest, type: 'pull' | 'push', expect: readonly string[]): Promise<T> => {
-    if (closed) return Promise.reject(new TransportError('tcpTransport is closed; create a new transport.', { retryable: false }))
-    if (!socket || !online) return Promise.reject(new TransportError('tcpTransport is not connected; it reconnects by itself, retry after status online.'))
+    if (closed || !socket || !online) return Promise.reject(rules.cannotSend(closed))
     const { rid, answer } = requests.open<T>(expect)
     socket.write(`${JSON.stringify({ v: 1, type, rid, ...message })}\n`)
     return answer
@@ -157,8 +159,7 @@ export function tcpTransport(options: TcpTransportOptions): Transport {
 
   return {
     async connect(h) {
-      if (closed) throw new TransportError('tcpTransport is closed; create a new transport.', { retryable: false })
-      if (handlers) throw new TransportError('tcpTransport is already connected; one transport serves one store.', { retryable: false })
+      rules.checkConnect(closed, handlers !== undefined)
       handlers = h
       await dial()
     },
@@ -168,7 +169,7 @@ export function tcpTransport(options: TcpTransportOptions): Transport {
       if (closed) return
       closed = true
       clearTimeout(retryTimer)
-      requests.rejectAll(new TransportError('tcpTransport was closed; the request was not answered.', { retryable: false }))
+      requests.rejectAll(rules.closed())
       online = false
       socket?.destroy()
       socket = undefined

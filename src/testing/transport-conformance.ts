@@ -5,7 +5,7 @@ import type { ConfirmedEvent, PendingEvent, PullRequest, PullResponse, PushReque
 import { defineEvent, defineSchema } from '../schema.js'
 import { sql } from '../sql.js'
 import { createStore } from '../store.js'
-import type { SyncBackend, Transport, TransportStatus } from '../transport.js'
+import type { SyncBackend, Transport, TransportHandlers, TransportStatus } from '../transport.js'
 
 /** What the kit hands `setup` for one case. */
 export interface TransportKit {
@@ -659,8 +659,13 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     ['refusedTransport'],
   )
 
-  it('close() rejects requests in flight and later ones, and stops reconnecting', async (t) => {
+  it('close() rejects requests in flight and later ones, and stops reconnecting; connect() again rejects, before and after', async (t) => {
     const a = await t.open()
+    const idle: TransportHandlers = { storeId: t.storeId, onEvents() {}, onStatus() {} }
+    // one transport serves one store: a second connect() is refused, and the first connection keeps working
+    const twice = await rejection(a.transport.connect(idle), 'a second connect() of a connected transport', 'one transport serves one store')
+    expect(isTransportError(twice) && twice.retryable === false, `a second connect(): ${String(twice)}`).toBe(true)
+    expect((await a.pull(0)).head, 'a pull after the refused second connect()').toBe(0)
     if (!options.inProcess) {
       const inFlight = a.transport.pull({ storeId: t.storeId, since: 0 })
       const closing = a.transport.close()
@@ -685,6 +690,8 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
       'a closed transport sends nothing',
     )
     expect(isTransportError(afterPush)).toBe(true)
+    const reconnect = await rejection(a.transport.connect(idle), 'connect() after close()', 'a closed transport stays closed')
+    expect(isTransportError(reconnect) && reconnect.retryable === false, `connect() after close(): ${String(reconnect)}`).toBe(true)
     const mark = a.statuses.length
     if (t.setup.stopServer && t.setup.startServer) {
       await t.setup.stopServer()
