@@ -132,6 +132,11 @@ export interface Db {
   watchTables(tables: readonly string[]): void
   /** Main-database tables a statement reads, from its `OpenRead` root pages (covers views, subqueries, indexes). */
   tablesRead(sql: string): string[]
+  /**
+   * Prepares the cached statements again after a schema change (DDL makes SQLite re-prepare each
+   * one at its next use): at an idle moment, so that the next queries do not pay for it.
+   */
+  refreshStatements(): void
   export(): Uint8Array
   close(): void
 }
@@ -277,6 +282,13 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
         plan.free()
       }
       return [...tables]
+    },
+    refreshStatements() {
+      for (const [sql, c] of cache) {
+        c.stmt.free()
+        c.stmt = raw.prepare(sql)
+        c.columns = undefined
+      }
     },
     export() {
       return raw.export()

@@ -142,7 +142,10 @@ export function createEventLog(SQL: SqlJsStatic, schema: Schema<any>, hooks: Eve
     takeUnconfirmed: () => takeUnconfirmed(core),
     replayPending: (events) => replayPending(core, events),
     prepareCapture() {
-      if (!core.inTransaction) core.undo()
+      if (core.inTransaction || core.undoLog) return
+      core.undo()
+      // the triggers are DDL: prepare the statements the store already uses again now, not at their next use
+      db.refreshStatements()
     },
     close() {
       db.close()
