@@ -7,24 +7,14 @@
 import 'fake-indexeddb/auto'
 import { randomUUID } from 'node:crypto'
 import { get, keys, createStore as keyvalStore, set as put } from 'idb-keyval'
-import { createStore, defineEvent, defineSchema, localTransport, type Snapshot, type Storage, type Store, sql } from 'tidelog'
+import { createStore, localTransport, type Snapshot, type Storage, type Store, sql } from 'tidelog'
 import { indexedDbStorage } from 'tidelog/adapters/indexeddb'
 import { memoryBackend } from 'tidelog/server'
 import { describe, expect, it } from 'vitest'
+import { itemsUiSchema } from './helpers/items-ui-schema.js'
 import { waitFor, within } from './helpers/wait.js'
 
-const schema = defineSchema({
-  tables: {
-    items: sql`CREATE TABLE items (id TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
-    ui: sql`CREATE TABLE ui (k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
-  },
-  events: {
-    set: defineEvent<{ id: string; value: number }>({
-      materialize: ({ id, value }) => sql`INSERT OR REPLACE INTO items (id, value) VALUES (${id}, ${value})`,
-    }),
-    uiSet: defineEvent<{ k: string; v: string }>({ local: true, materialize: ({ k, v }) => sql`INSERT OR REPLACE INTO ui (k, v) VALUES (${k}, ${v})` }),
-  },
-})
+const schema = itemsUiSchema
 type S = Store<typeof schema>
 const set = (id: string, value: number) => schema.events.set({ id, value })
 const STORE = 'snap'

@@ -5,23 +5,12 @@
  * IndexedDB and Web Locks is test/browser-tabs.test.ts.
  */
 import { randomUUID } from 'node:crypto'
-import {
-  createStore,
-  defineEvent,
-  defineSchema,
-  localTransport,
-  memoryStorage,
-  type PendingEvent,
-  type Storage,
-  type Store,
-  sql,
-  type Transport,
-  type TransportHandlers,
-} from 'tidelog'
+import { createStore, localTransport, memoryStorage, type PendingEvent, type Storage, type Store, sql, type Transport, type TransportHandlers } from 'tidelog'
 import { broadcastTabLinks } from 'tidelog/transports/broadcast-channel'
 import { describe, expect, it } from 'vitest'
 import { memoryBackend } from '../src/backends/memory.js'
 import { schema } from './helpers/convergence.js'
+import { itemsUiSchema } from './helpers/items-ui-schema.js'
 import { swappableBackend } from './helpers/transports.js'
 import { backendLog, waitFor, within } from './helpers/wait.js'
 
@@ -250,18 +239,7 @@ describe('several stores on one storage (tabs)', () => {
 })
 
 describe('a store that is not the owner', () => {
-  const uiSchema = defineSchema({
-    tables: {
-      items: sql`CREATE TABLE items (id TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
-      ui: sql`CREATE TABLE ui (k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
-    },
-    events: {
-      set: defineEvent<{ id: string; value: number }>({
-        materialize: ({ id, value }) => sql`INSERT OR REPLACE INTO items (id, value) VALUES (${id}, ${value})`,
-      }),
-      uiSet: defineEvent<{ k: string; v: string }>({ local: true, materialize: ({ k, v }) => sql`INSERT OR REPLACE INTO ui (k, v) VALUES (${k}, ${v})` }),
-    },
-  })
+  const uiSchema = itemsUiSchema
   const ui = (store: Store<typeof uiSchema>) => store.query<{ k: string; v: string }>(sql`SELECT k, v FROM ui`)
 
   it('keeps its local events in its own memory, and writes them to the storage when it becomes the owner', async () => {
