@@ -259,11 +259,17 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       publish(written)
       if (client) engine?.poke()
       const synced = events.filter((e) => !e.local)
-      const stored: StoredEvent[] = events.map((e) => Object.assign(toPending(e), { seq: null }))
+      // made when first read: a commit of many events whose receipt is only awaited makes none
+      let stored: StoredEvent[] | undefined
+      const storedEvents = () => (stored ??= events.map((e) => Object.assign(toPending(e), { seq: null })))
       let confirmed: Promise<number | null> | undefined
       return {
-        event: stored[0]!,
-        events: stored,
+        get event() {
+          return storedEvents()[0]!
+        },
+        get events() {
+          return storedEvents()
+        },
         persisted,
         get confirmed() {
           if (!confirmed) {
