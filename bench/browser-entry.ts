@@ -92,7 +92,10 @@ export async function writeData(
         snaps.onerror = () => reject(snaps.error)
         snaps.onsuccess = () => {
           open.result.close()
-          resolve({ keys: all, snapshotBytes: snaps.result.map((v: { bytes: Uint8Array }) => v.bytes.length) })
+          resolve({
+            keys: all,
+            snapshotBytes: snaps.result.map((v: { bytes: Blob | Uint8Array }) => (v.bytes instanceof Blob ? v.bytes.size : v.bytes.length)),
+          })
         }
       }
     }

@@ -60,9 +60,10 @@ const corruptNewestSnapshot = async (storeId: string, storage: Storage) => {
       }),
   )) as string[]
   const newest = keys[keys.length - 1]!
-  const value = await get<{ bytes: Uint8Array }>(newest, raw)
-  value!.bytes[10] = value!.bytes[10]! ^ 0x40
-  await set(newest, value, raw)
+  const value = await get<{ bytes: Blob }>(newest, raw)
+  const bytes = new Uint8Array(await value!.bytes.arrayBuffer())
+  bytes[10] = bytes[10]! ^ 0x40
+  await set(newest, { ...value, bytes: new Blob([bytes]) }, raw)
 }
 
 const removeJournalRecord = async (storeId: string, storage: Storage, pos: number) => {
@@ -112,6 +113,34 @@ describe('indexedDbStorage() durability', () => {
       expect({ size, crc: stored?.crc }).toEqual({ size, crc: crc32(bytes) })
     }
     await handle.close()
+  })
+
+  it('keeps snapshot bytes as a Blob, and still reads a snapshot stored as a Uint8Array by an older version', async () => {
+    const name = uniqueName()
+    const raw: UseStore = createStore(name, 'tidelog')
+    const handle = await make(name).open('blob')
+    await handle.load()
+    await handle.append(records(1, 2))
+    const bytes = Uint8Array.from({ length: 3000 }, (_, i) => (i * 7) & 255)
+    await handle.saveSnapshot({ position: 2, schemaHash: 'h', bytes })
+    await handle.close()
+    const stored = await get<{ bytes: unknown }>(`blob/s/${String(2).padStart(15, '0')}`, raw)
+    expect(stored?.bytes).toBeInstanceOf(Blob)
+    const again = await make(name).open('blob')
+    expect([...((await again.load()).snapshot?.bytes ?? [])]).toEqual([...bytes])
+    await again.close()
+
+    // as versions before the Blob stored it
+    const old = Uint8Array.from({ length: 500 }, (_, i) => (i * 3) & 255)
+    await set(`legacy/s/${String(1).padStart(15, '0')}`, { position: 1, schemaHash: 'h', bytes: old, crc: crc32(old) }, raw)
+    const legacy = await make(name).open('legacy')
+    const loaded = await legacy.load()
+    expect({ position: loaded.snapshot?.position, same: [...(loaded.snapshot?.bytes ?? [])].join() === [...old].join(), dropped: loaded.dropped }).toEqual({
+      position: 1,
+      same: true,
+      dropped: [],
+    })
+    await legacy.close()
   })
 
   it('adds its object store to an existing database made by someone else', async () => {

@@ -188,9 +188,10 @@ describe("indexedDbStorage's tabs.peek", () => {
     // the newest snapshot's bytes no longer match their checksum
     const raw = keyvalStore(name, 'tidelog')
     const newest = `${STORE}/s/${String(2).padStart(15, '0')}`
-    const stored = await get<{ bytes: Uint8Array }>(newest, raw)
-    stored!.bytes[0] = 99
-    await put(newest, stored, raw)
+    const stored = await get<{ bytes: Blob }>(newest, raw)
+    const bytes = new Uint8Array(await stored!.bytes.arrayBuffer())
+    bytes[0] = 99
+    await put(newest, { ...stored, bytes: new Blob([bytes]) }, raw)
     const before = (await keys(raw)).sort()
     const peeked = await storage.tabs!.peek!(STORE)
     expect({ position: peeked?.position, bytes: [...(peeked?.bytes ?? [])] }).toEqual({ position: 1, bytes: [1, 2, 3] })
