@@ -25,14 +25,15 @@ export const P9_LIMIT_BYTES = 12 * 1024
  * owns the storage, the others are its clients over BroadcastChannel). Lower
  * it as bytes go; raising it is a decision, not a fix. Raised from 23 KB to 24 KB
  * for the storage policy wrapper and the typed drop reasons (23.6 KB with them);
- * to 25.25 KB (25.07 KB) for the eventlog split into modules over a written
+ * to 25.5 KB (25.25 KB) for the eventlog split into modules over a written
  * interface (+0.34 KB: its members are properties, which minifiers keep), the
- * shared load policy, and client tabs that boot from the storage's snapshot and
- * learn whether the owner has a transport (+0.83 KB). Code-splitting the tab
+ * shared load policy, client tabs that boot from the storage's snapshot and
+ * learn whether the owner has a transport (+0.83 KB), the sync engine's page
+ * prefetch, the shared transport rules and Blob snapshots in IndexedDB. Code-splitting the tab
  * client half out would lower the first load, but a dynamic import in the
  * library breaks Rollup builds with a single output file.
  */
-export const P9_BUDGET_BYTES = 25.25 * 1024
+export const P9_BUDGET_BYTES = 25.5 * 1024
 
 // What an app using tidelog imports: the store API (tree-shaking drops
 // localTransport and the error classes it does not throw itself).
