@@ -286,8 +286,12 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
     refreshStatements() {
       for (const [sql, c] of cache) {
         c.stmt.free()
-        c.stmt = raw.prepare(sql)
-        c.columns = undefined
+        try {
+          c.stmt = raw.prepare(sql)
+          c.columns = undefined
+        } catch {
+          cache.delete(sql) // prepared again at its next use, which then reports why it fails
+        }
       }
     },
     export() {
