@@ -7,13 +7,14 @@
  * as an app meets a build), opens the store and counts.
  */
 import { execFile } from 'node:child_process'
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { closedStoreAndRawExport } from './boot.js'
 import { loadFileStorage } from './commit.js'
-import { benchSchema, rawDb, rawFill, sqlJs, storeWithConfirmed } from './fixtures.js'
-import { benchDir, check, interleave, median, notRun, now, pair, type ResultLine, type Row, ratioLine } from './harness.js'
+import { benchSchema } from './fixtures.js'
+import { check, interleave, median, notRun, now, pair, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const EVENTS = 100_000
 const SIDE_TABLES = 10
@@ -37,19 +38,12 @@ function getDataSet(): Promise<DataSet | { reason: string }> {
     const fs = await loadFileStorage()
     if ('reason' in fs) return fs
     const t0 = now()
-    const dir = await benchDir('tidelog-bench-fresh-')
-    const schema = benchSchema({ sideTables: SIDE_TABLES })
-    const storage = fs.fileStorage({ dir })
-    const { store } = await storeWithConfirmed(schema, EVENTS, { storeId: STORE_ID, storage })
-    await store.close()
-    const SQL = await sqlJs()
-    const raw = rawDb(SQL)
-    for (const [name, ddl] of Object.entries(schema.tables)) if (name !== 'items') raw.run(ddl.sql)
-    rawFill(raw, 1, EVENTS + 1, 'up')
-    const bytes = raw.export()
-    raw.close()
-    const rawExport = join(dir, 'raw.sqlite')
-    await writeFile(rawExport, bytes)
+    const { dir, storage, rawExport, rawBytes } = await closedStoreAndRawExport(fs.fileStorage, {
+      prefix: 'tidelog-bench-fresh-',
+      storeId: STORE_ID,
+      events: EVENTS,
+      schema: benchSchema({ sideTables: SIDE_TABLES }),
+    })
     // inside the repository, so that the bundle's bare imports (sql.js, signals) resolve from node_modules
     const outdir = here('../node_modules/.cache/tidelog-bench')
     await mkdir(outdir, { recursive: true })
@@ -65,7 +59,7 @@ function getDataSet(): Promise<DataSet | { reason: string }> {
       external: ['sql.js', '@preact/signals-core'],
       logLevel: 'silent',
     })
-    return { dir, folder: storage.folderOf(STORE_ID), rawExport, rawBytes: bytes.length, bundle, buildMs: now() - t0 }
+    return { dir, folder: storage.folderOf(STORE_ID), rawExport, rawBytes, bundle, buildMs: now() - t0 }
   })()
   return dataSet
 }

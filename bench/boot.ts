@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import type { SqlJsStatic } from 'sql.js'
 import { createStore, sql } from '../src/index.js'
 import { loadFileStorage } from './commit.js'
-import { benchSchema, INSERT_SQL, ITEMS_DDL, ITEMS_INDEX, itemArgs, rawDb, rawFill, sqlJs, storeWithConfirmed } from './fixtures.js'
+import { type BenchSchema, benchSchema, INSERT_SQL, ITEMS_DDL, ITEMS_INDEX, itemArgs, rawDb, rawFill, sqlJs, storeWithConfirmed } from './fixtures.js'
 import { benchDir, check, compare, notRun, now, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const EVENTS = 100_000
@@ -24,21 +24,41 @@ interface DataSet {
 
 let dataSet: Promise<DataSet | { reason: string }> | undefined
 
+/**
+ * The boot rows' data set: a file-storage store in a new folder holding `events` confirmed events
+ * of `schema`, closed, and `raw.sqlite` beside it, raw sql.js's export of the same state (the
+ * schema's tables, the items filled as the store's are).
+ */
+export async function closedStoreAndRawExport(
+  fileStorage: FileStorageFactory,
+  options: { prefix: string; storeId: string; events: number; schema: BenchSchema },
+): Promise<{ dir: string; storage: ReturnType<FileStorageFactory>; rawExport: string; rawBytes: number }> {
+  const dir = await benchDir(options.prefix)
+  const storage = fileStorage({ dir })
+  const { store } = await storeWithConfirmed(options.schema, options.events, { storeId: options.storeId, storage })
+  await store.close()
+  const raw = rawDb(await sqlJs())
+  for (const [name, ddl] of Object.entries(options.schema.tables)) if (name !== 'items') raw.run(ddl.sql)
+  rawFill(raw, 1, options.events + 1, 'up')
+  const bytes = raw.export()
+  raw.close()
+  const rawExport = join(dir, 'raw.sqlite')
+  await writeFile(rawExport, bytes)
+  return { dir, storage, rawExport, rawBytes: bytes.length }
+}
+
 /** Builds (once) a file-storage store holding 100k confirmed events, closed, plus the raw export of the same data. */
 function getDataSet(): Promise<DataSet | { reason: string }> {
   dataSet ??= (async () => {
     const fs = await loadFileStorage()
     if ('reason' in fs) return fs
     const t0 = now()
-    const dir = await benchDir('tidelog-bench-boot-')
-    const { store } = await storeWithConfirmed(benchSchema(), EVENTS, { storeId: STORE_ID, storage: fs.fileStorage({ dir }) })
-    await store.close()
-    const SQL = await sqlJs()
-    const raw = rawDb(SQL)
-    rawFill(raw, 1, EVENTS + 1, 'up')
-    const rawExport = join(dir, 'raw.sqlite')
-    await writeFile(rawExport, raw.export())
-    raw.close()
+    const { dir, rawExport } = await closedStoreAndRawExport(fs.fileStorage, {
+      prefix: 'tidelog-bench-boot-',
+      storeId: STORE_ID,
+      events: EVENTS,
+      schema: benchSchema(),
+    })
     return { dir, rawExport, fileStorage: fs.fileStorage, version: 0, buildMs: now() - t0 }
   })()
   return dataSet
