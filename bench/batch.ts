@@ -3,12 +3,21 @@
  * with nothing pending (what a new client does while catching up), each
  * against raw sql.js running the same INSERTs in one transaction.
  */
-import type { SqlJsStatic } from 'sql.js'
+import type { Database, SqlJsStatic } from 'sql.js'
 import { createStore } from '../src/index.js'
 import { benchSchema, INSERT_SQL, itemArgs, LOG_DDL, LOG_INSERT_SQL, rawDb, sqlJs, storeWithConfirmed, upstreamEvents } from './fixtures.js'
 import { check, interleave, median, now, pair, type ResultLine, type Row, ratioLine } from './harness.js'
 
 const N = 10_000
+
+/** The time since `t0`, once the raw side is checked to hold its N rows; closes `db`. */
+function finishRaw(db: Database, t0: number): number {
+  const ms = now() - t0
+  const count = db.exec('SELECT count(*) FROM items')[0]!.values[0]![0]
+  check(count === N, `raw wrote ${N} rows (found ${count})`)
+  db.close()
+  return ms
+}
 
 /** Raw sql.js: the same N INSERTs through one prepared statement in one transaction. */
 function rawOneTransaction(SQL: SqlJsStatic, prefix: string): number {
@@ -22,11 +31,7 @@ function rawOneTransaction(SQL: SqlJsStatic, prefix: string): number {
   }
   db.run('COMMIT')
   ins.free()
-  const ms = now() - t0
-  const count = db.exec('SELECT count(*) FROM items')[0]!.values[0]![0]
-  check(count === N, `raw wrote ${N} rows (found ${count})`)
-  db.close()
-  return ms
+  return finishRaw(db, t0)
 }
 
 /**
@@ -58,11 +63,7 @@ function rawLogShaped(SQL: SqlJsStatic, prefix: string, capture: boolean): numbe
   db.run('COMMIT')
   log.free()
   ins.free()
-  const ms = now() - t0
-  const count = db.exec('SELECT count(*) FROM items')[0]!.values[0]![0]
-  check(count === N, `raw wrote ${N} rows (found ${count})`)
-  db.close()
-  return ms
+  return finishRaw(db, t0)
 }
 
 const countItems = (store: { query<T>(f: { sql: string; params: unknown[] }): { value: T[] } }) =>
