@@ -155,6 +155,19 @@ export const P10: Row = {
   },
 }
 
+/** A P10 line: events per second end to end, passing when every client converged. */
+const p10Line = (what: string, run: Awaited<ReturnType<typeof syncRun>>, notes: string[]): ResultLine => ({
+  id: 'P10',
+  what,
+  baseline: null,
+  tidelog: run.total / run.seconds,
+  unit: 'events/s',
+  ratio: null,
+  target: TARGET,
+  pass: run.converged,
+  notes,
+})
+
 async function fileLine(server: ServerModule, ws: WebSocketModule): Promise<ResultLine> {
   const dir = await mkdtemp(join(tmpdir(), 'tidelog-bench-sync-'))
   const backend = server.fileBackend({ dir })
@@ -168,24 +181,14 @@ async function fileLine(server: ServerModule, ws: WebSocketModule): Promise<Resu
     const catchUpSeconds = await catchUp(backend, srv.url, ws)
     const http = await optional<HttpModule>('../transports/http.ts', ['httpTransport'])
     const httpCatchUp = typeof http === 'string' ? http : await catchUp(backend, srv.url, ws, http.httpTransport({ url: srv.url }))
-    return {
-      id: 'P10',
-      what: FILE_WHAT,
-      baseline: null,
-      tidelog: run.total / run.seconds,
-      unit: 'events/s',
-      ratio: null,
-      target: TARGET,
-      pass: run.converged,
-      notes: [
-        `file: ${run.converged ? 'all converged' : 'DIVERGED'}: same eventlog order and ${run.total} rows on every client; ${run.total} events in ${run.seconds.toFixed(2)} s end to end`,
-        `file: client requests during the run: ${run.counts.pushes} pushes, of which ${run.counts.rejected} rejected (each rejection means a pull and a rebase of that client's pending events), ${run.counts.pulls} pulls; server and all ${CLIENTS} clients share this process`,
-        fsyncs === undefined
-          ? 'file: server fsyncs per event: not reported (fileBackend has no stats())'
-          : `file: server fsyncs: ${fsyncs} (${(fsyncs / run.total).toFixed(3)} per event)`,
-        `file: a new client caught up on ${CATCH_UP} events in ${catchUpSeconds.toFixed(2)} s over WebSocket, ${typeof httpCatchUp === 'string' ? `not over HTTP (${httpCatchUp})` : `${httpCatchUp.toFixed(2)} s over HTTP`}`,
-      ],
-    }
+    return p10Line(FILE_WHAT, run, [
+      `file: ${run.converged ? 'all converged' : 'DIVERGED'}: same eventlog order and ${run.total} rows on every client; ${run.total} events in ${run.seconds.toFixed(2)} s end to end`,
+      `file: client requests during the run: ${run.counts.pushes} pushes, of which ${run.counts.rejected} rejected (each rejection means a pull and a rebase of that client's pending events), ${run.counts.pulls} pulls; server and all ${CLIENTS} clients share this process`,
+      fsyncs === undefined
+        ? 'file: server fsyncs per event: not reported (fileBackend has no stats())'
+        : `file: server fsyncs: ${fsyncs} (${(fsyncs / run.total).toFixed(3)} per event)`,
+      `file: a new client caught up on ${CATCH_UP} events in ${catchUpSeconds.toFixed(2)} s over WebSocket, ${typeof httpCatchUp === 'string' ? `not over HTTP (${httpCatchUp})` : `${httpCatchUp.toFixed(2)} s over HTTP`}`,
+    ])
   } catch (error) {
     return { ...notRun('P10', FILE_WHAT, TARGET, `failed: ${(error as Error).message}`), pass: false }
   } finally {
@@ -226,22 +229,12 @@ async function postgresLine(server: ServerModule, ws: WebSocketModule): Promise<
     if (alone.type !== 'pushed') throw new Error(`a push on a new store was answered ${alone.type}`)
     const perPush = stat('queries') - single
     const catchUpSeconds = await catchUp(backends[0]!, servers[1]!.url, ws)
-    return {
-      id: 'P10',
-      what: PG_WHAT,
-      baseline: null,
-      tidelog: run.total / run.seconds,
-      unit: 'events/s',
-      ratio: null,
-      target: TARGET,
-      pass: run.converged,
-      notes: [
-        `postgres: ${run.converged ? 'all converged' : 'DIVERGED'}: same eventlog order and ${run.total} rows on every client, half of them on each server; ${run.total} events in ${run.seconds.toFixed(2)} s end to end`,
-        `postgres: client requests during the run: ${run.counts.pushes} pushes, of which ${run.counts.rejected} rejected, ${run.counts.pulls} pulls; both servers and all ${CLIENTS} clients share this process, PostgreSQL on the same machine`,
-        `postgres: database round trips: ${queries} statements for ${pushes} accepted pushes and everything else (pulls, rejected pushes, listener) = ${(queries / pushes).toFixed(1)} per accepted push; an accepted push alone is ${perPush} round trips`,
-        `postgres: a new client on the other server caught up on ${CATCH_UP} events in ${catchUpSeconds.toFixed(2)} s`,
-      ],
-    }
+    return p10Line(PG_WHAT, run, [
+      `postgres: ${run.converged ? 'all converged' : 'DIVERGED'}: same eventlog order and ${run.total} rows on every client, half of them on each server; ${run.total} events in ${run.seconds.toFixed(2)} s end to end`,
+      `postgres: client requests during the run: ${run.counts.pushes} pushes, of which ${run.counts.rejected} rejected, ${run.counts.pulls} pulls; both servers and all ${CLIENTS} clients share this process, PostgreSQL on the same machine`,
+      `postgres: database round trips: ${queries} statements for ${pushes} accepted pushes and everything else (pulls, rejected pushes, listener) = ${(queries / pushes).toFixed(1)} per accepted push; an accepted push alone is ${perPush} round trips`,
+      `postgres: a new client on the other server caught up on ${CATCH_UP} events in ${catchUpSeconds.toFixed(2)} s`,
+    ])
   } catch (error) {
     return { ...notRun('P10', PG_WHAT, TARGET, `failed: ${(error as Error).message}`), pass: false }
   } finally {
