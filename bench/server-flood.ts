@@ -5,7 +5,7 @@
  * so that every answer is a full 1 MB page. Unbounded, that is 7,000 pages
  * (7 GB); the figure is the server's RSS growth, target R6 (< 300 MB).
  */
-import { pullFlood, startHostileServer, watchHealth } from '../test/fixtures/pull-flood.js'
+import { measurePullFlood, startHostileServer } from '../test/fixtures/pull-flood.js'
 import type { ResultLine, Row } from './harness.js'
 
 const MB = 1024 * 1024
@@ -16,13 +16,7 @@ export const S2: Row = {
   async run(): Promise<ResultLine[]> {
     const server = await startHostileServer(3000, 1000)
     try {
-      const { url, rss } = server
-      const before = await rss()
-      const health = watchHealth(url)
-      const drop = await pullFlood(url)
-      await new Promise((resolve) => setTimeout(resolve, 3000))
-      const during = await rss()
-      const { worst, probes } = await health()
+      const { before, during, worst, probes, drop } = await measurePullFlood(server)
       drop()
       const growth = (during - before) / MB
       return [

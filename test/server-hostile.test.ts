@@ -9,7 +9,7 @@ import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
-import { type HostileServer, healthMs, pullFlood, startHostileServer, watchHealth } from './fixtures/pull-flood.js'
+import { type HostileServer, healthMs, measurePullFlood, startHostileServer } from './fixtures/pull-flood.js'
 import { todoSchema } from './helpers/todo-schema.js'
 import { waitFor, within } from './helpers/wait.js'
 
@@ -217,7 +217,6 @@ describe('sync server under hostile load (child process)', () => {
     server = await startHostileServer(events, bytes, limits)
     url = server.url
   }
-  const rss = () => server!.rss()
   const alive = () => server!.alive()
 
   afterEach(() => {
@@ -226,13 +225,8 @@ describe('sync server under hostile load (child process)', () => {
 
   it('bounds memory under pull floods from peers that never read, and /health stays fast', async () => {
     await start(3000, 1000) // 3 MB of log: every page is a full 1 MB
-    const before = await rss()
-    const health = watchHealth(url)
     // 5 WebSocket peers send 1,000 pulls each and stop reading; 2,000 pipelined HTTP pulls on a connection that never reads
-    const drop = await pullFlood(url)
-    await new Promise((resolve) => setTimeout(resolve, 3000))
-    const during = await rss()
-    const { worst, probes } = await health()
+    const { before, during, worst, probes, drop } = await measurePullFlood(server!)
     expect(alive()).toBe(true)
     expect(probes).toBeGreaterThan(5)
     expect(worst).toBeLessThan(1000)
