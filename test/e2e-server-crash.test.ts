@@ -26,7 +26,7 @@ import { httpBackend } from './fixtures/e2e-http-backend.js'
 import { freePort } from './helpers/backend.js'
 import { mulberry32 } from './helpers/random.js'
 import { freshStoreId, type TodoSchema, todoSchema } from './helpers/todo-schema.js'
-import { logOf, waitFor, within } from './helpers/wait.js'
+import { logOf, onChange, waitFor, within } from './helpers/wait.js'
 
 const fixture = fileURLToPath(new URL('./fixtures/e2e-server.ts', import.meta.url))
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -101,7 +101,7 @@ describe('end to end: kill -9 of the sync server', () => {
     const confirmed = new Map<string, number>()
     const confirmedBy: Record<string, number> = Object.fromEntries(Object.keys(stores).map((name) => [name, 0]))
     const failures: string[] = []
-    let progress = () => {}
+    const progress = onChange()
     let running = true
     const loops = Object.entries(stores).map(async ([name, store]) => {
       for (let n = 0; running; n++) {
@@ -112,7 +112,7 @@ describe('end to end: kill -9 of the sync server', () => {
           (seq) => {
             confirmed.set(id, seq!)
             confirmedBy[name]!++
-            progress()
+            progress.changed()
           },
           (error) => failures.push(`${id}: ${(error as Error).message}`),
         )
@@ -120,15 +120,7 @@ describe('end to end: kill -9 of the sync server', () => {
       }
     })
     /** Resolves once `pred` holds, checked on every confirmation (no polling). */
-    const until = (pred: () => boolean, what: string) =>
-      within(
-        new Promise<void>((resolve) => {
-          progress = () => pred() && resolve()
-          progress()
-        }),
-        what,
-        15_000,
-      )
+    const until = progress.until
 
     const kills: { confirmed: number; extraMs: number }[] = []
     for (let round = 0; round < ROUNDS; round++) {

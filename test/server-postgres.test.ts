@@ -23,7 +23,7 @@ import { failoverProxy } from './fixtures/failover-proxy.js'
 import { dropSchema, freshSchemaName, POSTGRES_URL, postgresUnavailable } from './helpers/postgres.js'
 import { mulberry32 } from './helpers/random.js'
 import { freshStoreId, type TodoSchema, todoSchema } from './helpers/todo-schema.js'
-import { backendLog, logOf, waitFor, within } from './helpers/wait.js'
+import { backendLog, logOf, onChange, waitFor, within } from './helpers/wait.js'
 
 const unavailable = await postgresUnavailable()
 if (unavailable) console.warn(`server-postgres.test.ts: skipping: ${unavailable}`)
@@ -144,7 +144,7 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
     const committed: string[] = []
     const confirmed = new Map<string, number>()
     const failures: string[] = []
-    let progress = () => {}
+    const progress = onChange()
     let running = true
     const loops = clients.map(async ({ name, store, proxy }) => {
       for (let n = 0; running; n++) {
@@ -165,21 +165,14 @@ describe.skipIf(unavailable)('tidelog serve --postgres, two servers on one datab
       receipt.confirmed.then(
         (seq) => {
           confirmed.set(id, seq!)
-          progress()
+          progress.changed()
         },
         (error) => failures.push(`${id}: ${(error as Error).message}`),
       )
       return id
     }
-    const until = (pred: () => boolean, what: string) =>
-      within(
-        new Promise<void>((resolve) => {
-          progress = () => pred() && resolve()
-          progress()
-        }),
-        what,
-        15_000,
-      )
+    /** Resolves once `pred` holds, checked on every confirmation (no polling). */
+    const until = progress.until
 
     const started = performance.now()
     const killAt = 30 + Math.floor(random() * 40)

@@ -40,6 +40,28 @@ export function within<T>(promise: Promise<T>, what: string, timeoutMs = 10_000)
   return Promise.race([promise, guard]).finally(() => clearTimeout(timer))
 }
 
+/**
+ * A condition to wait for that no signal announces: `changed()` says something moved, and
+ * `until(pred)` resolves at the first change (or at once) after which `pred` holds.
+ */
+export function onChange(): { changed(): void; until(pred: () => boolean, what: string, timeoutMs?: number): Promise<void> } {
+  let check = () => {}
+  return {
+    changed: () => check(),
+    until: (pred, what, timeoutMs = 15_000) =>
+      within(
+        new Promise<void>((resolve) => {
+          check = () => {
+            if (pred()) resolve()
+          }
+          check()
+        }),
+        what,
+        timeoutMs,
+      ),
+  }
+}
+
 /** Lets the event loop turn once (timers, I/O, unhandled-rejection checks), without waiting on a clock. */
 export const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
