@@ -42,7 +42,6 @@ export function httpTransport(options: HttpTransportOptions): Transport {
   let polling = false
 
   const rules = transportRules('httpTransport')
-  const closedError = rules.closed
 
   const setOnline = () => {
     if (online || closed) return
@@ -72,7 +71,7 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     body: object | undefined,
     timeoutMs: number,
   ): Promise<unknown> {
-    if (closed) throw closedError()
+    if (closed) throw rules.closed()
     const abort = new AbortController()
     aborts.add(abort)
     const timer = setTimeout(() => abort.abort(), timeoutMs)
@@ -92,7 +91,7 @@ export function httpTransport(options: HttpTransportOptions): Transport {
       status = response.status
       text = await response.text()
     } catch (cause) {
-      if (closed) throw closedError()
+      if (closed) throw rules.closed()
       const timedOut = abort.signal.aborted
       const error = new TransportError(
         `httpTransport: ${timedOut ? `no answer within ${timeoutMs} ms` : `cannot reach the sync server: ${(cause as Error).message}`}.`,
