@@ -8,10 +8,12 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
+import { decodeRecords } from '../adapters/file-format.js'
 import { openDb } from '../src/database.js'
 import { createEventLog } from '../src/eventlog.js'
 import type { Schema } from '../src/index.js'
 import { createStore, sql } from '../src/index.js'
+import { installUndoLog } from '../src/undo-log.js'
 import { loadFileStorage } from './commit.js'
 import { benchSchema, INSERT_SQL, itemArgs, rawDb, rawFill, sqlJs, storeWithConfirmed, upstreamEvents } from './fixtures.js'
 import { median, now } from './harness.js'
@@ -43,23 +45,12 @@ async function rebase() {
         false,
       ),
     )
-    const undo = log.db.column<string>({ sql: 'SELECT sql FROM __tl_undo ORDER BY id DESC', params: [] })
-    const tryRollback = (label: string, captureOff: boolean, fn: () => void) => {
-      log.db.exec('BEGIN')
-      if (captureOff) log.db.exec('UPDATE temp.__tl_flag SET capture = 0')
-      time(label, fn)
-      log.db.exec('ROLLBACK')
-    }
-    tryRollback('rollback as done now: exec() of 1,000 undo SQL texts, capture still on', false, () => {
-      for (const s of undo) log.db.exec(s)
-    })
-    tryRollback('  same with capture off', true, () => {
-      for (const s of undo) log.db.exec(s)
-    })
-    const rowids = undo.map((s) => Number(s.slice(s.lastIndexOf('=') + 1)))
-    tryRollback('  one cached statement DELETE ... WHERE rowid = ? with bound rowids, capture off', true, () => {
-      for (const r of rowids) log.db.run({ sql: 'DELETE FROM "items" WHERE rowid = ?', params: [r] })
-    })
+    // the same tables, so the same shadow tables and triggers: this handle rolls back what the commit captured
+    const undo = installUndoLog(log.db, ['items'])
+    log.db.exec('BEGIN')
+    log.db.exec('UPDATE temp.__tl_flag SET capture = 0')
+    time('rollback: the undo log restores what the 1,000 pending events wrote (capture off, as in a rebase)', () => undo.rollback())
+    log.db.exec('ROLLBACK')
     time('read + JSON.parse the 1,000 pending rows', () => log.readPending())
     time('applyUpstream total (the P7 rebase)', () => log.applyUpstream(upstreamEvents(1001, 100), undefined))
     log.close()
@@ -149,13 +140,7 @@ async function boot() {
     for (let k = 0; k < 5; k++) {
       const jb = await readFile(join(folder, journal))
       time(`fileStorage load: decode the journal (${(jb.length / 2 ** 20).toFixed(1)} MB, every record already in the snapshot)`, () => {
-        for (let at = 0; at + 8 <= jb.length; ) {
-          const n = jb.readUInt32LE(at)
-          const j = jb.subarray(at + 8, at + 8 + n)
-          crc32(j)
-          JSON.parse(j.toString())
-          at += 8 + n
-        }
+        decodeRecords(jb, { start: 1, name: journal })
       })
       const t0 = now()
       const sb = await readFile(join(folder, snapshot))
