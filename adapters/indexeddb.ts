@@ -1,4 +1,5 @@
 import { get, promisifyRequest, setMany } from 'idb-keyval'
+import { checksum64 } from '../src/checksum64.js'
 import { crc32 } from '../src/crc32.js'
 import { StorageLockedError } from '../src/errors.js'
 import { strictStore } from '../src/idb-strict-store.js'
@@ -9,11 +10,12 @@ import { broadcastTabLinks } from '../transports/tab-link.js'
 
 // One object store, 'tidelog', in the database named by the caller. Keys:
 //   <storeId>/j/<pos, 15 digits>       a journal record
-//   <storeId>/s/<position, 15 digits>  a snapshot { position, schemaHash, bytes, crc }
+//   <storeId>/s/<position, 15 digits>  a snapshot { position, schemaHash, bytes, sum }
 // The two newest snapshots are kept, and the journal after the older one, so either can boot the store.
 // A snapshot's bytes are a Blob (browsers keep it as a file beside the database and read it back 2-3x
 // faster than a large Uint8Array value, which is cloned through the database); older versions stored
-// the Uint8Array itself, which is still read.
+// the Uint8Array itself, which is still read. `sum` is src/checksum64.ts's (a sixth of CRC-32's time in
+// JavaScript, and checking it is boot time); snapshots of older versions carry `crc` (CRC-32) instead.
 
 /** Options of `indexedDbStorage`. */
 export interface IndexedDbStorageOptions {
@@ -33,8 +35,13 @@ interface StoredSnapshot {
   position: number
   schemaHash: string
   bytes: Blob | Uint8Array
-  crc: number
+  sum?: string
+  /** Older versions' CRC-32, in place of `sum`. */
+  crc?: number
 }
+
+const intact = (stored: StoredSnapshot, bytes: Uint8Array) =>
+  typeof stored.sum === 'string' ? checksum64(bytes) === stored.sum : typeof stored.crc === 'number' && crc32(bytes) === stored.crc
 type Release = () => void | Promise<unknown>
 
 const OBJECT_STORE = 'tidelog'
@@ -116,7 +123,7 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
                 () => undefined,
               )
             : undefined
-        return bytes && crc32(bytes) === stored.crc ? { position, schemaHash: stored.schemaHash, bytes } : undefined
+        return bytes && intact(stored, bytes) ? { position, schemaHash: stored.schemaHash, bytes } : undefined
       },
       async readJournal(from) {
         if (!repairs) return { records: [], dropped: [] }
@@ -198,7 +205,7 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
           position: snapshot.position,
           schemaHash: snapshot.schemaHash,
           bytes: new Blob([bytes as Uint8Array<ArrayBuffer>]),
-          crc: crc32(bytes),
+          sum: checksum64(bytes),
         }
         await useStore('readwrite', (s) => {
           s.put(stored, key(storeId, 's', snapshot.position))

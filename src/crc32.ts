@@ -1,6 +1,7 @@
 /**
  * CRC-32 (IEEE 802.3, the one zlib and gzip use), slicing-by-8, on any platform.
- * The one checksum of every tidelog file and stored snapshot.
+ * The checksum of every tidelog file, and of IndexedDB snapshots stored by
+ * older versions (newer ones carry src/checksum64.ts's, which JavaScript computes faster).
  */
 
 let table: Uint32Array | undefined

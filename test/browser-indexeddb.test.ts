@@ -62,6 +62,54 @@ describe.skipIf(!hasChromium)('indexedDbStorage() in chromium, through the scrip
     await context.close()
   }, 60_000)
 
+  it('checks snapshots with checksum64, and boots from the older one when the newest is damaged', async () => {
+    const errors: string[] = []
+    const db = `damaged-${randomUUID()}`
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    collectErrors(page, 'page', errors)
+    const warnings: string[] = []
+    page.on('console', (m) => {
+      if (m.type() === 'warning') warnings.push(m.text())
+    })
+    // two sessions, each closed (close takes a snapshot): two snapshots, the journal after the older one
+    for (const ids of [['a', 'b'], ['c']]) {
+      await page.goto(`${server.url}/persist.html?db=${db}`)
+      await page.evaluate(() => notes)
+      await page.evaluate(async (ids) => {
+        for (const id of ids) await notesApi.add(id, `note ${id}`).persisted
+        await (notesApi as unknown as { store: { close(): Promise<void> } }).store.close()
+      }, ids)
+    }
+    const stored = await page.evaluate(async (name) => {
+      const idb = await new Promise<IDBDatabase>((resolve, reject) => {
+        const r = indexedDB.open(name)
+        r.onsuccess = () => resolve(r.result)
+        r.onerror = () => reject(r.error)
+      })
+      const done = <T>(r: IDBRequest<T>) => new Promise<T>((resolve) => (r.onsuccess = () => resolve(r.result)))
+      const keys = (await done(idb.transaction('tidelog').objectStore('tidelog').getAllKeys())) as string[]
+      const snapshots = keys.filter((k) => k.startsWith('notes/s/'))
+      const newest = snapshots[snapshots.length - 1]!
+      const value = await done(idb.transaction('tidelog').objectStore('tidelog').get(newest))
+      const bytes = new Uint8Array(await value.bytes.arrayBuffer())
+      bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0x10
+      const tx = idb.transaction('tidelog', 'readwrite')
+      tx.objectStore('tidelog').put({ ...value, bytes: new Blob([bytes]) }, newest)
+      await new Promise((resolve) => (tx.oncomplete = resolve))
+      idb.close()
+      return { snapshots: snapshots.length, sum: typeof value.sum, crc: typeof value.crc, blob: value.bytes instanceof Blob }
+    }, db)
+    expect(stored).toEqual({ snapshots: 2, sum: 'string', crc: 'undefined', blob: true })
+
+    await page.reload()
+    await page.evaluate(() => notes)
+    expect(await page.evaluate(() => notesApi.ids())).toEqual(['a', 'b', 'c'])
+    expect(warnings.filter((w) => /checksum mismatch; deleted, loading the snapshot at position \d+ instead/.test(w))).toHaveLength(1)
+    expect(errors).toEqual([])
+    await context.close()
+  }, 60_000)
+
   it('compiles the wasm while it downloads when it is served as application/wasm, and from its bytes when it is not', async () => {
     const compiled = async (contentType?: string) => {
       const errors: string[] = []

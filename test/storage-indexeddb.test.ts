@@ -5,6 +5,7 @@ import type { JournalRecord, Storage } from 'tidelog'
 import { type IndexedDbStorage, indexedDbStorage } from 'tidelog/adapters/indexeddb'
 import { runStorageConformance } from 'tidelog/testing'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { checksum64 } from '../src/checksum64.js'
 
 let counter = 0
 const uniqueName = () => `tidelog-test-${Date.now().toString(36)}-${counter++}`
@@ -101,18 +102,26 @@ describe('indexedDbStorage() durability', () => {
     for (const call of writes) expect(call[2]).toEqual({ durability: 'strict' })
   })
 
-  it('checksums snapshots with CRC-32 as zlib computes it, for every length', async () => {
+  it('checksums snapshots with checksum64, for every length, and drops one whose bytes no longer match it', async () => {
     const name = uniqueName()
-    const handle = await make(name).open('crc')
+    const handle = await make(name).open('sum')
     await handle.load()
     const raw: UseStore = createStore(name, 'tidelog')
     for (const size of [0, 1, 7, 8, 9, 15, 16, 17, 1000, 4099]) {
       const bytes = Uint8Array.from({ length: size }, (_, i) => (i * 2654435761) >>> 24)
       await handle.saveSnapshot({ position: size + 1, schemaHash: 'h', bytes })
-      const stored = await get<{ crc: number }>(`crc/s/${String(size + 1).padStart(15, '0')}`, raw)
-      expect({ size, crc: stored?.crc }).toEqual({ size, crc: crc32(bytes) })
+      const stored = await get<{ sum: string; crc?: number }>(`sum/s/${String(size + 1).padStart(15, '0')}`, raw)
+      expect({ size, sum: stored?.sum, crc: stored?.crc }).toEqual({ size, sum: checksum64(bytes), crc: undefined })
     }
     await handle.close()
+    // the newest snapshot (4,099 bytes at position 4100) keeps its sum but loses its last byte: the older one boots
+    const key = `sum/s/${String(4100).padStart(15, '0')}`
+    const stored = await get<{ bytes: Blob }>(key, raw)
+    await set(key, { ...stored, bytes: new Blob([new Uint8Array(await stored!.bytes.arrayBuffer()).subarray(0, 4098)]) }, raw)
+    const again = await make(name).open('sum')
+    const loaded = await again.load()
+    expect({ position: loaded.snapshot?.position, dropped: loaded.dropped.length }).toEqual({ position: 1001, dropped: 1 })
+    await again.close()
   })
 
   it('keeps snapshot bytes as a Blob, and still reads a snapshot stored as a Uint8Array by an older version', async () => {
