@@ -20,7 +20,18 @@ export interface Journal {
   settled(): Promise<void>
   /** Resolves once everything queued so far is durable. */
   flush(): Promise<void>
+  /** Stops retrying a failed append (the store closes; its handle goes with it). */
+  stop(): void
 }
+
+/** Failed appends in a row after which the waiting commits' `persisted` rejects (about 13 s of retries). */
+const GIVE_UP_AFTER = 8
+/** The longest wait between two attempts: a full disk is retried, never spun on. */
+const MAX_RETRY_MS = 5000
+const retryDelay = (failures: number) => Math.min(50 * 2 ** failures, MAX_RETRY_MS)
+
+/** An error's message, or its name where it has none (a DOMException from a browser often has none). */
+const describe = (error: unknown) => (error as Error)?.message || (error as Error)?.name || String(error)
 
 /** The store opens one per storage handle, after boot, at the journal position boot reached. */
 export function createJournal(handle: StorageHandle, position: number, onWarning: (m: string) => void): Journal {
@@ -32,6 +43,8 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
   // the promise of the newest record's batch; batches are appended in order, so it settles after all before it
   let newest: Promise<void> = Promise.resolve()
   let failures = 0
+  let stopped = false
+  let retry: ReturnType<typeof setTimeout> | undefined
 
   const run = async () => {
     while (queue.length) {
@@ -48,13 +61,18 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
         } catch (error) {
           // keep order: retry the same batch before anything newer
           failures++
-          onWarning(`Writing to storage failed (${(error as Error).message}); retrying. Commits stay pending until it succeeds.`)
-          if (failures >= 8) {
+          if (stopped) {
+            for (const w of done) w.reject(error)
+            throw error
+          }
+          onWarning(`Writing to storage failed (${describe(error)}); retrying. Commits stay pending until it succeeds.`)
+          if (failures >= GIVE_UP_AFTER) {
+            // their persisted rejects, but the records stay queued: the next attempt (later, see kick) writes them
             for (const w of done) w.reject(error)
             queue = [...records, ...queue]
             throw error
           }
-          await new Promise((r) => setTimeout(r, 50 * 2 ** failures))
+          await new Promise((r) => setTimeout(r, retryDelay(failures)))
         }
       }
       durable = records[records.length - 1]!.pos
@@ -63,10 +81,16 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
   }
 
   const kick = () => {
-    if (!running) {
+    clearTimeout(retry)
+    retry = undefined
+    if (!running && !stopped) {
       running = run().finally(() => {
         running = undefined
-        if (queue.length) kick()
+        if (!queue.length || stopped) return
+        if (failures === 0) return kick()
+        // storage keeps failing (a full disk): try again later, not at once
+        retry = setTimeout(kick, retryDelay(failures))
+        ;(retry as { unref?: () => void }).unref?.()
       })
       running.catch(() => {})
     }
@@ -90,10 +114,14 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
       return durable >= position ? Promise.resolve() : newest
     },
     async flush(): Promise<void> {
-      while (queue.length || running) {
+      while ((queue.length || running) && !stopped) {
         if (queue.length) kick()
         await running
       }
+    },
+    stop() {
+      stopped = true
+      clearTimeout(retry)
     },
   }
 }

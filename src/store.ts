@@ -353,6 +353,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
         await journal?.flush()
         await snapshots.take()
       } finally {
+        journal?.stop()
         await handle?.close()
         log.close()
       }
