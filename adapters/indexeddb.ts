@@ -1,7 +1,7 @@
 import { get, promisifyRequest, setMany } from 'idb-keyval'
 import { checksum64 } from '../src/checksum64.js'
 import { crc32 } from '../src/crc32.js'
-import { StorageLockedError } from '../src/errors.js'
+import { StorageError, StorageLockedError } from '../src/errors.js'
 import { strictStore } from '../src/idb-strict-store.js'
 import { memoryStorage } from '../src/memory-storage.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions, TabLinks } from '../src/storage.js'
@@ -50,6 +50,19 @@ const key = (storeId: string, kind: 'j' | 's', pos: number) => `${storeId}/${kin
 // '/' cannot occur in a storeId, so no storeId's range overlaps another's
 const range = (storeId: string, kind: 'j' | 's', from = 0, to?: number) =>
   IDBKeyRange.bound(key(storeId, kind, from), to === undefined ? `${storeId}/${kind}/\uffff` : key(storeId, kind, to))
+
+/**
+ * A write IndexedDB refused, as a StorageError that says why: browsers abort with a DOMException whose
+ * message is often empty (QuotaExceededError has none in Chromium), so its name is what tells.
+ */
+function writeFailed(where: string, what: string, error: unknown): StorageError {
+  const e = error as DOMException | undefined
+  const why =
+    e?.name === 'QuotaExceededError'
+      ? "the browser's storage for this site is full (QuotaExceededError: the disk is full, or the site used its share). Free disk space or this site's data; indexedDbStorage({ persist: true }) asks the browser to keep it"
+      : `${e?.name ?? 'Error'}${e?.message ? `: ${e.message}` : ''}`
+  return new StorageError(`Could not ${what} ${where}: ${why}. Nothing of it was written.`, { cause: error })
+}
 
 // Locks held in this JS realm when Web Locks are missing (Node, old browsers): name -> waiters, present while held
 const localLocks = new Map<string, (() => void)[]>()
@@ -196,7 +209,9 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
         await setMany(
           records.map((r) => [key(storeId, 'j', r.pos), r]),
           useStore,
-        )
+        ).catch((e) => {
+          throw writeFailed(where, 'append to', e)
+        })
       }
 
       async function saveSnapshot(snapshot: Snapshot): Promise<void> {
@@ -218,6 +233,8 @@ export function indexedDbStorage(options: IndexedDbStorageOptions): IndexedDbSto
             if (older > 0) s.delete(range(storeId, 'j', 0, older))
           }
           return promisifyRequest(s.transaction)
+        }).catch((e) => {
+          throw writeFailed(where, 'save a snapshot to', e)
         })
       }
 

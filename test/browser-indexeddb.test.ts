@@ -110,6 +110,62 @@ describe.skipIf(!hasChromium)('indexedDbStorage() in chromium, through the scrip
     await context.close()
   }, 60_000)
 
+  it('on a full disk (the origin over its quota) keeps the commits in the page, and persists them once there is room', async () => {
+    const errors: string[] = []
+    const db = `full-${randomUUID()}`
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    collectErrors(page, 'page', errors)
+    const warnings: string[] = []
+    page.on('console', (m) => {
+      if (m.type() === 'warning') warnings.push(m.text())
+    })
+    // Chromium keeps an origin's quota once the origin has written, so the override comes first: 600 KB in all
+    const cdp = await context.newCDPSession(page)
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.url, quotaSize: 600_000 })
+    await page.goto(`${server.url}/persist.html?db=${db}`)
+    await page.evaluate(() => notes)
+    await page.evaluate(() => notesApi.add('a', 'first').persisted)
+
+    // incompressible 32 KB notes until a journal write fails (bounded: 100 notes would be 3.2 MB)
+    const added = await page.evaluate(async () => {
+      const ids: string[] = []
+      const big = () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(24_000))))
+      let failed = false
+      const original = console.warn
+      console.warn = (...args: unknown[]) => {
+        if (String(args[0]).includes('Writing to storage failed')) failed = true
+        original(...args)
+      }
+      for (let i = 0; i < 100 && !failed; i++) {
+        const id = `n${String(i).padStart(3, '0')}`
+        ;(window as unknown as { last: Promise<void> }).last = notesApi.add(id, big()).persisted
+        ids.push(id)
+        await new Promise((r) => setTimeout(r, 10))
+      }
+      return { ids, failed }
+    })
+    expect(added.failed).toBe(true)
+    // the warning says what happened and what to do, not just "failed ()"
+    const full = /Writing to storage failed \(Could not append to indexeddb:full-[^ ]+\/notes: the browser's storage for this site is full \(QuotaExceededError/
+    expect(warnings.filter((w) => full.test(w)).length).toBeGreaterThan(0)
+    // the page still shows every commit; the newest one is not persisted yet
+    expect(await page.evaluate(() => notesApi.ids())).toEqual(['a', ...added.ids])
+    const state = await page.evaluate(() =>
+      Promise.race([(window as unknown as { last: Promise<void> }).last.then(() => 'persisted'), new Promise((r) => setTimeout(() => r('waiting'), 300))]),
+    )
+    expect(state).toBe('waiting')
+
+    // room again: the journal's next retry writes them, and a reload finds every one
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.url })
+    await page.evaluate(() => (window as unknown as { last: Promise<void> }).last)
+    await page.reload()
+    await page.evaluate(() => notes)
+    expect(await page.evaluate(() => notesApi.ids())).toEqual(['a', ...added.ids])
+    expect(errors).toEqual([])
+    await context.close()
+  }, 90_000)
+
   it('compiles the wasm while it downloads when it is served as application/wasm, and from its bytes when it is not', async () => {
     const compiled = async (contentType?: string) => {
       const errors: string[] = []
