@@ -279,13 +279,22 @@ export function fileStorage(options: FileStorageOptions): FileStorage {
         const name = `snapshot-${pad(snapshot.position)}.snap`
         const parts = encodeSnapshot(snapshot)
         const tmp = join(folder, `${name}.tmp`)
-        const fh = await open(tmp, 'w')
         try {
-          for (const part of parts) await writeAll(fh, part)
-          await fh.sync()
-          stats.fsyncs++
-        } finally {
-          await fh.close()
+          const fh = await open(tmp, 'w')
+          try {
+            for (const part of parts) await writeAll(fh, part)
+            await fh.sync()
+            stats.fsyncs++
+          } finally {
+            await fh.close()
+          }
+        } catch (e) {
+          // on a full disk the partial file would hold the space the journal needs until the next boot
+          await unlink(tmp).catch(() => undefined)
+          throw new StorageError(
+            `Could not save a snapshot to ${where}: ${(e as Error).message}. The previous snapshot and the journal are kept, so nothing is lost; the next snapshot tries again.`,
+            { cause: e },
+          )
         }
         await rename(tmp, join(folder, name))
         await syncDir(folder)

@@ -24,6 +24,8 @@ export interface Snapshots {
   schedule(): void
   /** Takes a snapshot now (after those already under way); resolves once it is saved. */
   take(): Promise<void>
+  /** The same, a failure being a warning: the journal still holds everything the snapshot would (close, schedule). */
+  tryTake(): Promise<void>
   /** A new journal (a tab took over the storage): the state reflects `position`; `due` asks for a snapshot soon. */
   restart(position: number, due: boolean): void
   /** Drops a scheduled snapshot (close). */
@@ -45,7 +47,7 @@ export function createSnapshots(ctx: SnapshotContext, position: number, due: boo
       if (ctx.closed() || !journal || timer || (journal.position - Math.max(snapshotAt, 0) < ctx.every && snapshotAt >= 0)) return
       timer = setTimeout(() => {
         timer = undefined
-        void snapshots.take().catch((e) => ctx.warn(`snapshot failed: ${(e as Error).message}`))
+        void snapshots.tryTake()
       }, IDLE_MS)
       ;(timer as { unref?: () => void }).unref?.()
     },
@@ -74,6 +76,9 @@ export function createSnapshots(ctx: SnapshotContext, position: number, due: boo
       })
       snapshotting = next.catch(() => {})
       return next
+    },
+    tryTake() {
+      return snapshots.take().catch((e) => ctx.warn(`snapshot failed: ${(e as Error).message}`))
     },
     restart(at, soon) {
       snapshotAt = soon ? -1 : at

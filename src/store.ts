@@ -351,7 +351,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
       receipts.close()
       try {
         await journal?.flush()
-        await snapshots.take()
+        await snapshots.tryTake()
       } finally {
         journal?.stop()
         await handle?.close()
