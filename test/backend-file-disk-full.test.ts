@@ -5,32 +5,18 @@
  * `pushed` is missing after a restart, and once space is freed the same
  * backend takes pushes again.
  */
-import { execFileSync } from 'node:child_process'
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PendingEvent } from 'tidelog'
 import { checkFileBackend, fileBackend } from 'tidelog/server'
 import { afterEach, describe, expect, it } from 'vitest'
 import { pullAll } from './helpers/backend.js'
+import { smallDisk } from './helpers/disk.js'
 
 const cleanups: (() => Promise<unknown> | unknown)[] = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
-
-/** A fresh tmpfs of `size`, or the reason there cannot be one here. */
-async function smallDisk(size: string): Promise<string | { skip: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'tidelog-full-'))
-  cleanups.push(() => rm(dir, { recursive: true, force: true }))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tidelog-full', dir], { stdio: 'pipe' })
-  } catch (error) {
-    return { skip: `cannot mount a tmpfs (${String((error as { stderr?: Buffer }).stderr ?? error).trim()})` }
-  }
-  cleanups.push(() => execFileSync('umount', [dir]))
-  return dir
-}
 
 function batch(n: number): PendingEvent[] {
   return Array.from({ length: 20 }, (_, i) => ({
@@ -45,7 +31,7 @@ function batch(n: number): PendingEvent[] {
 
 describe('fileBackend() on a full disk', () => {
   it('rolls a failed append back to the last whole batch, answers a retryable error, and takes pushes again once space is freed', async (context) => {
-    const disk = await smallDisk('512k')
+    const disk = await smallDisk('512k', cleanups)
     if (typeof disk !== 'string') {
       console.log(`disk-full test skipped: ${disk.skip}`)
       context.skip()

@@ -2,50 +2,20 @@
  * A client store on fileStorage when its disk fills up (a small tmpfs): the
  * commits stay in the store and show in its queries, the warning says why, the
  * journal holds no partial record, a snapshot that cannot be written (at
- * close) is a warning and leaves no partial file behind, and once space is freed everything is written and
- * found again after a reopen.
+ * close) is a warning and leaves no partial file behind, and once space is
+ * freed everything is written and found again after a reopen.
  */
-import { execFileSync } from 'node:child_process'
-import { mkdtemp, open, readdir, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createStore, defineEvent, defineSchema, sql } from 'tidelog'
 import { fileStorage } from 'tidelog/adapters/filesystem'
 import { afterEach, describe, expect, it } from 'vitest'
+import { fillDisk, smallDisk } from './helpers/disk.js'
 
 const cleanups: (() => Promise<unknown> | unknown)[] = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
-
-/** A fresh tmpfs of `size`, or the reason there cannot be one here. */
-async function smallDisk(size: string): Promise<string | { skip: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'tidelog-client-full-'))
-  cleanups.push(() => rm(dir, { recursive: true, force: true }))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tidelog-client-full', dir], { stdio: 'pipe' })
-  } catch (error) {
-    return { skip: `cannot mount a tmpfs (${String((error as { stderr?: Buffer }).stderr ?? error).trim()})` }
-  }
-  cleanups.push(() => execFileSync('umount', [dir]))
-  return dir
-}
-
-/** Writes a file until the disk is full (bounded by the disk's size); returns its path. */
-async function fillDisk(dir: string): Promise<string> {
-  const path = join(dir, 'filler')
-  const fh = await open(path, 'w')
-  const chunk = Buffer.alloc(16 * 1024, 1)
-  try {
-    for (let i = 0; i < 10_000; i++) await fh.write(chunk)
-    throw new Error('the disk never filled up')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error
-  } finally {
-    await fh.close()
-  }
-  return path
-}
 
 const schema = defineSchema({
   tables: { notes: sql`CREATE TABLE notes (id TEXT PRIMARY KEY, text TEXT NOT NULL)` },
@@ -59,7 +29,7 @@ const ids = (store: Awaited<ReturnType<typeof createStore<typeof schema>>>) =>
 
 describe('fileStorage() on a full disk, in a client store', () => {
   it('keeps commits queued and visible, writes them once space is freed, and leaves no partial file', async (context) => {
-    const dir = await smallDisk('1m')
+    const dir = await smallDisk('1m', cleanups)
     if (typeof dir !== 'string') return context.skip(dir.skip)
     const warnings: string[] = []
     const open1 = () => createStore({ schema, storeId: 'notes', storage: fileStorage({ dir }), dev: false, onWarning: (m) => warnings.push(m) })
