@@ -7,6 +7,9 @@ export interface TidelogErrorOptions {
   cause?: unknown
 }
 
+/** An error's message, or its name where it has none (a browser's DOMException often has none, e.g. QuotaExceededError). */
+export const errorText = (error: unknown): string => (error as Error)?.message || (error as Error)?.name || String(error)
+
 /** Base class of every error tidelog throws; check `code` to branch on the kind. */
 export class TidelogError extends Error {
   readonly code: string

@@ -1,3 +1,4 @@
+import { errorText } from './errors.js'
 import type { JournalRecord, StorageHandle } from './storage.js'
 
 /** A record as the store adds it; the journal numbers it. */
@@ -29,9 +30,6 @@ const GIVE_UP_AFTER = 8
 /** The longest wait between two attempts: a full disk is retried, never spun on. */
 const MAX_RETRY_MS = 5000
 const retryDelay = (failures: number) => Math.min(50 * 2 ** failures, MAX_RETRY_MS)
-
-/** An error's message, or its name where it has none (a DOMException from a browser often has none). */
-const describe = (error: unknown) => (error as Error)?.message || (error as Error)?.name || String(error)
 
 /** The store opens one per storage handle, after boot, at the journal position boot reached. */
 export function createJournal(handle: StorageHandle, position: number, onWarning: (m: string) => void): Journal {
@@ -65,7 +63,7 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
             for (const w of done) w.reject(error)
             throw error
           }
-          onWarning(`Writing to storage failed (${describe(error)}); retrying. Commits stay pending until it succeeds.`)
+          onWarning(`Writing to storage failed (${errorText(error)}); retrying. Commits stay pending until it succeeds.`)
           if (failures >= GIVE_UP_AFTER) {
             // their persisted rejects, but the records stay queued: the next attempt (later, see kick) writes them
             for (const w of done) w.reject(error)

@@ -1,5 +1,5 @@
 import { promisifyRequest } from 'idb-keyval'
-import { StorageError } from '../errors.js'
+import { errorText, StorageError } from '../errors.js'
 import { strictStore } from '../idb-strict-store.js'
 import { randomId } from '../ids.js'
 import { type ConfirmedEvent, MAX_PULL_LIMIT, type PullResponse, type PushResponse } from '../protocol.js'
@@ -49,10 +49,9 @@ export function indexedDbBackend(options: IndexedDbBackendOptions): IndexedDbBac
 
   const fail = (what: string, error: unknown): never => {
     if (error instanceof Error && (error.name === 'ProtocolViolation' || error.name === 'StorageError')) throw error
-    throw new StorageError(
-      `IndexedDB "${options.name}": ${what} failed: ${(error as Error)?.message ?? error}. Check that IndexedDB is available and not full.`,
-      { cause: error },
-    )
+    throw new StorageError(`IndexedDB "${options.name}": ${what} failed: ${errorText(error)}. Check that IndexedDB is available and not full.`, {
+      cause: error,
+    })
   }
   // The id is made once per database (a wiped database gets a new one), in a write transaction so two tabs agree.
   const backendId = () =>
