@@ -27,6 +27,19 @@ describe.skipIf(!hasChromium)('indexedDbStorage() in chromium, through the scrip
     await server?.close()
   })
 
+  /** A page in a new context (fresh IndexedDB) with its errors and console warnings collected, and a new database name. */
+  async function freshPage(prefix: string) {
+    const errors: string[] = []
+    const warnings: string[] = []
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    collectErrors(page, 'page', errors)
+    page.on('console', (m) => {
+      if (m.type() === 'warning') warnings.push(m.text())
+    })
+    return { context, page, db: `${prefix}-${randomUUID()}`, errors, warnings }
+  }
+
   it('keeps commits across a reload, in real IndexedDB', async () => {
     const errors: string[] = []
     const db = `persist-${randomUUID()}`
@@ -63,15 +76,7 @@ describe.skipIf(!hasChromium)('indexedDbStorage() in chromium, through the scrip
   }, 60_000)
 
   it('checks snapshots with checksum64, and boots from the older one when the newest is damaged', async () => {
-    const errors: string[] = []
-    const db = `damaged-${randomUUID()}`
-    const context = await browser.newContext()
-    const page = await context.newPage()
-    collectErrors(page, 'page', errors)
-    const warnings: string[] = []
-    page.on('console', (m) => {
-      if (m.type() === 'warning') warnings.push(m.text())
-    })
+    const { context, page, db, errors, warnings } = await freshPage('damaged')
     // two sessions, each closed (close takes a snapshot): two snapshots, the journal after the older one
     for (const ids of [['a', 'b'], ['c']]) {
       await page.goto(`${server.url}/persist.html?db=${db}`)
@@ -111,15 +116,7 @@ describe.skipIf(!hasChromium)('indexedDbStorage() in chromium, through the scrip
   }, 60_000)
 
   it('on a full disk (the origin over its quota) keeps the commits in the page, and persists them once there is room', async () => {
-    const errors: string[] = []
-    const db = `full-${randomUUID()}`
-    const context = await browser.newContext()
-    const page = await context.newPage()
-    collectErrors(page, 'page', errors)
-    const warnings: string[] = []
-    page.on('console', (m) => {
-      if (m.type() === 'warning') warnings.push(m.text())
-    })
+    const { context, page, db, errors, warnings } = await freshPage('full')
     // Chromium keeps an origin's quota once the origin has written, so the override comes first: 600 KB in all
     const cdp = await context.newCDPSession(page)
     await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.url, quotaSize: 600_000 })
