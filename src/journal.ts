@@ -30,6 +30,8 @@ const GIVE_UP_AFTER = 8
 /** The longest wait between two attempts: a full disk is retried, never spun on. */
 const MAX_RETRY_MS = 5000
 const retryDelay = (failures: number) => Math.min(50 * 2 ** failures, MAX_RETRY_MS)
+/** After giving up, a failure is reported once per this many attempts (about a minute). */
+const WARN_EVERY = 12
 
 /** The store opens one per storage handle, after boot, at the journal position boot reached. */
 export function createJournal(handle: StorageHandle, position: number, onWarning: (m: string) => void): Journal {
@@ -54,6 +56,7 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
       for (;;) {
         try {
           await handle.append(records)
+          if (failures > 0) onWarning(`Writing to storage works again, after ${failures} failed attempts; the pending commits are persisted.`)
           failures = 0
           break
         } catch (error) {
@@ -63,7 +66,13 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
             for (const w of done) w.reject(error)
             throw error
           }
-          onWarning(`Writing to storage failed (${errorText(error)}); retrying. Commits stay pending until it succeeds.`)
+          // the first failure, the one that rejects the waiting commits, then about once a minute: no flood on a long outage
+          if (failures === 1 || failures === GIVE_UP_AFTER || (failures - GIVE_UP_AFTER) % WARN_EVERY === 0)
+            onWarning(
+              failures < GIVE_UP_AFTER
+                ? `Writing to storage failed (${errorText(error)}); retrying. Commits stay pending until it succeeds.`
+                : `Writing to storage still fails after ${failures} attempts (${errorText(error)}); the waiting commits' persisted rejected, but they stay queued and are written once it works again. Retrying every ${MAX_RETRY_MS / 1000} s.`,
+            )
           if (failures >= GIVE_UP_AFTER) {
             // their persisted rejects, but the records stay queued: the next attempt (later, see kick) writes them
             for (const w of done) w.reject(error)
