@@ -59,7 +59,7 @@ function writeFailed(where: string, what: string, error: unknown): StorageError 
   const e = error as DOMException | undefined
   const why =
     e?.name === 'QuotaExceededError'
-      ? "the browser's storage for this site is full (QuotaExceededError: the disk is full, or the site used its share). Free disk space or this site's data; indexedDbStorage({ persist: true }) asks the browser to keep it"
+      ? "the browser's storage for this site is full (QuotaExceededError: a full disk, or the site's share used up). Free disk space or site data"
       : `${e?.name ?? 'Error'}${e?.message ? `: ${e.message}` : ''}`
   return new StorageError(`Could not ${what} ${where}: ${why}. Nothing of it was written.`, { cause: error })
 }

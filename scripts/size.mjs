@@ -29,10 +29,11 @@ export const P9_LIMIT_BYTES = 12 * 1024
  * interface (+0.34 KB: its members are properties, which minifiers keep), the
  * shared load policy, client tabs that boot from the storage's snapshot and
  * learn whether the owner has a transport (+0.83 KB), the sync engine's page
- * prefetch, the shared transport rules and Blob snapshots in IndexedDB; to 26 KB (25.86 KB) for
+ * prefetch, the shared transport rules and Blob snapshots in IndexedDB; to 26 KB (25.99 KB) for
  * checksum64, which checks IndexedDB snapshots in a sixth of CRC-32's time (about 60 ms less per
  * boot and per snapshot for 20 MB in Chromium; CRC-32 stays, to read older snapshots), and for
- * IndexedDB write errors that say the quota is full (browsers give them no message). Code-splitting the tab
+ * IndexedDB write errors that say the quota is full (browsers give them no message) and the journal's
+ * outage warnings (giving up, working again). Code-splitting the tab
  * client half out would lower the first load, but a dynamic import in the
  * library breaks Rollup builds with a single output file.
  */

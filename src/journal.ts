@@ -56,7 +56,7 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
       for (;;) {
         try {
           await handle.append(records)
-          if (failures > 0) onWarning(`Writing to storage works again, after ${failures} failed attempts; the pending commits are persisted.`)
+          if (failures > 0) onWarning(`Writing to storage works again after ${failures} failed attempts.`)
           failures = 0
           break
         } catch (error) {
@@ -71,7 +71,7 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
             onWarning(
               failures < GIVE_UP_AFTER
                 ? `Writing to storage failed (${errorText(error)}); retrying. Commits stay pending until it succeeds.`
-                : `Writing to storage still fails after ${failures} attempts (${errorText(error)}); the waiting commits' persisted rejected, but they stay queued and are written once it works again. Retrying every ${MAX_RETRY_MS / 1000} s.`,
+                : `Writing to storage still fails after ${failures} attempts (${errorText(error)}); retrying every 5 s.`,
             )
           if (failures >= GIVE_UP_AFTER) {
             // their persisted rejects, but the records stay queued: the next attempt (later, see kick) writes them
