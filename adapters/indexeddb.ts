@@ -40,8 +40,6 @@ interface StoredSnapshot {
   crc?: number
 }
 
-const intact = (stored: StoredSnapshot, bytes: Uint8Array) =>
-  typeof stored.sum === 'string' ? checksum64(bytes) === stored.sum : typeof stored.crc === 'number' && crc32(bytes) === stored.crc
 type Release = () => void | Promise<unknown>
 
 const OBJECT_STORE = 'tidelog'
@@ -50,6 +48,10 @@ const key = (storeId: string, kind: 'j' | 's', pos: number) => `${storeId}/${kin
 // '/' cannot occur in a storeId, so no storeId's range overlaps another's
 const range = (storeId: string, kind: 'j' | 's', from = 0, to?: number) =>
   IDBKeyRange.bound(key(storeId, kind, from), to === undefined ? `${storeId}/${kind}/\uffff` : key(storeId, kind, to))
+
+/** Whether a stored snapshot's bytes match its checksum: `sum`, or an older version's `crc`. */
+const intact = (stored: StoredSnapshot, bytes: Uint8Array) =>
+  typeof stored.sum === 'string' ? checksum64(bytes) === stored.sum : typeof stored.crc === 'number' && crc32(bytes) === stored.crc
 
 /**
  * A write IndexedDB refused, as a StorageError that says why: browsers abort with a DOMException whose

@@ -71,7 +71,7 @@ export function createJournal(handle: StorageHandle, position: number, onWarning
             onWarning(
               failures < GIVE_UP_AFTER
                 ? `Writing to storage failed (${errorText(error)}); retrying. Commits stay pending until it succeeds.`
-                : `Writing to storage still fails after ${failures} attempts (${errorText(error)}); retrying every 5 s.`,
+                : `Writing to storage still fails after ${failures} attempts (${errorText(error)}); retrying every ${MAX_RETRY_MS / 1000} s.`,
             )
           if (failures >= GIVE_UP_AFTER) {
             // their persisted rejects, but the records stay queued: the next attempt (later, see kick) writes them
