@@ -77,7 +77,7 @@ describe.skipIf(!hasChromium)('indexedDbStorage() in chromium, through the scrip
 
   it('checks snapshots with checksum64, and boots from the older one when the newest is damaged', async () => {
     const { context, page, db, errors, warnings } = await freshPage('damaged')
-    // two sessions, each closed (close takes a snapshot): two snapshots, the journal after the older one
+    // two visits of the page, each closing the store (close takes a snapshot): two snapshots, the journal after the older one
     for (const ids of [['a', 'b'], ['c']]) {
       await page.goto(`${server.url}/persist.html?db=${db}`)
       await page.evaluate(() => notes)
