@@ -186,3 +186,27 @@ describe("broadcastChannelTransport({ host: 'auto' })", () => {
     }
   })
 })
+
+describe('indexedDbBackend on a full disk', () => {
+  it('fails a push with a StorageError that names the error even when it has no message, stores nothing, and works once there is room', async () => {
+    const name = fresh('tidelog-idb-full')
+    const backend = indexedDbBackend({ name })
+    const put = IDBObjectStore.prototype.put
+    try {
+      expect(await backend.push('s', { parentSeq: 0, events: [event('a', 1)] })).toMatchObject({ type: 'pushed', firstSeq: 1, head: 1 })
+      // browsers report a full quota as a QuotaExceededError with an empty message
+      IDBObjectStore.prototype.put = () => {
+        throw new DOMException('', 'QuotaExceededError')
+      }
+      const failed = await backend.push('s', { parentSeq: 1, events: [event('a', 2)] }).catch((e: Error) => e)
+      expect(failed).toMatchObject({ name: 'StorageError' })
+      expect((failed as Error).message).toBe(`IndexedDB "${name}": push failed: QuotaExceededError. Check that IndexedDB is available and not full.`)
+      IDBObjectStore.prototype.put = put
+      expect(await backend.pull('s', 0, 10)).toMatchObject({ head: 1, events: [{ seq: 1, id: 'a:1' }] })
+      expect(await backend.push('s', { parentSeq: 1, events: [event('a', 2)] })).toMatchObject({ type: 'pushed', firstSeq: 2, head: 2 })
+    } finally {
+      IDBObjectStore.prototype.put = put
+      await backend.close()
+    }
+  })
+})
