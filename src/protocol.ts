@@ -34,6 +34,13 @@ export interface PushRequest {
   storeId: string
   parentSeq: number
   events: PendingEvent[]
+  /**
+   * Append on top of the head even when it moved past `parentSeq` (never when
+   * it is behind it): the client rebases once the events come back in a pull.
+   * Sent by a client that lost races in a row and has no merge hook
+   * (PROTOCOL.md, client rule 4).
+   */
+  anyHead?: boolean
 }
 
 export interface PullResponse {
@@ -191,6 +198,7 @@ export function parseClientMessage(input: unknown, limits: MessageLimits = {}): 
   }
   if (m.type === 'push') {
     if (!isSeq(m.parentSeq)) fail('push.parentSeq must be a non-negative integer')
+    if (m.anyHead !== undefined && typeof m.anyHead !== 'boolean') fail('push.anyHead must be true, false or absent')
     if (!Array.isArray(m.events) || m.events.length === 0) fail('push.events must be a non-empty array')
     const max = limits.maxEventsPerPush ?? 500
     if (m.events.length > max) fail(`push carries ${m.events.length} events; at most ${max} are accepted per push`, 'too_large')

@@ -9,7 +9,8 @@
  * Invariants:
  *  S1. Pull before push; a push carries parentSeq = confirmed head (rule 1).
  *  S2. `rejected` is data: pull again and push right after applying it,
- *      without backoff, so a client racing a busy log still gets in (rule 4).
+ *      without backoff; after two losses in a row (and with no merge hook) the
+ *      push asks for `anyHead`, so a client racing a busy log gets in (rule 4).
  *  S3. Incoming events are applied only at head + 1; a gap triggers a pull (rule 3).
  *  S4. Failures back off exponentially with full jitter, 250 ms to 30 s (rule 4).
  *  S5. A changed backendId stops sync with BackendResetError (backend rule 4).
@@ -190,12 +191,12 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
 
   /** A push on its way: the answer and the ids it carried. */
   type Pushing = Promise<{ res: PushResponse | QueuedResponse; ids: string[] }> | undefined
-  /** Pushes the oldest pending events (minus any that just came back) on top of `parentSeq`. */
-  const push = (parentSeq: number, back: ReadonlySet<string>): Pushing => {
+  /** Pushes the oldest pending events (minus any that just came back) on top of `parentSeq` (or of any later head). */
+  const push = (parentSeq: number, back: ReadonlySet<string>, anyHead?: boolean): Pushing => {
     const batch = host.pendingBatch(batchSize).filter((e) => !back.has(e.id))
     if (!batch.length) return undefined
     const ids = batch.map((e) => e.id)
-    return transport.push({ storeId: host.storeId, parentSeq, events: batch }).then((res) => ({ res, ids }))
+    return transport.push({ storeId: host.storeId, parentSeq, events: batch, anyHead }).then((res) => ({ res, ids }))
   }
 
   /** Live events while events are pending are applied together a moment later: one rebase for a burst. */
@@ -241,11 +242,13 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         const changed = upstream.length > 0 || pulled.upstream !== undefined
         let pushing: Pushing
         if (upstream.length && losses >= 2 && host.pushBeforeRebase()) {
-          // S2: after losing races, send the push at once, based on the pulled head, and rebase while
-          // it travels: a client with many pending events would otherwise lose every race to cheaper
-          // clients. (The price: a pending event that no longer applies lands in the log and is skipped
-          // by every client, instead of being dropped here by the rebase.)
-          pushing = push(upstream[upstream.length - 1]!.seq, new Set(upstream.map((e) => e.id)))
+          // S2: after losing races, send the push at once, to be appended on whatever head the backend
+          // has by then, and rebase while it travels: a client whose round trip is longer than the
+          // time between other clients' commits would otherwise never get in. Where it lands past the
+          // pulled head, confirm() leaves it pending and the next pull brings it back. (The price: a
+          // pending event that no longer applies lands in the log and is skipped by every client,
+          // instead of being dropped here by the rebase.)
+          pushing = push(upstream[upstream.length - 1]!.seq, new Set(upstream.map((e) => e.id)), true)
           if (!apply(upstream, pulled.backendId, pulled.upstream)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
         } else {
           if (changed && !apply(upstream, pulled.backendId, pulled.upstream))

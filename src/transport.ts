@@ -60,9 +60,11 @@ export interface SyncBackend {
   /**
    * Appends a batch atomically. Judged in this order (`judgePush` does it): no
    * events or an id twice → throw `invalid_message`; all ids already stored right
-   * after `parentSeq` → `pushed` with that firstSeq (a retry); `parentSeq` not the
-   * head → `rejected` (data, not an exception); a stored id among new ones →
-   * throw `invalid_message`. Answers `pushed` only once the batch is durable.
+   * after `parentSeq` (with `anyHead`: anywhere after it) → `pushed` with that
+   * firstSeq (a retry); `parentSeq` not the head (with `anyHead`: above the
+   * head) → `rejected` (data, not an exception); a stored id among new ones →
+   * throw `invalid_message`; else append at the head. Answers `pushed` only
+   * once the batch is durable.
    */
   push(storeId: string, request: Omit<PushRequest, 'storeId'>): Promise<PushResponse>
   /**

@@ -179,6 +179,13 @@ describe('backend contract helpers from tidelog/server', () => {
     expect(judgePush(log, 1, [event('c:3')])).toEqual({ kind: 'rejected' })
     expect(judgePush(log, 5, [event('c:3')])).toEqual({ kind: 'append' })
     expect(() => judgePush(log, 5, [])).toThrow(ProtocolViolation)
+    // anyHead: appended on the head from any parentSeq at or below it; a retry is found wherever it landed after parentSeq
+    expect(judgePush(log, 2, [event('c:3')], true)).toEqual({ kind: 'append' })
+    expect(judgePush(log, 6, [event('c:3')], true)).toEqual({ kind: 'rejected' })
+    expect(judgePush(log, 0, [event('c:1'), event('c:2')], true)).toEqual({ kind: 'retry', firstSeq: 2 })
+    expect(judgePush(log, 0, [event('c:1'), event('c:2')])).toEqual({ kind: 'rejected' })
+    expect(() => judgePush(log, 2, [event('c:1'), event('c:2')], true)).toThrow(ProtocolViolation)
+    expect(() => judgePush(log, 2, [event('c:2'), event('c:3')], true)).toThrow(ProtocolViolation)
     expect(MAX_PULL_LIMIT).toBe(1000)
   })
 })

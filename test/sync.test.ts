@@ -758,11 +758,14 @@ describe('store.sync.flush(): liveness (S2)', () => {
         await new Promise((resolve) => setTimeout(resolve, 2)) // load generation: a commit every couple of ms
       }
     })
-    await within(warm.promise, 'the busy clients to get going')
-    slow.sync.resume()
-    await within(slow.sync.flush(), 'the slow client to drain its 200 pending events', 20_000)
-    stop = true
-    await Promise.all(producers)
+    try {
+      await within(warm.promise, 'the busy clients to get going')
+      slow.sync.resume()
+      await within(slow.sync.flush(), 'the slow client to drain its 200 pending events', 20_000)
+    } finally {
+      stop = true
+      await Promise.all(producers)
+    }
     const log = await converged(backend, storeId, ...busy, slow)
     const slowIds = log.filter((e) => e.clientId === slow.clientId).map((e) => e.id)
     expect(slowIds).toEqual(receipts.map((r) => r.event.id))
@@ -805,18 +808,82 @@ describe('store.sync.flush(): liveness (S2)', () => {
       }
     })
     slow.sync.resume()
-    await within(slow.sync.flush(), 'the slow client to drain its 200 pending events despite latency', 20_000)
-    stop = true
-    await Promise.all(producers)
+    try {
+      await within(slow.sync.flush(), 'the slow client to drain its 200 pending events despite latency', 20_000)
+    } finally {
+      stop = true
+      await Promise.all(producers)
+    }
     await converged(backend, storeId, ...busy, slow)
     expect(stateOf(slow)).toEqual(stateOf(busy[0]!))
   })
 
-  it('pushes again right after each rejection, without backoff, until it gets in', async () => {
+  it('gets in over a 20 ms round trip while others commit every couple of ms (the head never holds still that long)', async () => {
+    const backend = memoryBackend()
+    const storeId = freshStoreId('live-rtt')
+    const busy = [await client(backend, storeId), await client(backend, storeId)]
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+    const farWire = wrapTransport(localTransport(backend), {
+      // 10 ms to the backend, 10 ms back, live events 10 ms late
+      onEvents(events, head, deliver) {
+        setTimeout(() => deliver(events, head), 10)
+      },
+      async pull(request, inner) {
+        await sleep(10)
+        const res = await inner.pull(request)
+        await sleep(10)
+        return res
+      },
+      async push(request, inner) {
+        await sleep(10)
+        const res = await inner.push(request)
+        await sleep(10)
+        return res
+      },
+    })
+    const far = await client(backend, storeId, { transport: farWire })
+    far.sync.pause()
+    const receipts = []
+    for (let i = 0; i < 200; i++) receipts.push(far.commit(kvSet({ k: `slow-${i % 20}`, v: String(i) })))
+    let stop = false
+    let rounds = 0
+    const warm = deferred()
+    const producers = busy.map(async (p, n) => {
+      let i = 0
+      while (!stop) {
+        p.commit(kvSet({ k: `slow-${i++ % 20}`, v: `busy ${n}` }))
+        await p.sync.flush()
+        if (++rounds === 20) warm.resolve()
+        await sleep(2)
+      }
+    })
+    try {
+      await within(warm.promise, 'the busy clients to get going')
+      far.sync.resume()
+      await within(far.sync.flush(), 'the far client to drain its 200 pending events', 20_000)
+    } finally {
+      stop = true
+      await Promise.all(producers)
+    }
+    const log = await converged(backend, storeId, ...busy, far)
+    expect(log.filter((e) => e.clientId === far.clientId).map((e) => e.id)).toEqual(receipts.map((r) => r.event.id))
+    expect(new Set(log.map((e) => e.id)).size).toBe(log.length)
+    for (const r of receipts) await expect(r.confirmed).resolves.toBeGreaterThan(0)
+    // it got in with anyHead pushes, appended past the head they were sent on (which had moved by the time they arrived)
+    const landed = farWire.calls.filter((c) => c.op === 'push' && c.result === 'pushed')
+    expect(
+      landed.some((c) => c.op === 'push' && c.firstSeq! > c.parentSeq + 1),
+      JSON.stringify(landed),
+    ).toBe(true)
+    expect(stateOf(far)).toEqual(stateOf(busy[0]!))
+    expect(stateOf(far)).toEqual(stateOf(busy[1]!))
+  })
+
+  it('pushes again right after each rejection, without backoff, and after two asks to be appended on any head', async () => {
     const backend = memoryBackend()
     const storeId = freshStoreId('race')
     const busy = await client(backend, storeId)
-    let losses = 5
+    let losses = 3
     const t = wrapTransport(localTransport(backend), {
       async push(request, inner) {
         if (losses > 0) {
@@ -838,7 +905,9 @@ describe('store.sync.flush(): liveness (S2)', () => {
     await within(slow.sync.flush(), 'the slow client to get in')
     const log = await converged(backend, storeId, busy, slow)
     const pushes = t.calls.filter((c) => c.op === 'push')
-    expect(pushes.map((p) => p.result)).toEqual(['rejected', 'rejected', 'rejected', 'rejected', 'rejected', 'pushed'])
+    // two losses at the head, then the push asks for anyHead and lands on the head the other client had moved on
+    expect(pushes.map((p) => p.result)).toEqual(['rejected', 'rejected', 'pushed'])
+    expect(pushes[2]!.firstSeq).toBe(pushes[2]!.parentSeq + 2)
     expect(pushes.every((p) => p.ids.length === 200)).toBe(true) // one batch, not one event at a time
     expect(trail.states()).not.toContain('error') // a rejection is data: no backoff
     trail.unsubscribe()

@@ -225,11 +225,7 @@ export function broadcastChannelClient(options: BroadcastChannelClientOptions, a
       }
     },
     async push(request_): Promise<PushResponse | QueuedResponse> {
-      const m = expectType<PushResponse | QueuedResponse>(
-        await request({ type: 'push', storeId: request_.storeId, parentSeq: request_.parentSeq, events: request_.events }, 'push'),
-        ['pushed', 'rejected', 'queued'],
-        'push',
-      )
+      const m = expectType<PushResponse | QueuedResponse>(await request({ type: 'push', ...request_ }, 'push'), ['pushed', 'rejected', 'queued'], 'push')
       if (m.type === 'pushed') return { type: 'pushed', firstSeq: m.firstSeq, head: m.head, backendId: m.backendId }
       if (m.type === 'rejected') return { type: 'rejected', reason: 'behind', head: m.head }
       return { type: 'queued' }

@@ -185,7 +185,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
   }
 
   /** Judges a push against the staged log and stages its events if they are appended (invariant 3). */
-  async function judgeAndStage(log: Log, parentSeq: number, batch: PendingEvent[]) {
+  async function judgeAndStage(log: Log, parentSeq: number, batch: PendingEvent[], anyHead?: boolean) {
     for (;;) {
       const epoch = log.epoch
       const known = await knownSeqs(
@@ -196,7 +196,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
       if (log.broken) throw log.broken
       if (epoch !== log.epoch) continue // staged records were thrown away meanwhile: judge again
       const head = log.head + log.staged.length
-      const verdict = judgePush({ head, seqOf: (eventId) => known.get(eventId) }, parentSeq, batch)
+      const verdict = judgePush({ head, seqOf: (eventId) => known.get(eventId) }, parentSeq, batch, anyHead)
       if (verdict.kind === 'append') {
         // serialized and framed before any of it is staged, so that a bad event appends nothing
         const payloads = batch.map((e, i) =>
@@ -321,13 +321,13 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
         cache.release(log)
       }
     },
-    async push(storeId, { parentSeq, events: batch }): Promise<PushResponse> {
+    async push(storeId, { parentSeq, events: batch, anyHead }): Promise<PushResponse> {
       const log = (await logOf(storeId, true))!
       try {
         if (log.damaged) throw log.damaged
         if (log.broken) throw log.broken
         const backend = await init()
-        const judged = log.turn.then(() => judgeAndStage(log, parentSeq, batch))
+        const judged = log.turn.then(() => judgeAndStage(log, parentSeq, batch, anyHead))
         log.turn = judged.catch(() => {})
         const { verdict, head } = await judged
         const firstSeq = verdict.kind === 'retry' ? verdict.firstSeq : head + 1

@@ -6,10 +6,16 @@ export type PushVerdict = { kind: 'retry'; firstSeq: number } | { kind: 'rejecte
 /**
  * Decides a push against a log (PROTOCOL.md backend rules 2 and 3): the
  * idempotent-retry answer, `rejected`, an `invalid_message` violation, or
- * `append` when the events are new and based on the head. Shared by every
- * backend so that they all judge pushes the same way.
+ * `append` when the events are new and based on the head (or, with
+ * `anyHead`, on a seq at or below it). Shared by every backend so that they
+ * all judge pushes the same way.
  */
-export function judgePush(log: { head: number; seqOf(id: string): number | undefined }, parentSeq: number, events: readonly PendingEvent[]): PushVerdict {
+export function judgePush(
+  log: { head: number; seqOf(id: string): number | undefined },
+  parentSeq: number,
+  events: readonly PendingEvent[],
+  anyHead = false,
+): PushVerdict {
   if (events.length === 0) throw new ProtocolViolation('invalid_message', 'push.events must be a non-empty array')
   const seen = new Set<string>()
   for (const e of events) {
@@ -17,8 +23,11 @@ export function judgePush(log: { head: number; seqOf(id: string): number | undef
     seen.add(e.id)
   }
   const known = events.map((e) => log.seqOf(e.id))
-  if (known.every((s, i) => s === parentSeq + 1 + i)) return { kind: 'retry', firstSeq: parentSeq + 1 }
-  if (parentSeq !== log.head) return { kind: 'rejected' }
+  const first = known[0]
+  if (first !== undefined && (first === parentSeq + 1 || (anyHead && first > parentSeq)) && known.every((s, i) => s === first + i)) {
+    return { kind: 'retry', firstSeq: first }
+  }
+  if (anyHead ? parentSeq > log.head : parentSeq !== log.head) return { kind: 'rejected' }
   if (known.some((s) => s !== undefined)) {
     throw new ProtocolViolation('invalid_message', 'push mixes events already in the log with new ones; pull and push only the events that did not come back')
   }

@@ -322,6 +322,60 @@ export function backendConformanceCases(makeBackend: MakeBackend, options: Backe
     })
   })
 
+  describe('anyHead: a push appended on the head wherever it is at or past parentSeq', () => {
+    it('appends an anyHead push whose parentSeq is behind the head after the head', async (t) => {
+      const b = await t.backend()
+      const s = storeId()
+      await pushOk(b, s, 0, batch('a', 1, 3))
+      const answer = await b.push(s, { parentSeq: 1, events: batch('b', 1, 2), anyHead: true })
+      expect(answer, `push(${s}, parentSeq 1, anyHead) on head 3`).toMatchObject({ type: 'pushed', firstSeq: 4, head: 5 })
+      expect((await pullAll(b, s)).events.map((e) => `${e.seq} ${e.id}`)).toEqual(['1 a:1', '2 a:2', '3 a:3', '4 b:1', '5 b:2'])
+    })
+
+    it('rejects an anyHead push whose parentSeq is ahead of the head, appending nothing', async (t) => {
+      const b = await t.backend()
+      const s = storeId()
+      await pushOk(b, s, 0, batch('a', 1, 2))
+      expect(await b.push(s, { parentSeq: 3, events: batch('b', 1, 1), anyHead: true })).toEqual({ type: 'rejected', reason: 'behind', head: 2 })
+      expect((await pullAll(b, s)).head).toBe(2)
+    })
+
+    it('answers a retried anyHead push with the firstSeq it got, appending nothing, after others appended since', async (t) => {
+      const b = await t.backend()
+      const s = storeId()
+      await pushOk(b, s, 0, batch('a', 1, 2))
+      const events = batch('b', 1, 2)
+      expect(await b.push(s, { parentSeq: 0, events, anyHead: true })).toMatchObject({ type: 'pushed', firstSeq: 3 })
+      await pushOk(b, s, 4, batch('c', 1, 1))
+      expect(await b.push(s, { parentSeq: 0, events, anyHead: true }), 'the retry').toMatchObject({ type: 'pushed', firstSeq: 3, head: 5 })
+      expect((await pullAll(b, s)).events.map((e) => e.id)).toEqual(['a:1', 'a:2', 'b:1', 'b:2', 'c:1'])
+    })
+
+    it('accepts every one of concurrent anyHead pushes on one stale parentSeq, each batch once and contiguous', async (t) => {
+      const b = await t.backend()
+      const s = storeId()
+      await pushOk(b, s, 0, batch('a', 1, 1))
+      const batches = Array.from({ length: 6 }, (_, k) => batch(`c${k}`, 1, 3))
+      const answers = await Promise.all(batches.map((events) => b.push(s, { parentSeq: 0, events, anyHead: true })))
+      for (const a of answers) expect(a).toMatchObject({ type: 'pushed' })
+      const all = await pullAll(b, s)
+      expect(all.events.map((e) => e.seq)).toEqual(Array.from({ length: 19 }, (_, i) => i + 1))
+      batches.forEach((events, k) => {
+        const firstSeq = (answers[k] as Extract<PushResponse, { type: 'pushed' }>).firstSeq
+        expect(all.events.slice(firstSeq - 1, firstSeq - 1 + 3).map((e) => e.id)).toEqual(events.map((e) => e.id))
+      })
+    })
+
+    it('refuses an anyHead push mixing stored and new ids with invalid_message', async (t) => {
+      const b = await t.backend()
+      const s = storeId()
+      await pushOk(b, s, 0, batch('a', 1, 3))
+      const mixed = [...batch('a', 3, 1), ...batch('b', 1, 1)]
+      await refused(b.push(s, { parentSeq: 1, events: mixed, anyHead: true }), `push(${s}, parentSeq 1, anyHead, [a:3, b:1]) mixing a stored id with a new one`)
+      expect((await pullAll(b, s)).head).toBe(3)
+    })
+  })
+
   describe('pagination', () => {
     it('honours limit and says more: true while events remain past the page', async (t) => {
       const b = await t.backend()
