@@ -163,6 +163,65 @@ describe.skipIf(!hasChromium)('indexedDbStorage() in chromium, through the scrip
     await context.close()
   }, 90_000)
 
+  it('on a full disk, a snapshot that does not fit is a warning: the journal keeps every commit, and the next snapshot lands once there is room', async () => {
+    const { context, page, db, errors, warnings } = await freshPage('full-snapshot')
+    const cdp = await context.newCDPSession(page)
+    // 600 KB: ten 32 KB notes fit in the journal (~330 KB), a snapshot of them (notes and their pending log rows, ~650 KB) does not
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.url, quotaSize: 600_000 })
+    await page.goto(`${server.url}/persist.html?db=${db}`)
+    await page.evaluate(() => notes)
+    const ids = await page.evaluate(async () => {
+      const out: string[] = []
+      for (let i = 0; i < 10; i++) {
+        const id = `n${i}`
+        await notesApi.add(id, btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(24_000))))).persisted
+        out.push(id)
+      }
+      return out
+    })
+    const snapshotsOf = () =>
+      page.evaluate(async (name) => {
+        const idb = await new Promise<IDBDatabase>((resolve, reject) => {
+          const r = indexedDB.open(name)
+          r.onsuccess = () => resolve(r.result)
+          r.onerror = () => reject(r.error)
+        })
+        const keys = await new Promise<IDBValidKey[]>((resolve) => {
+          const r = idb.transaction('tidelog').objectStore('tidelog').getAllKeys()
+          r.onsuccess = () => resolve(r.result)
+        })
+        idb.close()
+        return (keys as string[]).filter((k) => k.startsWith('notes/s/')).length
+      }, db)
+    // close takes a snapshot: it fails on the quota, and close still ends the store
+    await page.evaluate(() => (notesApi as unknown as { store: { close(): Promise<void> } }).store.close())
+    const full = /snapshot failed: .*the browser's storage for this site is full \(QuotaExceededError/
+    expect(
+      warnings.filter((w) => full.test(w)),
+      warnings.join('\n'),
+    ).toHaveLength(1)
+    expect(await snapshotsOf()).toBe(0)
+
+    // the journal had every commit: a reload finds them all
+    await page.reload()
+    await page.evaluate(() => notes)
+    expect(await page.evaluate(() => notesApi.ids())).toEqual(ids)
+
+    // room again: the next snapshot (at the next close after a commit) is saved, and the store boots from it
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.url })
+    await page.evaluate(async () => {
+      await notesApi.add('o', 'one more').persisted
+      await (notesApi as unknown as { store: { close(): Promise<void> } }).store.close()
+    })
+    expect(await snapshotsOf()).toBe(1)
+    expect(warnings.filter((w) => full.test(w))).toHaveLength(1)
+    await page.reload()
+    await page.evaluate(() => notes)
+    expect(await page.evaluate(() => notesApi.ids())).toEqual([...ids, 'o'])
+    expect(errors).toEqual([])
+    await context.close()
+  }, 90_000)
+
   it('compiles the wasm while it downloads when it is served as application/wasm, and from its bytes when it is not', async () => {
     const compiled = async (contentType?: string) => {
       const errors: string[] = []
