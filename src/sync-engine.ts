@@ -241,19 +241,22 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         const upstream = pulled.events
         const changed = upstream.length > 0 || pulled.upstream !== undefined
         let pushing: Pushing
-        if (upstream.length && losses >= 2 && host.pushBeforeRebase()) {
-          // S2: after losing races, send the push at once, to be appended on whatever head the backend
-          // has by then, and rebase while it travels: a client whose round trip is longer than the
-          // time between other clients' commits would otherwise never get in. Where it lands past the
-          // pulled head, confirm() leaves it pending and the next pull brings it back. (The price: a
-          // pending event that no longer applies lands in the log and is skipped by every client,
-          // instead of being dropped here by the rebase.)
+        // S2: after losing races, the push asks to be appended on whatever head the backend has by
+        // then: a client whose round trip is longer than the time between other clients' commits
+        // would otherwise never get in (live events keep it up to date, yet the head moves while its
+        // push travels). Where it lands past this client's head, confirm() leaves it pending and the
+        // events come back with the next pull or live notification.
+        const anyHead = losses >= 2 && host.pushBeforeRebase()
+        if (upstream.length && anyHead) {
+          // and it is sent at once, based on the pulled head, the rebase done while it travels. (The
+          // price: a pending event that no longer applies lands in the log and is skipped by every
+          // client, instead of being dropped here by the rebase.)
           pushing = push(upstream[upstream.length - 1]!.seq, new Set(upstream.map((e) => e.id)), true)
           if (!apply(upstream, pulled.backendId, pulled.upstream)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
         } else {
           if (changed && !apply(upstream, pulled.backendId, pulled.upstream))
             throw new TransportError('pulled events do not start at head + 1', { retryable: true })
-          pushing = host.pendingCount() > 0 ? push(host.head(), new Set()) : undefined
+          pushing = host.pendingCount() > 0 ? push(host.head(), new Set(), anyHead) : undefined
         }
         if (pushing) {
           const { res, ids } = await pushing

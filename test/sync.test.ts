@@ -738,21 +738,18 @@ describe('store.sync.resetToBackend(): backend reset (S5)', () => {
 })
 
 describe('store.sync.flush(): liveness (S2)', () => {
-  it('drains 200 pending events while two other clients commit and sync every couple of ms', async () => {
-    const backend = memoryBackend()
-    const storeId = freshStoreId('live')
-    const busy = [await client(backend, storeId), await client(backend, storeId)]
-    const slow = await client(backend, storeId)
-    slow.sync.pause()
-    const receipts = []
-    for (let i = 0; i < 200; i++) receipts.push(slow.commit(kvSet({ k: `slow-${i % 20}`, v: String(i) })))
+  /**
+   * Two busy clients commit and sync every couple of ms while `slow` (paused, holding pending events)
+   * resumes, until it drained them; the busy clients stop however that ends.
+   */
+  async function drainUnderLoad(busy: Store[], slow: Store, what: string, commit: (p: Store, n: number, i: number) => void) {
     let stop = false
     let rounds = 0
     const warm = deferred()
     const producers = busy.map(async (p, n) => {
       let i = 0
       while (!stop) {
-        p.commit(noteAdded({ id: `p${n}-${i++}`, body: 'x' }), kvSet({ k: `slow-${i % 20}`, v: `busy ${n}` }))
+        commit(p, n, i++)
         await p.sync.flush()
         if (++rounds === 20) warm.resolve()
         await new Promise((resolve) => setTimeout(resolve, 2)) // load generation: a commit every couple of ms
@@ -761,11 +758,23 @@ describe('store.sync.flush(): liveness (S2)', () => {
     try {
       await within(warm.promise, 'the busy clients to get going')
       slow.sync.resume()
-      await within(slow.sync.flush(), 'the slow client to drain its 200 pending events', 20_000)
+      await within(slow.sync.flush(), what, 20_000)
     } finally {
       stop = true
       await Promise.all(producers)
     }
+  }
+  it('drains 200 pending events while two other clients commit and sync every couple of ms', async () => {
+    const backend = memoryBackend()
+    const storeId = freshStoreId('live')
+    const busy = [await client(backend, storeId), await client(backend, storeId)]
+    const slow = await client(backend, storeId)
+    slow.sync.pause()
+    const receipts = []
+    for (let i = 0; i < 200; i++) receipts.push(slow.commit(kvSet({ k: `slow-${i % 20}`, v: String(i) })))
+    await drainUnderLoad(busy, slow, 'the slow client to drain its 200 pending events', (p, n, i) =>
+      p.commit(noteAdded({ id: `p${n}-${i}`, body: 'x' }), kvSet({ k: `slow-${(i + 1) % 20}`, v: `busy ${n}` })),
+    )
     const log = await converged(backend, storeId, ...busy, slow)
     const slowIds = log.filter((e) => e.clientId === slow.clientId).map((e) => e.id)
     expect(slowIds).toEqual(receipts.map((r) => r.event.id))
@@ -798,22 +807,9 @@ describe('store.sync.flush(): liveness (S2)', () => {
     const slow = await client(backend, storeId, { transport: slowWire })
     slow.sync.pause()
     for (let i = 0; i < 200; i++) slow.commit(kvSet({ k: `slow-${i % 20}`, v: String(i) }))
-    let stop = false
-    const producers = busy.map(async (p, n) => {
-      let i = 0
-      while (!stop) {
-        p.commit(kvSet({ k: `slow-${i++ % 20}`, v: `busy ${n}` }))
-        await p.sync.flush()
-        await new Promise((resolve) => setTimeout(resolve, 2))
-      }
-    })
-    slow.sync.resume()
-    try {
-      await within(slow.sync.flush(), 'the slow client to drain its 200 pending events despite latency', 20_000)
-    } finally {
-      stop = true
-      await Promise.all(producers)
-    }
+    await drainUnderLoad(busy, slow, 'the slow client to drain its 200 pending events despite latency', (p, n, i) =>
+      p.commit(kvSet({ k: `slow-${i % 20}`, v: `busy ${n}` })),
+    )
     await converged(backend, storeId, ...busy, slow)
     expect(stateOf(slow)).toEqual(stateOf(busy[0]!))
   })
@@ -845,26 +841,7 @@ describe('store.sync.flush(): liveness (S2)', () => {
     far.sync.pause()
     const receipts = []
     for (let i = 0; i < 200; i++) receipts.push(far.commit(kvSet({ k: `slow-${i % 20}`, v: String(i) })))
-    let stop = false
-    let rounds = 0
-    const warm = deferred()
-    const producers = busy.map(async (p, n) => {
-      let i = 0
-      while (!stop) {
-        p.commit(kvSet({ k: `slow-${i++ % 20}`, v: `busy ${n}` }))
-        await p.sync.flush()
-        if (++rounds === 20) warm.resolve()
-        await sleep(2)
-      }
-    })
-    try {
-      await within(warm.promise, 'the busy clients to get going')
-      far.sync.resume()
-      await within(far.sync.flush(), 'the far client to drain its 200 pending events', 20_000)
-    } finally {
-      stop = true
-      await Promise.all(producers)
-    }
+    await drainUnderLoad(busy, far, 'the far client to drain its 200 pending events', (p, n, i) => p.commit(kvSet({ k: `slow-${i % 20}`, v: `busy ${n}` })))
     const log = await converged(backend, storeId, ...busy, far)
     expect(log.filter((e) => e.clientId === far.clientId).map((e) => e.id)).toEqual(receipts.map((r) => r.event.id))
     expect(new Set(log.map((e) => e.id)).size).toBe(log.length)
