@@ -85,7 +85,7 @@ interface Client {
   /** Highest seq the client holds contiguously, from its pulls and the notifications. */
   known: number
   pull(since: number, limit?: number): Promise<PullResponse>
-  push(parentSeq: number, events: PendingEvent[]): ReturnType<Transport['push']>
+  push(parentSeq: number, events: PendingEvent[], anyHead?: boolean): ReturnType<Transport['push']>
   waitFor(what: string, done: () => boolean): Promise<void>
 }
 
@@ -261,8 +261,8 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
           client.known = Math.max(client.known, since + page.events.length)
           return page
         },
-        push(parentSeq, events) {
-          const request: PushRequest = { storeId: forStore, parentSeq, events }
+        push(parentSeq, events, anyHead) {
+          const request: PushRequest = anyHead === undefined ? { storeId: forStore, parentSeq, events } : { storeId: forStore, parentSeq, events, anyHead }
           return within(
             transport.push(request),
             `${describeRequest('push', request)} had no answer within ${waitMs} ms (statuses: ${client.statuses.map((s) => s.state).join(' > ')})`,
@@ -385,6 +385,14 @@ export function transportConformanceCases(name: string, setup: MakeTransportSetu
     expect(await a.push(0, makeEvents('alice', 1))).toEqual({ type: 'rejected', reason: 'behind', head: 2 })
     expect(await a.push(7, makeEvents('alice', 1))).toEqual({ type: 'rejected', reason: 'behind', head: 2 })
     expect((await t.backend.pull(t.storeId, 0, 100)).head).toBe(2)
+  })
+
+  it('carries anyHead: such a push on a parentSeq behind the head is appended after the head', async (t) => {
+    const a = await t.open()
+    await t.backend.push(t.storeId, { parentSeq: 0, events: makeEvents('bob', 2) })
+    const events = makeEvents('alice', 2)
+    expect(await a.push(1, events, true)).toMatchObject({ type: 'pushed', firstSeq: 3, head: 4 })
+    expect((await t.backend.pull(t.storeId, 0, 100)).events.slice(2).map((e) => e.id)).toEqual(events.map((e) => e.id))
   })
 
   it('answers a retried push as accepted without appending it again', async (t) => {
