@@ -30,6 +30,7 @@ import {
   MAX_PULL_LIMIT,
   type PendingEvent,
   type PullResponse,
+  type PushRequest,
   type PushResponse,
   type QueuedResponse,
   type SyncState,
@@ -196,7 +197,9 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     const batch = host.pendingBatch(batchSize).filter((e) => !back.has(e.id))
     if (!batch.length) return undefined
     const ids = batch.map((e) => e.id)
-    return transport.push({ storeId: host.storeId, parentSeq, events: batch, anyHead }).then((res) => ({ res, ids }))
+    const request: PushRequest = { storeId: host.storeId, parentSeq, events: batch }
+    if (anyHead) request.anyHead = true
+    return transport.push(request).then((res) => ({ res, ids }))
   }
 
   /** Live events while events are pending are applied together a moment later: one rebase for a burst. */
