@@ -62,9 +62,9 @@ export interface SyncBackend {
    * events or an id twice → throw `invalid_message`; all ids already stored right
    * after `parentSeq` (with `anyHead`: anywhere after it) → `pushed` with that
    * firstSeq (a retry); `parentSeq` not the head (with `anyHead`: above the
-   * head) → `rejected` (data, not an exception); a stored id among new ones →
-   * throw `invalid_message`; else append at the head. Answers `pushed` only
-   * once the batch is durable.
+   * head, or below it with a stored id) → `rejected` (data, not an exception);
+   * a stored id among new ones → throw `invalid_message`; else append at the
+   * head. Answers `pushed` only once the batch is durable.
    */
   push(storeId: string, request: Omit<PushRequest, 'storeId'>): Promise<PushResponse>
   /**

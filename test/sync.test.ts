@@ -856,6 +856,53 @@ describe('store.sync.flush(): liveness (S2)', () => {
     expect(stateOf(far)).toEqual(stateOf(busy[1]!))
   })
 
+  it("recovers at once when an anyHead push whose answer was lost lands after the retry's pull (rejected, not invalid_message)", async () => {
+    const backend = memoryBackend()
+    const storeId = freshStoreId('late-push')
+    const busy = await client(backend, storeId)
+    let pushes = 0
+    let late: (() => Promise<unknown>) | undefined
+    const t = wrapTransport(localTransport(backend), {
+      async push(request, inner) {
+        pushes++
+        if (pushes <= 2) {
+          // two lost races: the next push asks for anyHead
+          busy.commit(noteAdded({ id: `busy-${pushes}`, body: 'x' }))
+          await busy.sync.flush()
+        }
+        if (pushes === 3) {
+          expect(request.anyHead).toBe(true)
+          // this request reaches the backend only after the retry's pull, and its answer never comes back
+          late = () => inner.push(request)
+          slow.commit(kvSet({ k: 'later', v: 'committed while the push was lost' }))
+          throw new TransportError('connection lost before the answer arrived')
+        }
+        if (late) {
+          const landing = late
+          late = undefined
+          await landing()
+        }
+        return inner.push(request)
+      },
+    })
+    const slow: Store = await client(backend, storeId, { transport: t, sync: { minBackoffMs: 5, maxBackoffMs: 20 } })
+    await converged(backend, storeId, busy, slow)
+    slow.sync.pause()
+    const receipts = [1, 2, 3].map((i) => slow.commit(kvSet({ k: `k${i}`, v: String(i) })))
+    const trail = statusTrail(slow)
+    slow.sync.resume()
+    await within(slow.sync.flush(), 'the slow client to get every event in', 5_000)
+    const log = await converged(backend, storeId, busy, slow)
+    const ids = log.map((e) => e.id)
+    for (const r of receipts) expect(ids.filter((id) => id === r.event.id)).toHaveLength(1)
+    // the fourth push (the three events that had landed meanwhile and the new one) was answered rejected: a pull, then the new one alone
+    const answers = t.calls.filter((c) => c.op === 'push').map((c) => (c.op === 'push' ? `${c.result} ${c.ids.length}` : ''))
+    expect(answers).toEqual(['rejected 3', 'rejected 3', 'threw 3', 'rejected 4', 'pushed 1'])
+    expect(trail.states().filter((s) => s === 'error')).toHaveLength(1) // the lost answer only
+    trail.unsubscribe()
+    expect(stateOf(slow)).toEqual(stateOf(busy))
+  })
+
   it('pushes again right after each rejection, without backoff, and after two asks to be appended on any head', async () => {
     const backend = memoryBackend()
     const storeId = freshStoreId('race')

@@ -27,8 +27,11 @@ export function judgePush(
   if (first !== undefined && (first === parentSeq + 1 || (anyHead && first > parentSeq)) && known.every((s, i) => s === first + i)) {
     return { kind: 'retry', firstSeq: first }
   }
-  if (anyHead ? parentSeq > log.head : parentSeq !== log.head) return { kind: 'rejected' }
-  if (known.some((s) => s !== undefined)) {
+  const stored = known.some((s) => s !== undefined)
+  // behind the head, stored ids may be an earlier push of these events that landed after the
+  // client's pull: `rejected` sends it to pull them (as a push at the head only gets)
+  if (anyHead ? parentSeq > log.head || (stored && parentSeq < log.head) : parentSeq !== log.head) return { kind: 'rejected' }
+  if (stored) {
     throw new ProtocolViolation('invalid_message', 'push mixes events already in the log with new ones; pull and push only the events that did not come back')
   }
   return { kind: 'append' }
