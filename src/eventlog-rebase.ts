@@ -26,10 +26,11 @@ const rebaseDrop = (p: PendingEvent, error: unknown) =>
 /**
  * Applies confirmed events at head+1.. without capture; a failing materializer skips that event on every client alike.
  * A batch long enough to pay for it (a client catching up) runs with the capture triggers dropped (inside its
- * transaction, so a failure brings them back with the rollback).
+ * transaction, so a failure brings them back with the rollback). Returns the skipped events' ids with their errors.
  */
-function applyConfirmed(core: LogCore, events: readonly ConfirmedEvent[], into: Set<string>) {
+function applyConfirmed(core: LogCore, events: readonly ConfirmedEvent[], into: Set<string>): Map<string, unknown> {
   const { db } = core
+  const skipped = new Map<string, unknown>()
   core.setCapture(false)
   const bulk = events.length >= BULK_EVENTS_PER_TABLE * Math.max(1, core.userTables.length)
   const applyEach = (each: Each) => {
@@ -42,8 +43,10 @@ function applyConfirmed(core: LogCore, events: readonly ConfirmedEvent[], into: 
         const ref: EventRef = { name: e.name, id: e.id, clientId: e.clientId, seq: e.seq, args: e.args }
         each(
           () => core.applyRef(ref),
-          (error) =>
-            core.hooks.onWarning(`Confirmed event ${e.id} ("${e.name}", seq ${e.seq}) failed to materialize and is skipped: ${(error as Error).message}`),
+          (error) => {
+            skipped.set(e.id, error)
+            core.hooks.onWarning(`Confirmed event ${e.id} ("${e.name}", seq ${e.seq}) failed to materialize and is skipped: ${(error as Error).message}`)
+          },
         )
       }
     } finally {
@@ -62,6 +65,7 @@ function applyConfirmed(core: LogCore, events: readonly ConfirmedEvent[], into: 
     }
   })
   core.head = events[events.length - 1]!.seq
+  return skipped
 }
 
 /** Confirms the oldest `events.length` pending events as `events` (their state is already right). */
@@ -148,12 +152,25 @@ export function applyUpstream(
     core.setCapture(false)
     core.undo().rollback()
     db.run({ sql: 'DELETE FROM __tl_pending', params: [] })
-    if (events.length) applyConfirmed(core, events, change.written)
+    const skipped = events.length ? applyConfirmed(core, events, change.written) : new Map<string, unknown>()
     const back = new Map(events.map((e) => [e.id, e]))
     for (const p of before) {
       const e = back.get(p.id)
       if (!e) continue
-      if (sameEvent(p, e)) change.confirmed.set(e.id, e.seq)
+      if (sameEvent(p, e)) {
+        // one of ours that landed after events it was not rebased onto (anyHead) and fails there: skipped everywhere
+        if (skipped.has(e.id))
+          change.dropped.set(p.id, {
+            reason: 'no-longer-applies',
+            error: new MaterializeError(
+              p.name,
+              p.id,
+              skipped.get(e.id),
+              `event at seq ${e.seq} (it landed after events it was not rebased onto, and every client skips it)`,
+            ),
+          })
+        else change.confirmed.set(e.id, e.seq)
+      }
       // I6
       else
         change.dropped.set(p.id, {

@@ -41,6 +41,12 @@ export interface PushRequest {
    * (PROTOCOL.md, client rule 4).
    */
   anyHead?: boolean
+  /**
+   * The backendId of the log the client's confirmed head belongs to: a
+   * backend with another one (its log was wiped and started again) answers
+   * `rejected`, and the client's next pull finds the reset.
+   */
+  backendId?: string
 }
 
 export interface PullResponse {
@@ -199,6 +205,8 @@ export function parseClientMessage(input: unknown, limits: MessageLimits = {}): 
   if (m.type === 'push') {
     if (!isSeq(m.parentSeq)) fail('push.parentSeq must be a non-negative integer')
     if (m.anyHead !== undefined && typeof m.anyHead !== 'boolean') fail('push.anyHead must be true, false or absent')
+    if (m.backendId !== undefined && (typeof m.backendId !== 'string' || m.backendId.length > 128))
+      fail('push.backendId must be a string of at most 128 characters, or absent')
     if (!Array.isArray(m.events) || m.events.length === 0) fail('push.events must be a non-empty array')
     const max = limits.maxEventsPerPush ?? 500
     if (m.events.length > max) fail(`push carries ${m.events.length} events; at most ${max} are accepted per push`, 'too_large')

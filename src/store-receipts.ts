@@ -63,12 +63,15 @@ export function createReceipts(db: () => Db, warn: (message: string) => void): R
       }
     },
     confirmed(id, since) {
+      // dropped first: a dropped event's id may still be in the log (skipped there, or another event's, I6)
+      const why = droppedWhy.get(id)
+      if (why) return Promise.reject(why)
       // the event normally lands after the head it was committed at; a re-push after a backend reset lands anywhere
       const seq =
         db().column<number>({ sql: 'SELECT seq FROM __tl_events WHERE seq > ? AND id = ?', params: [since, id] })[0] ??
         db().column<number>({ sql: 'SELECT seq FROM __tl_events WHERE seq <= ? AND id = ?', params: [since, id] })[0]
       if (seq !== undefined) return Promise.resolve(seq)
-      if (!isPending(id)) return Promise.reject(droppedWhy.get(id) ?? new ConflictDroppedError(id, 'a rebase'))
+      if (!isPending(id)) return Promise.reject(new ConflictDroppedError(id, 'a rebase'))
       return new Promise<number>((resolve, reject) => waiters.set(id, { resolve, reject }))
     },
     recheck(by) {

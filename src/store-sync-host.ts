@@ -62,7 +62,7 @@ export function createStoreSyncHost(ctx: StoreSyncHostContext): SyncHost {
       ctx.publish([])
       ctx.settle({ confirmed, dropped: new Map() })
     },
-    pushBeforeRebase: () => !onConflict,
+    anyHead: () => !onConflict,
     setState: ctx.setState,
   }
 }

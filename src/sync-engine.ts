@@ -10,17 +10,18 @@
  *  S1. Pull before push; a push carries parentSeq = confirmed head (rule 1).
  *  S2. `rejected` is data: pull again and push right after applying it,
  *      without backoff; after two losses in a row (and with no merge hook) the
- *      push asks for `anyHead`, so a client racing a busy log gets in (rule 4).
+ *      pushes ask for `anyHead` until nothing is pending, so a client racing a
+ *      busy log gets in (rule 4). A push names the backendId its head is from.
  *  S3. Incoming events are applied only at head + 1; a gap triggers a pull (rule 3).
  *  S4. Failures back off exponentially with full jitter, 250 ms to 30 s (rule 4).
  *  S5. A changed backendId stops sync with BackendResetError (backend rule 4).
  *  S6. A backend whose head is behind the confirmed head under the same
  *      backendId lost acknowledged events: sync shows `error` and retries
  *      slowly, never pushing onto the shorter log.
- *  S6. Upstream may be a storage owner tab (PROTOCOL.md, Tabs): its pulls and
+ *  S7. Upstream may be a storage owner tab (PROTOCOL.md, Tabs): its pulls and
  *      live events carry its pending list, applied with the events as one
  *      rebase, and it answers pushes with `queued` (durable there, not ordered).
- *  S7. A refused token (a TransportError with code `unauthorized`) shows as
+ *  S8. A refused token (a TransportError with code `unauthorized`) shows as
  *      state `error` on every transport until the transport is online again.
  */
 import { backoffDelay } from './backoff.js'
@@ -63,10 +64,10 @@ export interface SyncHost {
   confirm(firstSeq: number, ids: string[], backendId: string): void
   setState(state: SyncState, error?: Error): void
   /**
-   * True when pending events may be pushed before the pulled events are
-   * rebased locally (no merge hook that could still drop or rewrite them).
+   * True when pushes may ask for `anyHead`: no merge hook needs to see every
+   * upstream event before this client's pending ones are placed after it.
    */
-  pushBeforeRebase(): boolean
+  anyHead(): boolean
 }
 
 export interface SyncEngineOptions {
@@ -122,9 +123,9 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     })
   }
 
-  const behind = (head: number) =>
+  const behind = (head: number, confirmed: number) =>
     new TransportError(
-      `The sync backend's log of "${host.storeId}" ends at seq ${head}, before this client's confirmed head ${host.head()}, under the same backendId: it lost events it had acknowledged. Its operator must restore the log (\`tidelog check\` names damaged stores); this client keeps its events and retries every ${Math.round((options.maxBackoffMs ?? 30_000) / 1000)} s.`,
+      `The sync backend's log of "${host.storeId}" ends at seq ${head}, before this client's confirmed head ${confirmed}, under the same backendId: it lost events it had acknowledged. Its operator must restore the log (\`tidelog check\` names damaged stores); this client keeps its events and retries every ${Math.round((options.maxBackoffMs ?? 30_000) / 1000)} s.`,
       { retryable: false, protocolCode: 'backend_behind' },
     )
 
@@ -158,11 +159,13 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
    */
   const pullToHead = async (): Promise<{ events: ConfirmedEvent[]; backendId: string; upstream: Upstream }> => {
     const held: ConfirmedEvent[] = []
-    const pull = (since: number) => transport.pull({ storeId: host.storeId, since, limit: MAX_PULL_LIMIT })
-    let next: Promise<PullResponse> | undefined = pull(host.head())
+    // each page with the `since` it was asked from: what the backend must hold at least (S6)
+    const pull = (since: number) => transport.pull({ storeId: host.storeId, since, limit: MAX_PULL_LIMIT }).then((page) => ({ page, since }))
+    let next: Promise<{ page: PullResponse; since: number }> | undefined = pull(host.head())
     let page: PullResponse
     do {
-      page = await next
+      const answer: { page: PullResponse; since: number } = await next
+      page = answer.page
       next = undefined
       // the next page is asked for before this one is applied, so that the backend and the network work
       // meanwhile (a client catching up waits one round trip per page otherwise); dropped if this page fails
@@ -172,8 +175,9 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         next.catch(() => {})
       }
       checkBackend(page.backendId)
-      // S6 (a storage owner tab's pages carry its pending list and may lag a moment; a backend's never do)
-      if (page.head < host.head() && page.pending === undefined) throw behind(page.head)
+      // S6, against the head this page was asked from: live events may have moved the head past it while
+      // the answer travelled (a storage owner tab's pages carry its pending list and may lag a moment)
+      if (page.head < answer.since && page.pending === undefined) throw behind(page.head, answer.since)
       const fresh = page.events.filter((e) => e.seq > host.head())
       if (held.length === 0 && host.pendingCount() === 0) {
         if (!apply(fresh, page.backendId, upstreamOf(page)))
@@ -190,16 +194,18 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
     return { events: held, backendId: page.backendId, upstream: upstreamOf(page) }
   }
 
-  /** A push on its way: the answer and the ids it carried. */
-  type Pushing = Promise<{ res: PushResponse | QueuedResponse; ids: string[] }> | undefined
-  /** Pushes the oldest pending events (minus any that just came back) on top of `parentSeq` (or of any later head). */
-  const push = (parentSeq: number, back: ReadonlySet<string>, anyHead?: boolean): Pushing => {
-    const batch = host.pendingBatch(batchSize).filter((e) => !back.has(e.id))
+  /** A push on its way: the answer, the ids it carried and the head it was based on. */
+  type Pushing = Promise<{ res: PushResponse | QueuedResponse; ids: string[]; parentSeq: number }> | undefined
+  /** Pushes the oldest pending events on top of the confirmed head (or, with `anyHead`, of any later head). */
+  const push = (anyHead: boolean): Pushing => {
+    const batch = host.pendingBatch(batchSize)
     if (!batch.length) return undefined
     const ids = batch.map((e) => e.id)
+    const parentSeq = host.head()
     const request: PushRequest = { storeId: host.storeId, parentSeq, events: batch }
+    if (backendId !== undefined) request.backendId = backendId // S5: never onto another incarnation of the log
     if (anyHead) request.anyHead = true
-    return transport.push(request).then((res) => ({ res, ids }))
+    return transport.push(request).then((res) => ({ res, ids, parentSeq }))
   }
 
   /** Live events while events are pending are applied together a moment later: one rebase for a burst. */
@@ -225,6 +231,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
   const run = async () => {
     let attempt = 0
     let losses = 0 // pushes rejected in a row
+    let fruitless = false // the last push was rejected on the head it was based on: nothing to pull should explain it
     while (!closed) {
       if (paused || blocked) {
         show(blocked ? 'error' : 'offline', blocked)
@@ -243,27 +250,31 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         if (closed || paused) continue
         const upstream = pulled.events
         const changed = upstream.length > 0 || pulled.upstream !== undefined
-        let pushing: Pushing
+        if (changed && !apply(upstream, pulled.backendId, pulled.upstream))
+          throw new TransportError('pulled events do not start at head + 1', { retryable: true })
+        if (fruitless && !changed) {
+          // S2 holds only while a rejection means the log moved: a backend that refuses pushes on its own
+          // head and backendId would otherwise be asked again and again without a pause
+          fruitless = false
+          throw new TransportError(
+            `The sync backend rejected a push based on its head ${host.head()} and backendId ${backendId}, which its pull reports unchanged: it judges pushes against another log than it serves. Retrying with backoff.`,
+            { retryable: true },
+          )
+        }
+        fruitless = false
         // S2: after losing races, the push asks to be appended on whatever head the backend has by
         // then: a client whose round trip is longer than the time between other clients' commits
-        // would otherwise never get in (live events keep it up to date, yet the head moves while its
-        // push travels). Where it lands past this client's head, confirm() leaves it pending and the
-        // events come back with the next pull or live notification.
-        const anyHead = losses >= 2 && host.pushBeforeRebase()
-        if (upstream.length && anyHead) {
-          // and it is sent at once, based on the pulled head, the rebase done while it travels. (The
-          // price: a pending event that no longer applies lands in the log and is skipped by every
-          // client, instead of being dropped here by the rebase.)
-          pushing = push(upstream[upstream.length - 1]!.seq, new Set(upstream.map((e) => e.id)), true)
-          if (!apply(upstream, pulled.backendId, pulled.upstream)) throw new TransportError('pulled events do not start at head + 1', { retryable: true })
-        } else {
-          if (changed && !apply(upstream, pulled.backendId, pulled.upstream))
-            throw new TransportError('pulled events do not start at head + 1', { retryable: true })
-          pushing = host.pendingCount() > 0 ? push(host.head(), new Set(), anyHead) : undefined
-        }
+        // would otherwise never get in. Where it lands past this client's head, confirm() leaves it
+        // pending and the events come back with the next pull or live notification.
+        const anyHead = losses >= 2 && host.anyHead()
+        const pushing = host.pendingCount() > 0 ? push(anyHead) : undefined
         if (pushing) {
-          const { res, ids } = await pushing
-          losses = res.type === 'rejected' ? losses + 1 : 0
+          const { res, ids, parentSeq } = await pushing
+          // S2: a client that had to ask for anyHead goes on asking until nothing is pending
+          if (res.type === 'rejected') {
+            losses++
+            fruitless = res.head === parentSeq
+          } else if (!anyHead) losses = 0
           if (res.type === 'pushed') {
             checkBackend(res.backendId)
             host.confirm(res.firstSeq, ids, res.backendId)
@@ -273,6 +284,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         }
         if (upstream.length || host.pendingCount() > 0) continue
         attempt = 0
+        losses = 0
         show('synced')
         await nextWake()
       } catch (error) {

@@ -232,7 +232,7 @@ export function createTabClient(ctx: TabClientContext): TabClient {
     acknowledge(ids) {
       for (const id of ids) ack(id)
     },
-    pushBeforeRebase: () => false,
+    anyHead: () => false,
     setState(state, error) {
       link = { state, error }
       show()

@@ -37,7 +37,9 @@ async function layered(disk: Disk, mode: 'durable' | 'write-behind'): Promise<Sy
     async pull(storeId, since, limit) {
       return { ...(await cache.pull(storeId, since, limit)), backendId }
     },
-    async push(storeId, request) {
+    async push(storeId, { backendId: basedOn, ...request }) {
+      // the cache has a backendId of its own: the push's is checked against the disk's here
+      if (basedOn !== undefined && basedOn !== backendId) return { type: 'rejected', reason: 'behind', head: (await cache.pull(storeId, 0, 1)).head }
       const answer = await cache.push(storeId, request)
       if (answer.type !== 'pushed') return answer
       const copy = async () => {
@@ -180,14 +182,19 @@ describe('backend contract helpers from tidelog/server', () => {
     expect(judgePush(log, 5, [event('c:3')])).toEqual({ kind: 'append' })
     expect(() => judgePush(log, 5, [])).toThrow(ProtocolViolation)
     // anyHead: appended on the head from any parentSeq at or below it; a retry is found wherever it landed after parentSeq
-    expect(judgePush(log, 2, [event('c:3')], true)).toEqual({ kind: 'append' })
-    expect(judgePush(log, 6, [event('c:3')], true)).toEqual({ kind: 'rejected' })
-    expect(judgePush(log, 0, [event('c:1'), event('c:2')], true)).toEqual({ kind: 'retry', firstSeq: 2 })
+    expect(judgePush(log, 2, [event('c:3')], { anyHead: true })).toEqual({ kind: 'append' })
+    expect(judgePush(log, 6, [event('c:3')], { anyHead: true })).toEqual({ kind: 'rejected' })
+    expect(judgePush(log, 0, [event('c:1'), event('c:2')], { anyHead: true })).toEqual({ kind: 'retry', firstSeq: 2 })
     expect(judgePush(log, 0, [event('c:1'), event('c:2')])).toEqual({ kind: 'rejected' })
     // stored ids behind the head: rejected (an earlier push of them may have landed after the pull), at the head: a violation
-    expect(judgePush(log, 2, [event('c:1'), event('c:2')], true)).toEqual({ kind: 'rejected' })
-    expect(judgePush(log, 2, [event('c:2'), event('c:3')], true)).toEqual({ kind: 'rejected' })
-    expect(() => judgePush(log, 5, [event('c:2'), event('c:3')], true)).toThrow(ProtocolViolation)
+    expect(judgePush(log, 2, [event('c:1'), event('c:2')], { anyHead: true })).toEqual({ kind: 'rejected' })
+    expect(judgePush(log, 2, [event('c:2'), event('c:3')], { anyHead: true })).toEqual({ kind: 'rejected' })
+    expect(() => judgePush(log, 5, [event('c:2'), event('c:3')], { anyHead: true })).toThrow(ProtocolViolation)
+    // a push based on another incarnation of the log is rejected before anything else is judged
+    const incarnation = { ...log, backendId: 'b1' }
+    expect(judgePush(incarnation, 5, [event('c:3')], { backendId: 'b0' })).toEqual({ kind: 'rejected' })
+    expect(judgePush(incarnation, 1, [event('c:1'), event('c:2')], { backendId: 'b0' })).toEqual({ kind: 'rejected' })
+    expect(judgePush(incarnation, 5, [event('c:3')], { backendId: 'b1' })).toEqual({ kind: 'append' })
     expect(MAX_PULL_LIMIT).toBe(1000)
   })
 })

@@ -111,6 +111,8 @@ const BAD: [string, string | object, string][] = [
   ['a numeric storeId', pull({ storeId: 42 }), 'invalid_message'],
   ['a null parentSeq', push({ parentSeq: null }), 'invalid_message'],
   ['a string anyHead', push({ anyHead: 'yes' }), 'invalid_message'],
+  ['a numeric backendId', push({ backendId: 7 }), 'invalid_message'],
+  ['a backendId of 129 characters', push({ backendId: 'b'.repeat(129) }), 'invalid_message'],
   ['events as a string', push({ events: 'x' }), 'invalid_message'],
   ['no events', push({ events: [] }), 'invalid_message'],
   ['an empty event object', push({ events: [{}] }), 'invalid_message'],
@@ -315,6 +317,7 @@ describe('server: fuzzed message shapes', () => {
           limit: sometimes(fc.integer({ min: 1, max: 5 }), fc.anything()),
           parentSeq: sometimes(fc.oneof(fc.constant('<head>'), fc.constant('<head>'), fc.nat(12)), fc.anything()),
           anyHead: sometimes(fc.boolean(), fc.anything()),
+          backendId: fc.oneof(fc.string({ maxLength: 8 }), fc.anything()),
           events: sometimes(
             fc.array(goodEvent, { minLength: 1, maxLength: 4 }),
             fc.oneof(fc.array(fc.oneof(goodEvent, eventShape), { maxLength: 6 }), fc.anything()),

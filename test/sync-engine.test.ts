@@ -2,7 +2,7 @@
  * The sync engine's ordering rules, against a scripted host and transport
  * (src/sync-engine.ts, invariants S1–S3). Store-level behaviour is covered
  * in sync.test.ts; this checks what the store cannot show deterministically
- * in one thread: when the push leaves relative to the rebase.
+ * in one thread: what a push carries and when it leaves.
  */
 
 import type { ConfirmedEvent, PendingEvent, PullResponse, PushResponse, Transport } from 'tidelog'
@@ -12,12 +12,12 @@ import { createSyncEngine, type SyncHost } from '../src/sync-engine.js'
 const upstream = (seq: number): ConfirmedEvent => ({ seq, id: `o:${seq}`, name: 'x', args: null, clientId: 'o', sessionId: 's', createdAt: 0 })
 const mine: PendingEvent = { id: 'me:1', name: 'x', args: null, clientId: 'me', sessionId: 's', createdAt: 0 }
 
-/** Every pull finds one new upstream event; the first `losses` pushes are rejected. */
-function scripted(losses: number, pushBeforeRebase: boolean) {
+/** Every pull finds one new upstream event; the first `losses` pushes are rejected; `count` events are pending, pushed one at a time. */
+function scripted(losses: number, anyHead: boolean, count = 1) {
   const trail: string[] = []
   let head = 0
   let backendHead = 0
-  let pending = 1
+  let pending = count
   let done!: () => void
   const finished = new Promise<void>((r) => (done = r))
   const transport: Transport = {
@@ -31,7 +31,7 @@ function scripted(losses: number, pushBeforeRebase: boolean) {
       return { type: 'pulled', events, head: backendHead, backendId: 'b', more: false }
     },
     async push(req): Promise<PushResponse> {
-      trail.push(`push@${req.parentSeq}`)
+      trail.push(`push@${req.parentSeq}${req.anyHead ? ' anyHead' : ''} (${req.backendId})`)
       if (losses-- > 0) return { type: 'rejected', reason: 'behind', head: backendHead }
       backendHead++
       return { type: 'pushed', firstSeq: backendHead, head: backendHead, backendId: 'b' }
@@ -43,7 +43,7 @@ function scripted(losses: number, pushBeforeRebase: boolean) {
     head: () => head,
     backendId: () => 'b',
     pendingCount: () => pending,
-    pendingBatch: () => (pending ? [mine] : []),
+    pendingBatch: () => (pending ? [{ ...mine, id: `me:${count - pending + 1}` }] : []),
     applyUpstream(events) {
       trail.push(`rebase@${events[events.length - 1]!.seq}`)
       head = events[events.length - 1]!.seq
@@ -51,39 +51,52 @@ function scripted(losses: number, pushBeforeRebase: boolean) {
     confirm(firstSeq) {
       trail.push(`confirm@${firstSeq}`)
       head = firstSeq
-      pending = 0
-      done()
+      if (--pending === 0) done()
     },
     setState() {},
-    pushBeforeRebase: () => pushBeforeRebase,
+    anyHead: () => anyHead,
   }
-  const engine = createSyncEngine(transport, host)
+  const engine = createSyncEngine(transport, host, { batchSize: 1 })
   return { trail, engine, finished }
 }
 
-describe('sync engine: when the push leaves', () => {
-  it('rebases before pushing while it wins (S1), and pushes before rebasing once it lost two races (S2)', async () => {
+describe('sync engine: when a push asks for anyHead', () => {
+  it('rebases before every push (S1), naming the backendId; after two lost races it asks for anyHead (S2)', async () => {
     const { trail, engine, finished } = scripted(2, true)
+    engine.start()
+    await finished
+    await engine.close()
+    expect(trail).toEqual(['rebase@1', 'push@1 (b)', 'rebase@2', 'push@2 (b)', 'rebase@3', 'push@3 anyHead (b)', 'confirm@4'])
+  })
+
+  it('goes on asking for anyHead until nothing is pending, instead of losing two races per batch again', async () => {
+    const { trail, engine, finished } = scripted(2, true, 3)
     engine.start()
     await finished
     await engine.close()
     expect(trail).toEqual([
       'rebase@1',
-      'push@1', // pull, rebase, push: rejected
+      'push@1 (b)',
       'rebase@2',
-      'push@2', // rejected again: two losses
-      'push@3',
-      'rebase@3', // the push leaves on the pulled head before the rebase
+      'push@2 (b)',
+      'rebase@3',
+      'push@3 anyHead (b)',
       'confirm@4',
+      'rebase@5',
+      'push@5 anyHead (b)',
+      'confirm@6',
+      'rebase@7',
+      'push@7 anyHead (b)',
+      'confirm@8',
     ])
   })
 
-  it('always rebases first when a merge hook may still drop or rewrite pending events', async () => {
+  it('never asks for anyHead when a merge hook must see every upstream event first', async () => {
     const { trail, engine, finished } = scripted(3, false)
     engine.start()
     await finished
     await engine.close()
-    expect(trail).toEqual(['rebase@1', 'push@1', 'rebase@2', 'push@2', 'rebase@3', 'push@3', 'rebase@4', 'push@4', 'confirm@5'])
+    expect(trail).toEqual(['rebase@1', 'push@1 (b)', 'rebase@2', 'push@2 (b)', 'rebase@3', 'push@3 (b)', 'rebase@4', 'push@4 (b)', 'confirm@5'])
   })
 })
 
@@ -128,7 +141,7 @@ describe('sync engine: catching up', () => {
       setState(state) {
         if (state === 'synced' && head === total) synced()
       },
-      pushBeforeRebase: () => false,
+      anyHead: () => false,
     }
     return { trail, engine: createSyncEngine(transport, host, { minBackoffMs: 1, maxBackoffMs: 5 }), done }
   }

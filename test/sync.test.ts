@@ -903,6 +903,106 @@ describe('store.sync.flush(): liveness (S2)', () => {
     expect(stateOf(slow)).toEqual(stateOf(busy))
   })
 
+  /** A slow client whose first pushes lose: before push n is forwarded, `race(n)` lets the busy client get in. */
+  async function racing(storeId: string, backend: SyncBackend, race: (busy: Store, n: number) => void) {
+    const busy = await client(backend, storeId)
+    const t = wrapTransport(localTransport(backend), {
+      async push(request, inner) {
+        race(busy, t.calls.filter((c) => c.op === 'push').length)
+        await busy.sync.flush()
+        return inner.push(request)
+      },
+    })
+    const slow = await client(backend, storeId, { transport: t })
+    await converged(backend, storeId, busy, slow)
+    slow.sync.pause()
+    return { busy, slow, t }
+  }
+
+  it('an own event that lands (anyHead) where it no longer applies is skipped everywhere, and its receipt says so', async () => {
+    const backend = memoryBackend()
+    const storeId = freshStoreId('skipped')
+    const { busy, slow, t } = await racing(storeId, backend, (busy, n) => {
+      if (n <= 2) busy.commit(noteAdded({ id: `busy-${n}`, body: 'x' }))
+      // the anyHead push lands after a todo with the same id, which it was never rebased onto
+      if (n === 3) busy.commit(todoCreated({ id: 'dup', text: 'busy' }))
+    })
+    const receipt = slow.commit(todoCreated({ id: 'dup', text: 'slow' }))
+    slow.sync.resume()
+    await within(slow.sync.flush(), 'the slow client to settle its event')
+    const log = await converged(backend, storeId, busy, slow)
+    const pushes = t.calls.filter((c) => c.op === 'push')
+    expect(pushes.map((c) => c.result)).toEqual(['rejected', 'rejected', 'pushed'])
+    expect(pushes[2]!.firstSeq).toBe(pushes[2]!.parentSeq + 2)
+    expect(log.filter((e) => e.id === receipt.event.id)).toHaveLength(1)
+    const error = await receipt.confirmed.then(
+      () => undefined,
+      (e: MaterializeError) => e,
+    )
+    expect(error?.name).toBe('MaterializeError')
+    expect(error?.message).toMatch(/landed after events it was not rebased onto, and every client skips it/)
+    expect(slow.query(sql`SELECT id, text FROM todos`).value).toEqual([{ id: 'dup', text: 'busy' }])
+    expect(stateOf(slow)).toEqual(stateOf(busy))
+    expect(slow.sync.status.value).toMatchObject({ state: 'synced', pending: 0 })
+  })
+
+  it('never sends an event its rebase dropped, however many races it lost', async () => {
+    const backend = memoryBackend()
+    const storeId = freshStoreId('dropped-unsent')
+    const { busy, slow, t } = await racing(storeId, backend, (busy, n) => {
+      if (n === 1) busy.commit(noteAdded({ id: 'busy-1', body: 'x' }))
+      if (n === 2) busy.commit(todoCreated({ id: 'x', text: 'busy' }))
+      if (n === 3) busy.commit(todoSchema.events.todoDeleted({ id: 'x' }))
+    })
+    const receipt = slow.commit(todoCreated({ id: 'x', text: 'slow' }))
+    slow.sync.resume()
+    await expect(receipt.confirmed).rejects.toMatchObject({ name: 'MaterializeError' })
+    await within(slow.sync.flush(), 'the slow client to settle')
+    const log = await converged(backend, storeId, busy, slow)
+    // two losses, then the rebase onto busy's todo dropped it: there was nothing left to push
+    expect(t.calls.filter((c) => c.op === 'push').map((c) => c.result)).toEqual(['rejected', 'rejected'])
+    expect(log.some((e) => e.id === receipt.event.id)).toBe(false)
+    expect(stateOf(slow)).toEqual(stateOf(busy))
+  })
+
+  it('never pushes onto a new incarnation of the log, anyHead or not: the push names the backendId it is based on', async () => {
+    const old = memoryBackend()
+    const swap = swappableBackend(old)
+    const storeId = freshStoreId('reincarnated')
+    const fresh = memoryBackend()
+    for (let i = 0; i < 10; i++)
+      await fresh.push(storeId, {
+        parentSeq: i,
+        events: [{ id: `other:${i + 1}`, name: 'noteAdded', args: { id: `o${i}`, body: 'x' }, clientId: 'other', sessionId: 's', createdAt: 1 }],
+      })
+    const busy = await client(old, storeId)
+    let pushes = 0
+    const t = wrapTransport(localTransport(swap), {
+      async pull(request, inner) {
+        const res = await inner.pull(request)
+        if (pushes === 2) swap.current = fresh // wiped and refilled past this client's head while the answer travels
+        return res
+      },
+      async push(request, inner) {
+        if (++pushes <= 2) {
+          busy.commit(noteAdded({ id: `busy-${pushes}`, body: 'x' }))
+          await busy.sync.flush()
+        }
+        return inner.push(request)
+      },
+    })
+    const slow = await client(swap, storeId, { transport: t })
+    await converged(old, storeId, busy, slow)
+    slow.sync.pause()
+    slow.commit(noteAdded({ id: 'slow-1', body: 'x' }))
+    slow.sync.resume()
+    const status = await waitFor(slow.sync.status, (s) => s.error instanceof BackendResetError, 'BackendResetError')
+    expect(status.pending).toBe(1)
+    const sent = t.calls.filter((c) => c.op === 'push')
+    expect(sent.map((c) => c.result)).toEqual(['rejected', 'rejected', 'rejected'])
+    expect((await backendLog(fresh, storeId)).map((e) => e.id)).toEqual(Array.from({ length: 10 }, (_, i) => `other:${i + 1}`))
+  })
+
   it('pushes again right after each rejection, without backoff, and after two asks to be appended on any head', async () => {
     const backend = memoryBackend()
     const storeId = freshStoreId('race')

@@ -453,7 +453,7 @@ describe('the sync engine with an owner tab upstream (S6)', () => {
         if (id) known = id
       },
       confirm() {},
-      pushBeforeRebase: () => false,
+      anyHead: () => false,
       setState: (state, error) => {
         states.push(error ? `${state}:${error.name}:${(error as { actual?: string }).actual}` : state)
         changed()

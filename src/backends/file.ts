@@ -20,7 +20,16 @@
 import { type FileHandle, open, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StorageError } from '../errors.js'
-import { type ConfirmedEvent, isValidStoreId, MAX_PULL_LIMIT, type PendingEvent, ProtocolViolation, type PullResponse, type PushResponse } from '../protocol.js'
+import {
+  type ConfirmedEvent,
+  isValidStoreId,
+  MAX_PULL_LIMIT,
+  type PendingEvent,
+  ProtocolViolation,
+  type PullResponse,
+  type PushRequest,
+  type PushResponse,
+} from '../protocol.js'
 import { encodeFrames, FRAME_HEADER } from '../records.js'
 import type { SyncBackend } from '../transport.js'
 import { createLogCache } from './file-cache.js'
@@ -185,7 +194,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
   }
 
   /** Judges a push against the staged log and stages its events if they are appended (invariant 3). */
-  async function judgeAndStage(log: Log, parentSeq: number, batch: PendingEvent[], anyHead?: boolean) {
+  async function judgeAndStage(log: Log, backendId: string, parentSeq: number, batch: PendingEvent[], request: Omit<PushRequest, 'storeId'>) {
     for (;;) {
       const epoch = log.epoch
       const known = await knownSeqs(
@@ -196,7 +205,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
       if (log.broken) throw log.broken
       if (epoch !== log.epoch) continue // staged records were thrown away meanwhile: judge again
       const head = log.head + log.staged.length
-      const verdict = judgePush({ head, seqOf: (eventId) => known.get(eventId) }, parentSeq, batch, anyHead)
+      const verdict = judgePush({ head, seqOf: (eventId) => known.get(eventId), backendId }, parentSeq, batch, request)
       if (verdict.kind === 'append') {
         // serialized and framed before any of it is staged, so that a bad event appends nothing
         const payloads = batch.map((e, i) =>
@@ -321,13 +330,14 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
         cache.release(log)
       }
     },
-    async push(storeId, { parentSeq, events: batch, anyHead }): Promise<PushResponse> {
+    async push(storeId, request): Promise<PushResponse> {
+      const { parentSeq, events: batch } = request
       const log = (await logOf(storeId, true))!
       try {
         if (log.damaged) throw log.damaged
         if (log.broken) throw log.broken
         const backend = await init()
-        const judged = log.turn.then(() => judgeAndStage(log, parentSeq, batch, anyHead))
+        const judged = log.turn.then(() => judgeAndStage(log, backend, parentSeq, batch, request))
         log.turn = judged.catch(() => {})
         const { verdict, head } = await judged
         const firstSeq = verdict.kind === 'retry' ? verdict.firstSeq : head + 1

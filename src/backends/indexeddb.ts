@@ -96,7 +96,8 @@ export function indexedDbBackend(options: IndexedDbBackendOptions): IndexedDbBac
         .catch((error) => fail('pull', error))
       return { type: 'pulled', events, head: head ?? 0, backendId: id, more: since + events.length < (head ?? 0) }
     },
-    async push(storeId, { parentSeq, events, anyHead }): Promise<PushResponse> {
+    async push(storeId, request): Promise<PushResponse> {
+      const { parentSeq, events } = request
       const id = await backendId()
       let appended = false
       const result = await db
@@ -114,7 +115,7 @@ export function indexedDbBackend(options: IndexedDbBackendOptions): IndexedDbBac
           }
           let verdict: PushVerdict
           try {
-            verdict = judgePush({ head, seqOf: (eventId) => known[events.findIndex((e) => e.id === eventId)] }, parentSeq, events, anyHead)
+            verdict = judgePush({ head, seqOf: (eventId) => known[events.findIndex((e) => e.id === eventId)], backendId: id }, parentSeq, events, request)
           } catch (error) {
             store.transaction.abort()
             throw error

@@ -1,4 +1,4 @@
-import { type PendingEvent, ProtocolViolation } from '../protocol.js'
+import { type PendingEvent, ProtocolViolation, type PushRequest } from '../protocol.js'
 
 /** What `judgePush` decides: an idempotent retry (answer `pushed` at firstSeq), `rejected`, or append at the head. */
 export type PushVerdict = { kind: 'retry'; firstSeq: number } | { kind: 'rejected' } | { kind: 'append' }
@@ -7,14 +7,15 @@ export type PushVerdict = { kind: 'retry'; firstSeq: number } | { kind: 'rejecte
  * Decides a push against a log (PROTOCOL.md backend rules 2 and 3): the
  * idempotent-retry answer, `rejected`, an `invalid_message` violation, or
  * `append` when the events are new and based on the head (or, with
- * `anyHead`, on a seq at or below it). Shared by every backend so that they
- * all judge pushes the same way.
+ * `anyHead`, on a seq at or below it). A push naming another `backendId`
+ * than the log's is `rejected` (it was based on another incarnation of the
+ * log). Shared by every backend so that they all judge pushes the same way.
  */
 export function judgePush(
-  log: { head: number; seqOf(id: string): number | undefined },
+  log: { head: number; seqOf(id: string): number | undefined; backendId?: string },
   parentSeq: number,
   events: readonly PendingEvent[],
-  anyHead = false,
+  request: Pick<PushRequest, 'anyHead' | 'backendId'> = {},
 ): PushVerdict {
   if (events.length === 0) throw new ProtocolViolation('invalid_message', 'push.events must be a non-empty array')
   const seen = new Set<string>()
@@ -22,6 +23,8 @@ export function judgePush(
     if (seen.has(e.id)) throw new ProtocolViolation('invalid_message', `push carries event id ${e.id} twice; each event may appear once`)
     seen.add(e.id)
   }
+  if (request.backendId !== undefined && log.backendId !== undefined && request.backendId !== log.backendId) return { kind: 'rejected' }
+  const { anyHead } = request
   const known = events.map((e) => log.seqOf(e.id))
   const first = known[0]
   if (first !== undefined && (first === parentSeq + 1 || (anyHead && first > parentSeq)) && known.every((s, i) => s === first + i)) {

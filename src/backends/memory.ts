@@ -35,9 +35,10 @@ export function memoryBackend(): SyncBackend & { readonly backendId: string } {
       const head = log.events.length
       return { type: 'pulled', events, head, backendId, more: since + events.length < head }
     },
-    async push(storeId, { parentSeq, events, anyHead }): Promise<PushResponse> {
+    async push(storeId, request): Promise<PushResponse> {
+      const { parentSeq, events } = request
       const log = logOf(storeId)
-      const verdict = judgePush({ head: log.events.length, seqOf: (id) => log.seqById.get(id) }, parentSeq, events, anyHead)
+      const verdict = judgePush({ head: log.events.length, seqOf: (id) => log.seqById.get(id), backendId }, parentSeq, events, request)
       if (verdict.kind === 'retry') return { type: 'pushed', firstSeq: verdict.firstSeq, head: log.events.length, backendId }
       if (verdict.kind === 'rejected') return { type: 'rejected', reason: 'behind', head: log.events.length }
       const firstSeq = log.events.length + 1

@@ -409,7 +409,8 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
       return { type: 'pulled', events, head, backendId, more: since + events.length < head }
     },
 
-    async push(storeId, { parentSeq, events, anyHead }): Promise<PushResponse> {
+    async push(storeId, request): Promise<PushResponse> {
+      const { parentSeq, events } = request
       checkStoreId(storeId)
       // an empty push is refused (by judgePush, which throws invalid_message for it) before a connection is taken
       if (events.length === 0) judgePush({ head: 0, seqOf: () => undefined }, parentSeq, events)
@@ -454,7 +455,7 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
           known = again.rows[0]!.known as [string, number][] | null
         }
         const seqById = new Map((known ?? []).map(([id, seq]) => [JSON.parse(id) as string, Number(seq)]))
-        const verdict = judgePush({ head, seqOf: (id) => seqById.get(id) }, parentSeq, events, anyHead)
+        const verdict = judgePush({ head, seqOf: (id) => seqById.get(id), backendId }, parentSeq, events, request)
         if (verdict.kind !== 'append') {
           await query(client, 'ROLLBACK')
           return verdict.kind === 'retry' ? { type: 'pushed', firstSeq: verdict.firstSeq, head, backendId } : { type: 'rejected', reason: 'behind', head }

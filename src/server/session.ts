@@ -215,7 +215,8 @@ export async function answerRequest(
       const page = await backend.pull(storeId, message.since, Math.min(message.limit ?? MAX_PULL_LIMIT, MAX_PULL_LIMIT))
       return encodePage(storeId, message.since, page, rid, limits.maxPageBytes)
     }
-    const result = await backend.push(storeId, { parentSeq: message.parentSeq, events: message.events.map(toPending), anyHead: message.anyHead === true })
+    const { parentSeq, anyHead, backendId } = message
+    const result = await backend.push(storeId, { parentSeq, events: message.events.map(toPending), anyHead: anyHead === true, backendId })
     return { text: JSON.stringify(rid === undefined ? { v: 1, ...result } : { v: 1, rid, ...result }) }
   } catch (error) {
     return failureAnswer(error, `${label} ${message.type} on ${storeId}`, rid, onError, revealErrors)

@@ -322,6 +322,27 @@ export function backendConformanceCases(makeBackend: MakeBackend, options: Backe
     })
   })
 
+  describe('backendId in a push: the incarnation of the log it is based on', () => {
+    it('rejects a push naming another backendId, with or without anyHead, appending nothing; its own is judged as usual', async (t) => {
+      const b = await t.backend()
+      const s = storeId()
+      const { backendId } = await pushOk(b, s, 0, batch('a', 1, 2))
+      const other = `${backendId}-wiped`
+      expect(await b.push(s, { parentSeq: 2, events: batch('b', 1, 1), backendId: other }), 'a push at the head naming another backendId').toEqual({
+        type: 'rejected',
+        reason: 'behind',
+        head: 2,
+      })
+      expect(await b.push(s, { parentSeq: 0, events: batch('b', 1, 1), anyHead: true, backendId: other }), 'an anyHead push naming another backendId').toEqual({
+        type: 'rejected',
+        reason: 'behind',
+        head: 2,
+      })
+      expect((await pullAll(b, s)).head).toBe(2)
+      expect(await b.push(s, { parentSeq: 2, events: batch('b', 1, 1), backendId })).toMatchObject({ type: 'pushed', firstSeq: 3 })
+    })
+  })
+
   describe('anyHead: a push appended on the head wherever it is at or past parentSeq', () => {
     it('appends an anyHead push whose parentSeq is behind the head after the head', async (t) => {
       const b = await t.backend()
