@@ -38,7 +38,7 @@ import {
 } from './protocol.js'
 import type { Transport, TransportStatus } from './transport.js'
 
-/** A storage owner tab's view after its confirmed head (S6). */
+/** A storage owner tab's view after its confirmed head (S7). */
 export interface OwnerView {
   pending: PendingEvent[]
   head: number
@@ -55,10 +55,10 @@ export interface SyncHost {
   /**
    * Applies events that start exactly at head + 1 (rebasing pending ones). With
    * `upstream`, the owner tab's pending list after its head goes before this
-   * store's own pending events (S6).
+   * store's own pending events (S7).
    */
   applyUpstream(events: ConfirmedEvent[], backendId: string, upstream?: OwnerView): void
-  /** An owner tab answered `queued`: these events are durable in its storage (S6). */
+  /** An owner tab answered `queued`: these events are durable in its storage (S7). */
   acknowledge?(ids: string[]): void
   /** A push of `ids` was accepted at firstSeq. */
   confirm(firstSeq: number, ids: string[], backendId: string): void
@@ -99,7 +99,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
   let paused = false
   let online = false
   let blocked: Error | undefined // BackendResetError: wait for resetToBackend
-  let refused: Error | undefined // the transport's last word while offline was a refused token (S7)
+  let refused: Error | undefined // the transport's last word while offline was a refused token (S8)
   let dirty = true
   let wakeUp: (() => void) | undefined
   let onlineWaiter: (() => void) | undefined
@@ -319,7 +319,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
             onEvents(events, head, owner) {
               if (closed || paused || blocked || backendId === undefined) return
               if (owner?.backendId !== undefined) {
-                // an owner tab's log can be reset under a live link (S5, S6)
+                // an owner tab's log can be reset under a live link (S5, S7)
                 try {
                   checkBackend(owner.backendId)
                 } catch (error) {

@@ -427,7 +427,7 @@ describe('the owner side of the tab link', () => {
   })
 })
 
-describe('the sync engine with an owner tab upstream (S6)', () => {
+describe('the sync engine with an owner tab upstream (S7)', () => {
   it("stops with BackendResetError when a live owner notice names another backendId, and takes '' as no verdict", async () => {
     const { createSyncEngine } = await import('../src/sync-engine.js')
     let handlers: TransportHandlers | undefined
