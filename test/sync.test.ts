@@ -1006,22 +1006,10 @@ describe('store.sync.flush(): liveness (S2)', () => {
   it('pushes again right after each rejection, without backoff, and after two asks to be appended on any head', async () => {
     const backend = memoryBackend()
     const storeId = freshStoreId('race')
-    const busy = await client(backend, storeId)
-    let losses = 3
-    const t = wrapTransport(localTransport(backend), {
-      async push(request, inner) {
-        if (losses > 0) {
-          losses--
-          // another client gets in between this client's pull and its push
-          busy.commit(noteAdded({ id: `busy-${losses}`, body: 'x' }))
-          await busy.sync.flush()
-        }
-        return inner.push(request)
-      },
+    // another client gets in between this client's pull and each of its first three pushes
+    const { busy, slow, t } = await racing(storeId, backend, (busy, n) => {
+      if (n <= 3) busy.commit(noteAdded({ id: `busy-${n}`, body: 'x' }))
     })
-    const slow = await client(backend, storeId, { transport: t })
-    await converged(backend, storeId, busy, slow)
-    slow.sync.pause()
     const receipts = []
     for (let i = 0; i < 200; i++) receipts.push(slow.commit(kvSet({ k: `k${i % 20}`, v: String(i) })))
     const trail = statusTrail(slow)
