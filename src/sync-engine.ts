@@ -155,7 +155,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
   /**
    * Pulls to the backend head. Pages are applied as they come while nothing is
    * pending; with pending events the pages are kept and returned, so that the
-   * caller can push before paying for the rebase (see run()).
+   * caller applies them in one rebase (see run()).
    */
   const pullToHead = async (): Promise<{ events: ConfirmedEvent[]; backendId: string; upstream: Upstream }> => {
     const held: ConfirmedEvent[] = []

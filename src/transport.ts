@@ -59,7 +59,8 @@ export interface SyncBackend {
   pull(storeId: string, since: number, limit: number): Promise<PullResponse>
   /**
    * Appends a batch atomically. Judged in this order (`judgePush` does it): no
-   * events or an id twice → throw `invalid_message`; all ids already stored right
+   * events or an id twice → throw `invalid_message`; a `backendId` that is not
+   * this log's → `rejected`; all ids already stored right
    * after `parentSeq` (with `anyHead`: anywhere after it) → `pushed` with that
    * firstSeq (a retry); `parentSeq` not the head (with `anyHead`: above the
    * head, or below it with a stored id) → `rejected` (data, not an exception);

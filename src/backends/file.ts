@@ -20,16 +20,7 @@
 import { type FileHandle, open, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StorageError } from '../errors.js'
-import {
-  type ConfirmedEvent,
-  isValidStoreId,
-  MAX_PULL_LIMIT,
-  type PendingEvent,
-  ProtocolViolation,
-  type PullResponse,
-  type PushRequest,
-  type PushResponse,
-} from '../protocol.js'
+import { type ConfirmedEvent, isValidStoreId, MAX_PULL_LIMIT, ProtocolViolation, type PullResponse, type PushRequest, type PushResponse } from '../protocol.js'
 import { encodeFrames, FRAME_HEADER } from '../records.js'
 import type { SyncBackend } from '../transport.js'
 import { createLogCache } from './file-cache.js'
@@ -194,7 +185,8 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
   }
 
   /** Judges a push against the staged log and stages its events if they are appended (invariant 3). */
-  async function judgeAndStage(log: Log, backendId: string, parentSeq: number, batch: PendingEvent[], request: Omit<PushRequest, 'storeId'>) {
+  async function judgeAndStage(log: Log, backendId: string, request: Omit<PushRequest, 'storeId'>) {
+    const { parentSeq, events: batch } = request
     for (;;) {
       const epoch = log.epoch
       const known = await knownSeqs(
@@ -331,13 +323,13 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
       }
     },
     async push(storeId, request): Promise<PushResponse> {
-      const { parentSeq, events: batch } = request
+      const batch = request.events
       const log = (await logOf(storeId, true))!
       try {
         if (log.damaged) throw log.damaged
         if (log.broken) throw log.broken
         const backend = await init()
-        const judged = log.turn.then(() => judgeAndStage(log, backend, parentSeq, batch, request))
+        const judged = log.turn.then(() => judgeAndStage(log, backend, request))
         log.turn = judged.catch(() => {})
         const { verdict, head } = await judged
         const firstSeq = verdict.kind === 'retry' ? verdict.firstSeq : head + 1
