@@ -5,7 +5,19 @@
  * IndexedDB and Web Locks is test/browser-tabs.test.ts.
  */
 import { randomUUID } from 'node:crypto'
-import { createStore, localTransport, memoryStorage, type PendingEvent, type Storage, type Store, sql, type Transport, type TransportHandlers } from 'tidelog'
+import {
+  createStore,
+  defineEvent,
+  defineSchema,
+  localTransport,
+  memoryStorage,
+  type PendingEvent,
+  type Storage,
+  type Store,
+  sql,
+  type Transport,
+  type TransportHandlers,
+} from 'tidelog'
 import { broadcastTabLinks } from 'tidelog/transports/broadcast-channel'
 import { describe, expect, it } from 'vitest'
 import { memoryBackend } from '../src/backends/memory.js'
@@ -235,6 +247,80 @@ describe('several stores on one storage (tabs)', () => {
     await Promise.all([a, b, owner].map((s) => waitFor(s.sync.status, (st) => st.head === log.length, 'every tab to reach the head')))
     for (const s of [a, b, owner]) expect(s.events().map((e) => e.id)).toEqual(log.map((e) => e.id))
     await Promise.all([a.close(), b.close(), owner.close()])
+  })
+})
+
+describe('tabs running two versions of the app (a deploy while a tab stays open)', () => {
+  // v2 adds a table and an event that v1 does not know; v1's events mean the same in both
+  const v2 = defineSchema({
+    tables: { ...schema.tables, notes: sql`CREATE TABLE notes (id TEXT PRIMARY KEY, text TEXT NOT NULL)` },
+    events: {
+      ...(Object.fromEntries(Object.entries(schema.events).map(([name, make]) => [name, make.definition])) as {
+        [K in keyof typeof schema.events]: (typeof schema.events)[K]['definition']
+      }),
+      note: defineEvent<{ id: string; text: string }>({
+        materialize: ({ id, text }) => sql`INSERT INTO notes (id, text) VALUES (${id}, ${text}) ON CONFLICT(id) DO UPDATE SET text = excluded.text`,
+      }),
+    },
+  })
+  const notes = (store: Store<typeof v2>) => store.query<{ id: string; text: string }>(sql`SELECT id, text FROM notes ORDER BY id`)
+
+  it("an old and a new tab share one storage both ways round; neither loses the other version's events, in the storage or on the server", async () => {
+    const backend = memoryBackend()
+    const storage = sharedStorage()
+    const unknown: string[] = []
+    const open = <S extends typeof schema | typeof v2>(s: S) =>
+      createStore({
+        schema: s,
+        storeId: 'versions',
+        storage,
+        dev: false,
+        onWarning: () => {},
+        onUnknownEvent: (e) => unknown.push(e.name),
+        transport: localTransport(backend),
+        sync: { minBackoffMs: 5, maxBackoffMs: 50 },
+      }) as Promise<Store<S>>
+
+    const old = await open(schema)
+    await old.commit(set('a', 1)).confirmed
+    const next = await open(v2) // a client of the old owner
+    expect(asMap(items(next as never).value)).toEqual({ a: 1 })
+    const mine = next.commit(v2.events.note({ id: 'a', text: 'hi' }), v2.events.set({ id: 'b', value: 2 }))
+    expect(await within(mine.confirmed, 'the new tab commit to be confirmed')).toBe(3)
+    await until(old, { a: 1, b: 2 }, 'the old owner to show what it knows of it')
+    expect(unknown).toEqual(['note']) // the old owner keeps the event it cannot materialize, and says so once
+    old.commit(set('c', 3))
+    await until(next as never, { a: 1, b: 2, c: 3 }, 'the new tab to see the old owner commit')
+
+    // the old tab closes: the new one takes the storage over, under its own schema
+    await old.close()
+    await within(next.commit(v2.events.note({ id: 'c', text: 'new owner' })).persisted, 'the new tab to own the storage')
+    expect(notes(next).value).toEqual([
+      { id: 'a', text: 'hi' },
+      { id: 'c', text: 'new owner' },
+    ])
+    // an old tab opened now (a stale bookmark) is a client of the new owner
+    const stale = await open(schema)
+    expect(asMap(items(stale).value)).toEqual({ a: 1, b: 2, c: 3 })
+    await within(stale.commit(set('d', 4)).confirmed, 'the old tab commit to be confirmed')
+    await until(next as never, { a: 1, b: 2, c: 3, d: 4 }, 'the new owner to show it')
+    await within(next.sync.flush(), 'the new owner to flush')
+    expect((await backendLog(backend, 'versions')).map((e) => e.name)).toEqual(['set', 'note', 'set', 'set', 'note', 'set'])
+    await Promise.all([stale.close(), next.close()])
+
+    // from the storage alone: the old version boots (rebuilt under its schema) and keeps the new events,
+    // and the new version opened after it still finds them
+    const oldAgain = await open(schema)
+    expect(asMap(items(oldAgain).value)).toEqual({ a: 1, b: 2, c: 3, d: 4 })
+    expect(oldAgain.events().map((e) => e.name)).toEqual(['set', 'note', 'set', 'set', 'note', 'set'])
+    await oldAgain.close()
+    const newAgain = await open(v2)
+    expect(notes(newAgain).value).toEqual([
+      { id: 'a', text: 'hi' },
+      { id: 'c', text: 'new owner' },
+    ])
+    expect(asMap(items(newAgain as never).value)).toEqual({ a: 1, b: 2, c: 3, d: 4 })
+    await newAgain.close()
   })
 })
 
