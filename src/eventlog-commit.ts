@@ -2,42 +2,24 @@
 import { MaterializeError, SchemaError } from './errors.js'
 import type { Ev, LogCore } from './eventlog-core.js'
 
-/** Events from which a commit finds the tables it wrote in the undo log rather than through the update hook. */
-const LONG_COMMIT = 64
-const MAX_PENDING_POS = { sql: 'SELECT coalesce(max(pos), 0) FROM __tl_pending', params: [] }
-
 /** Appends and materializes `events` in one transaction; returns the tables written. Throws MaterializeError or SchemaError. */
 export function commitEvents(core: LogCore, events: readonly Ev[], checkDeterminism: boolean): Set<string> {
   const { db } = core
-  const undoLog = core.undo()
+  core.undo()
   const written = new Set<string>()
   db.takeWritten()
-  // no local event here and no table written by local ones: no event of this batch can break I5,
-  // so its tables are taken once for the batch instead of per event
-  const batched = core.localTables.size === 0 && !events.some((e) => e.local)
-  const long = batched && events.length >= LONG_COMMIT && undoLog.namesWrites
   let current: Ev | undefined
   try {
     core.tx(() => {
-      if (batched) {
-        core.setCapture(true)
-        // a long commit runs unwatched (the update hook calls into JS for every row: the event's, the
-        // state's, the undo log's) and reads the tables it wrote off the undo log, which captured them all
-        const firstPos = long ? db.column<number>(MAX_PENDING_POS)[0]! + 1 : 0
-        if (long) db.trackWrites(false)
-        try {
+      core.setCapture(true)
+      // no local event here: the tables are taken once for the batch (pendingBatch)
+      if (!events.some((e) => e.local)) {
+        core.pendingBatch(events.length, written, checkDeterminism, (apply) => {
           for (const e of events) {
             current = e
-            core.applyPending(e, checkDeterminism, null)
+            apply(e)
           }
-        } finally {
-          if (long) db.trackWrites(true)
-        }
-        const tables = long ? undoLog.writtenSince(firstPos)! : db.takeWritten()
-        for (const t of tables) {
-          core.syncedTables.add(t)
-          written.add(t)
-        }
+        })
         return
       }
       for (const e of events) {

@@ -70,6 +70,14 @@ export interface LogCore {
    * left for the caller to take for a whole batch (only when no local event could make them wrong, I5).
    */
   applyPending(e: PendingEvent, checkDeterminism: boolean, into: Set<string> | null): void
+  /**
+   * Runs `fn`, which materializes up to `count` synced pending events in order through `apply` (with capture, I2),
+   * and adds the tables they wrote to `into`. With no local table learned, no event here can break I5, so the
+   * tables are taken once for the batch, and a batch of LONG_BATCH or more runs unwatched and reads them off the
+   * undo log, which captured them all (the update hook calls into JS for every row written: the event's, the
+   * state's, the undo log's). Otherwise every event's tables are checked as it is applied.
+   */
+  pendingBatch<T>(count: number, into: Set<string>, checkDeterminism: boolean, fn: (apply: (e: PendingEvent) => void) => T): T
   /** Events of one of the log's tables, `where` appended to the SELECT. */
   readRows(table: '__tl_events' | '__tl_pending' | '__tl_local', where?: string, params?: unknown[]): (PendingEvent & { seq?: number })[]
 }
@@ -77,6 +85,9 @@ export interface LogCore {
 const BEGIN = { sql: 'BEGIN', params: [] }
 const COMMIT = { sql: 'COMMIT', params: [] }
 const ROLLBACK = { sql: 'ROLLBACK', params: [] }
+/** Events from which a batch of pending ones runs unwatched (pendingBatch). */
+const LONG_BATCH = 64
+const MAX_PENDING_POS = { sql: 'SELECT coalesce(max(pos), 0) FROM __tl_pending', params: [] }
 const INSERT_PENDING = `INSERT INTO __tl_pending (${COLS}) VALUES (?, ?, ?, ?, ?, ?)`
 const INSERT_LOCAL = `INSERT INTO __tl_local (${COLS}) VALUES (?, ?, ?, ?, ?, ?)`
 const INSERT_CONFIRMED = `INSERT INTO __tl_events (seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)`
@@ -215,6 +226,25 @@ export function createLogCore(SQL: SqlJsStatic, schema: Schema<any>, hooks: Even
       const w = core.apply(e, checkDeterminism)
       core.checkTables(e, w)
       for (const t of w) into.add(t)
+    },
+    pendingBatch(count, into, checkDeterminism, fn) {
+      const undoLog = core.undo()
+      if (localTables.size > 0) return fn((e) => core.applyPending(e, checkDeterminism, into))
+      for (const t of db.takeWritten()) into.add(t) // what the caller wrote before (a rollback), still to be signalled
+      const long = count >= LONG_BATCH && undoLog.namesWrites
+      const firstPos = long ? db.column<number>(MAX_PENDING_POS)[0]! + 1 : 0
+      if (long) db.trackWrites(false)
+      let out: ReturnType<typeof fn>
+      try {
+        out = fn((e) => core.applyPending(e, checkDeterminism, null))
+      } finally {
+        if (long) db.trackWrites(true)
+      }
+      for (const t of long ? undoLog.writtenSince(firstPos)! : db.takeWritten()) {
+        syncedTables.add(t)
+        into.add(t)
+      }
+      return out
     },
     readRows(table, where = '', params = []) {
       return db.all<EventRow>({ sql: `SELECT ${table === '__tl_events' ? 'seq, ' : ''}${COLS} FROM ${table} ${where}`, params }).map(rowToEvent)

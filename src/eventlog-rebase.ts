@@ -96,15 +96,18 @@ function extendTail(core: LogCore, events: readonly ConfirmedEvent[], next: read
     if (k > 0) confirmFront(core, events.slice(0, k), cur[k - 1]!.pos, change)
     if (events.length > k) applyConfirmed(core, events.slice(k), change.written)
     core.setCapture(true)
+    const tail = next.slice(rest.length)
     let kept = rest.length
-    for (const p of next.slice(rest.length)) {
-      try {
-        core.tx(() => core.applyPending(p, false, change.written))
-        kept++
-      } catch (error) {
-        change.dropped.set(p.id, rebaseDrop(p, error))
+    core.pendingBatch(tail.length, change.written, false, (apply) => {
+      for (const p of tail) {
+        try {
+          core.tx(() => apply(p))
+          kept++
+        } catch (error) {
+          change.dropped.set(p.id, rebaseDrop(p, error))
+        }
       }
-    }
+    })
     core.pendingCount = kept
   })
   return true
@@ -148,10 +151,21 @@ export function applyUpstream(
   }
   core.tx(() => {
     const before = core.readRows('__tl_pending', 'ORDER BY pos')
-    // I2: undoes every pending event's writes (capture off, so the undo itself records nothing)
+    // I2: undoes every pending event's writes (capture off, so the undo itself records nothing); unwatched when
+    // the undo log names the tables it restores (the update hook calls into JS for every row)
     core.setCapture(false)
-    core.undo().rollback()
-    db.run({ sql: 'DELETE FROM __tl_pending', params: [] })
+    const undoLog = core.undo()
+    const restored = undoLog.writtenSince(0)
+    if (restored) {
+      for (const t of restored) change.written.add(t)
+      db.trackWrites(false)
+    }
+    try {
+      undoLog.rollback()
+      db.run({ sql: 'DELETE FROM __tl_pending', params: [] })
+    } finally {
+      if (restored) db.trackWrites(true)
+    }
     const skipped = events.length ? applyConfirmed(core, events, change.written) : new Map<string, unknown>()
     const back = new Map(events.map((e) => [e.id, e]))
     for (const p of before) {
@@ -184,10 +198,12 @@ export function applyUpstream(
     for (const p of survivors) if (!nextIds.has(p.id)) change.dropped.set(p.id, { reason: 'conflict', by: 'onConflict' })
     core.setCapture(true)
     const kept = core.allOrEach((each) =>
-      next.filter((p) =>
-        each(
-          () => core.applyPending(p, false, change.written),
-          (error) => change.dropped.set(p.id, rebaseDrop(p, error)),
+      core.pendingBatch(next.length, change.written, false, (apply) =>
+        next.filter((p) =>
+          each(
+            () => apply(p),
+            (error) => change.dropped.set(p.id, rebaseDrop(p, error)),
+          ),
         ),
       ),
     )

@@ -1,9 +1,10 @@
 /**
  * I1 for the eventlog's own counters: a transaction that fails rolls back the head and the
- * pending count with the rows, so that the log never says it holds what its tables do not.
+ * pending count with the rows, so that the log never says it holds what its tables do not; and a
+ * rebase names every table it changed, the ones it only undid too.
  */
 
-import type { ConfirmedEvent, PendingEvent } from 'tidelog'
+import { type ConfirmedEvent, defineEvent, defineSchema, type PendingEvent, sql } from 'tidelog'
 import { describe, expect, it } from 'vitest'
 import { loadSqlJs } from '../src/database.js'
 import { createEventLog, type EventLogHooks } from '../src/eventlog.js'
@@ -29,4 +30,72 @@ describe('eventlog: a failed rebase', () => {
     expect({ head: log.head, pending: log.pendingCount, dropped: change.dropped.size }).toEqual({ head: 2, pending: 1, dropped: 0 })
     log.close()
   })
+})
+
+describe('eventlog: the tables a rebase reports written (for the query signals)', () => {
+  const schema = defineSchema({
+    tables: {
+      items: sql`CREATE TABLE items (id TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
+      notes: sql`CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT NOT NULL)`,
+      tags: sql`CREATE TABLE tags (id TEXT PRIMARY KEY)`,
+    },
+    events: {
+      set: defineEvent<{ id: string; value: number }>({
+        materialize: ({ id, value }) => sql`INSERT OR REPLACE INTO items (id, value) VALUES (${id}, ${value})`,
+      }),
+      note: defineEvent<{ id: string; body: string }>({ materialize: ({ id, body }) => sql`INSERT INTO notes (id, body) VALUES (${id}, ${body})` }),
+      tag: defineEvent<{ id: string }>({ materialize: ({ id }) => sql`INSERT INTO tags (id) VALUES (${id})` }),
+    },
+  })
+  const note = (i: number): PendingEvent => ({ id: `me:${i}`, name: 'note', args: { id: `n${i}`, body: 'x' }, clientId: 'me', sessionId: 's', createdAt: 1 })
+  const upstream: ConfirmedEvent[] = [1, 2].map((seq) => ({ ...event(`other:${seq}`, seq), seq }))
+  const notes = (log: ReturnType<typeof createEventLog>) => log.db.column<number>({ sql: 'SELECT count(*) FROM notes', params: [] })[0]
+
+  // 3 pending events take the per-event path, 100 the batch that runs unwatched; one commit or one commit each
+  for (const [n, oneCommit] of [
+    [3, true],
+    [100, true],
+    [100, false],
+  ] as const) {
+    const label = `${n} pending in ${oneCommit ? 'one commit' : `${n} commits`}`
+    const withPending = async () => {
+      const log = createEventLog(await loadSqlJs(), schema, hooks)
+      const events = Array.from({ length: n }, (_, i) => note(i))
+      if (oneCommit) log.commit(events, false)
+      else for (const e of events) log.commit([e], false)
+      return log
+    }
+
+    it(`${label}: kept on top of upstream events, both tables`, async () => {
+      const log = await withPending()
+      const change = log.applyUpstream(upstream, (local) => local)
+      expect([...change.written].sort()).toEqual(['items', 'notes'])
+      expect({ notes: notes(log), pending: log.pendingCount, head: log.head }).toEqual({ notes: n, pending: n, head: 2 })
+      log.close()
+    })
+
+    it(`${label}: dropped by onConflict, the table they wrote is reported although nothing writes it again`, async () => {
+      const log = await withPending()
+      const change = log.applyUpstream(upstream, () => [])
+      expect([...change.written].sort()).toEqual(['items', 'notes'])
+      expect({ notes: notes(log), pending: log.pendingCount, dropped: change.dropped.size }).toEqual({ notes: 0, pending: 0, dropped: n })
+      log.close()
+    })
+
+    it(`${label}: replaced by onConflict with events that write a third table, that one too`, async () => {
+      const log = await withPending()
+      const change = log.applyUpstream(upstream, (local) => local.map((p) => ({ ...p, id: `${p.id}-tag`, name: 'tag', args: { id: p.id } })))
+      expect([...change.written].sort()).toEqual(['items', 'notes', 'tags'])
+      expect(log.db.column<number>({ sql: 'SELECT count(*) FROM tags', params: [] })[0]).toBe(n)
+      log.close()
+    })
+
+    it(`${label}: dropped with no upstream event (a client tab following its owner's list)`, async () => {
+      const log = await withPending()
+      const change = log.applyUpstream([], undefined, [])
+      expect([...change.written]).toEqual(['notes'])
+      expect(notes(log)).toBe(0)
+      log.close()
+    })
+  }
 })
