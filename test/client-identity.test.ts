@@ -130,6 +130,7 @@ describe('a client whose local storage lost records', () => {
     expect(b.clientId).toBe(clientId) // nothing local tells it apart from a clean restart
     b.sync.pause()
     const reused = b.commit(todoCreated({ id: 'reused', text: 'b' }))
+    const unread = b.commit(todoCreated({ id: 'reused-2', text: 'b' })) // its receipt is read only after the drop
     expect(reused.event.id).toBe(`${clientId}:1`) // the same id as first-1 on the backend
     b.sync.resume()
     const outcome = await within(
@@ -141,6 +142,15 @@ describe('a client whose local storage lost records', () => {
     )
     expect(outcome).toMatchObject({ error: expect.any(ConflictDroppedError) })
     expect(String((outcome as { error: Error }).error.message)).toMatch(/id collision/)
+    // read late, once the rebase dropped it, a receipt still names the collision, not the seq of the other event
+    await within(b.sync.flush(), 'nothing left pending')
+    expect(unread.event.id).toBe(`${clientId}:2`) // first-2's id
+    const late = await unread.confirmed.then(
+      (seq) => ({ seq }),
+      (error: unknown) => ({ error }),
+    )
+    expect(late).toMatchObject({ error: expect.any(ConflictDroppedError) })
+    expect(String((late as { error: Error }).error.message)).toMatch(/id collision/)
     // and the next event gets an id past everything the backend holds from this client
     const next = b.commit(todoCreated({ id: 'next', text: 'b' }))
     const seq = await within(next.confirmed, 'the next event to be confirmed')
