@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // The `tidelog` command: runs a sync server over a data directory.
 import { existsSync } from 'node:fs'
+import { readFile, stat } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 
 const HELP = `Usage: tidelog serve [options]
@@ -18,6 +21,16 @@ Options:
   --host <addr>   interface to listen on (default 127.0.0.1; 0.0.0.0 for all)
   --data <dir>    data directory (default ./tidelog-data)
   --static <dir>  also serve the files of this directory (e.g. a demo page)
+  --token-file <file>
+                  who may connect: one token per line (at least 16 characters),
+                  optionally followed by the storeIds it opens (none: all);
+                  # comments; SIGHUP reloads it
+  --auth <module> who may connect, decided by the function ({ storeId, token,
+                  request }) => boolean that this module exports (default
+                  export or "authenticate"), e.g. to verify signed tokens
+  --allow-anonymous
+                  serve a --host other than loopback with neither: anyone who
+                  reaches the port may read and write every store
   --postgres <url>
                   store events in PostgreSQL instead of --data, e.g.
                   postgres://tidelog@db.internal:5432/app (needs npm install pg;
@@ -76,6 +89,9 @@ try {
       host: { type: 'string', default: '127.0.0.1' },
       data: { type: 'string', default: './tidelog-data' },
       static: { type: 'string' },
+      'token-file': { type: 'string' },
+      auth: { type: 'string' },
+      'allow-anonymous': { type: 'boolean', default: false },
       postgres: { type: 'string' },
       schema: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -113,7 +129,7 @@ try {
     `cannot load the server (${error.message}); ${checkout ? 'run "npm run build" first.' : 'the tidelog package looks incomplete: reinstall it (npm install tidelog).'}`,
   )
 }
-const { createSyncServer, fileBackend, postgresBackend, migratePostgres, checkFileBackend } = server
+const { createSyncServer, fileBackend, postgresBackend, migratePostgres, checkFileBackend, tokenList, parseTokenFile } = server
 
 if (positionals[0] === 'check') {
   try {
@@ -145,6 +161,55 @@ if (positionals[0] === 'migrate') {
     fail(error.message)
   }
 }
+// who may connect: decided before anything is opened, so that a server open by mistake never starts
+if (values['token-file'] && values.auth) fail('--token-file and --auth both decide who may connect; pass one of them.')
+let authenticate
+let who = 'no authentication: anyone who reaches it reads and writes every store'
+if (values['token-file']) {
+  const file = values['token-file']
+  const load = async () => {
+    const entries = parseTokenFile(await readFile(file, 'utf8'), file)
+    return { check: tokenList(entries), count: entries.length }
+  }
+  let tokens
+  try {
+    tokens = await load()
+  } catch (error) {
+    fail(`cannot use the token file: ${error.message}`)
+  }
+  if ((await stat(file)).mode & 0o004) log(`warning: ${file} is readable by every user of this machine; chmod 600 it.`)
+  authenticate = (context) => tokens.check(context)
+  who = `${tokens.count} token(s) from ${file}`
+  process.on('SIGHUP', () => {
+    load().then(
+      (next) => {
+        tokens = next
+        log(`reloaded ${next.count} token(s) from ${file} (SIGHUP)`)
+      },
+      (error) => console.error(`tidelog: tokens not reloaded (SIGHUP), the previous ones stay in force: ${error.message}`),
+    )
+  })
+}
+if (values.auth) {
+  let module
+  try {
+    module = await import(pathToFileURL(resolve(values.auth)).href)
+  } catch (error) {
+    fail(`cannot load --auth ${values.auth}: ${error.message}`)
+  }
+  authenticate = typeof module.default === 'function' ? module.default : module.authenticate
+  if (typeof authenticate !== 'function')
+    fail(
+      `--auth ${values.auth} must export a function ({ storeId, token, request }) => boolean (or a Promise of it), as its default export or as "authenticate".`,
+    )
+  who = `authenticate from ${values.auth}`
+}
+const loopback = (host) => /^(localhost|::1|\[::1\]|127\.\d+\.\d+\.\d+|::ffff:127\.\d+\.\d+\.\d+)$/i.test(host)
+if (!authenticate && !loopback(values.host) && !values['allow-anonymous'])
+  fail(
+    `--host ${values.host} listens beyond this machine, but nothing checks who connects: anyone who reaches the port could read and write every store. Pass --token-file <file> (one token per line) or --auth <module> (exports authenticate), or --allow-anonymous to serve it open on purpose.`,
+  )
+
 let backend
 try {
   backend = values.postgres ? postgresBackend({ connectionString: values.postgres }, { schema: values.schema }) : fileBackend({ dir: values.data })
@@ -161,6 +226,7 @@ try {
     port: Number(values.port),
     host: values.host,
     staticDir: values.static,
+    authenticate,
     limits,
     onError: (error, context) => console.error(`tidelog: error in ${context}: ${error?.message ?? error}`),
   })
@@ -169,7 +235,7 @@ try {
   fail(error.code === 'EADDRINUSE' ? `port ${values.port} is in use; pick another with --port.` : `cannot start: ${error.message}`)
 }
 log(
-  `serving ${sync.url} (${values.postgres ? `PostgreSQL ${redacted(values.postgres)}, schema ${backend.schema}` : `data ${values.data}`}${values.static ? `, files from ${values.static}` : ''})`,
+  `serving ${sync.url} (${values.postgres ? `PostgreSQL ${redacted(values.postgres)}, schema ${backend.schema}` : `data ${values.data}`}${values.static ? `, files from ${values.static}` : ''}; ${who})`,
 )
 
 let stopping = false

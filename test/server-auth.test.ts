@@ -1,5 +1,5 @@
 import type { PendingEvent, SyncBackend, TransportStatus } from 'tidelog'
-import { type AuthenticateContext, createSyncServer, memoryBackend, type SyncServer } from 'tidelog/server'
+import { type AuthenticateContext, createSyncServer, memoryBackend, parseTokenFile, type SyncServer, tokenList } from 'tidelog/server'
 import { httpTransport } from 'tidelog/transports/http'
 import { websocketTransport } from 'tidelog/transports/websocket'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -220,5 +220,46 @@ describe('transports: tokens are asked again on reconnect', () => {
     expect(await transport.push({ storeId: 'guarded', parentSeq: 1, events: [event(2)] })).toMatchObject({ type: 'pushed', head: 2 })
     expect(handed.at(-1)).toBe('secret-2')
     await transport.close()
+  })
+})
+
+describe('tokenList (what tidelog serve --token-file runs)', () => {
+  const ctx = (storeId: string, token: string | undefined) => ({ storeId, token, request: {} as AuthenticateContext['request'] })
+  const A = 'aaaaaaaaaaaaaaaa-1'
+  const B = 'bbbbbbbbbbbbbbbb-2'
+
+  it('opens every store for a token that names none, the named ones for the others; the same token twice opens both sets', () => {
+    const check = tokenList([{ token: A }, { token: B, storeIds: ['x'] }, { token: B, storeIds: ['y'] }])
+    expect([check(ctx('any', A)), check(ctx('x', B)), check(ctx('y', B)), check(ctx('z', B))]).toEqual([true, true, true, false])
+    expect([check(ctx('x', undefined)), check(ctx('x', '')), check(ctx('x', `${A} `)), check(ctx('x', A.slice(0, -1)))]).toEqual([false, false, false, false])
+  })
+
+  it('refuses short or spaced tokens and invalid storeIds, saying how to make a good token', () => {
+    expect(() => tokenList([{ token: 'short' }])).toThrow(/token 1: a token must be at least 16 characters .*openssl rand -hex 32/)
+    expect(() => tokenList([{ token: 'has a space in the middle' }])).toThrow(/no spaces/)
+    expect(() => tokenList([{ token: A, storeIds: ['a/b'] }])).toThrow(/"a\/b", which is not a valid storeId/)
+  })
+
+  it('parses a token file: comments, blank lines, a token with its stores, line numbers in errors', () => {
+    expect(parseTokenFile(`# team\n\n  ${A}  \n${B} x y\r\n`, 'tokens')).toEqual([{ token: A }, { token: B, storeIds: ['x', 'y'] }])
+    expect(() => parseTokenFile(`${A}\n\nshort\n`, 'tokens')).toThrow(/tokens line 3: a token must be at least 16 characters/)
+    expect(() => parseTokenFile('# only a comment\n', 'tokens')).toThrow(/tokens holds no token/)
+  })
+
+  it('guards a server in code', async () => {
+    const backend = memoryBackend()
+    const guarded = await createSyncServer({ backend, port: 0, authenticate: tokenList([{ token: A, storeIds: ['mine'] }]) })
+    try {
+      const status = (storeId: string, token?: string) =>
+        fetch(`http://127.0.0.1:${guarded.port}/pull?storeId=${storeId}`, {
+          method: 'POST',
+          headers: token ? { authorization: `Bearer ${token}` } : {},
+          body: JSON.stringify({ v: 1, type: 'pull', storeId, since: 0 }),
+        }).then((r) => r.status)
+      expect([await status('mine', A), await status('theirs', A), await status('mine')]).toEqual([200, 401, 401])
+    } finally {
+      await guarded.close()
+      await backend.close()
+    }
   })
 })

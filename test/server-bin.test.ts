@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
+import { WebSocket } from 'ws'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const bin = join(root, 'bin', 'tidelog.js')
@@ -13,6 +14,7 @@ function run(args: string[]): {
   child: ChildProcess
   done: Promise<{ code: number | null; out: string; err: string }>
   lines: (match: RegExp) => Promise<string>
+  errLines: (match: RegExp) => Promise<string>
 } {
   const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
@@ -22,18 +24,23 @@ function run(args: string[]): {
     out += c
     for (const w of waiters) w()
   })
-  child.stderr!.setEncoding('utf8').on('data', (c) => (err += c))
+  child.stderr!.setEncoding('utf8').on('data', (c) => {
+    err += c
+    for (const w of waiters) w()
+  })
   const done = new Promise<{ code: number | null; out: string; err: string }>((resolve) => child.on('close', (code) => resolve({ code, out, err })))
-  const lines = (match: RegExp) =>
+  const waitForLine = (text: () => string, match: RegExp) =>
     new Promise<string>((resolve) => {
       const check = () => {
-        const hit = out.split('\n').find((l) => match.test(l))
+        const hit = text()
+          .split('\n')
+          .find((l) => match.test(l))
         if (hit) resolve(hit)
       }
       waiters.push(check)
       check()
     })
-  return { child, done, lines }
+  return { child, done, lines: (match) => waitForLine(() => out, match), errLines: (match) => waitForLine(() => err, match) }
 }
 
 describe('bin tidelog', () => {
@@ -93,5 +100,133 @@ describe('bin tidelog', () => {
     server.child.kill('SIGTERM')
     expect((await server.done).code).toBe(0)
     await rm(data, { recursive: true, force: true })
+  })
+})
+
+describe.skipIf(!existsSync(join(root, 'dist', 'server', 'index.js')))('bin tidelog serve: who may connect (needs the build)', () => {
+  const A = 'token-for-every-store-0001'
+  const B = 'token-for-store-b-only-0002'
+  const C = 'token-written-in-later-0003'
+  const pull = (url: string, storeId: string, token?: string) =>
+    fetch(`${url}/pull?storeId=${storeId}`, {
+      method: 'POST',
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      body: JSON.stringify({ v: 1, type: 'pull', storeId, since: 0 }),
+    }).then((r) => r.status)
+  const inTemp = async <T>(fn: (dir: string) => Promise<T>) => {
+    const dir = await mkdtemp(join(tmpdir(), 'tidelog-bin-auth-'))
+    try {
+      return await fn(dir)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
+  const started = async (args: string[]) => {
+    const server = run(['serve', '--port', '0', ...args])
+    const line = await Promise.race([server.lines(/serving http:/), server.done.then((d) => Promise.reject(new Error(`exited: ${d.err}`)))])
+    return { server, line, url: /serving (http:\/\/\S+)/.exec(line)![1]! }
+  }
+
+  it('--token-file: each token opens the stores it names (all when it names none), nothing else passes, and SIGHUP reloads the file', async () => {
+    await inTemp(async (dir) => {
+      const file = join(dir, 'tokens')
+      await writeFile(file, `# who may connect\n${A}\n\n${B} b other.store\n`, { mode: 0o600 })
+      const { server, line, url } = await started(['--data', join(dir, 'data'), '--token-file', file])
+      expect(line).toContain(`2 token(s) from ${file}`)
+      expect(await pull(url, 'a', A)).toBe(200)
+      expect(await pull(url, 'b', A)).toBe(200)
+      expect(await pull(url, 'b', B)).toBe(200)
+      expect(await pull(url, 'a', B)).toBe(401) // B names only b and other.store
+      expect(await pull(url, 'a', `${A}x`)).toBe(401)
+      expect(await pull(url, 'a')).toBe(401)
+      // a WebSocket upgrade asks the same
+      const ws = (token: string) =>
+        new Promise<string>((resolve) => {
+          const socket = new WebSocket(`${url.replace('http', 'ws')}/sync?storeId=a`, { headers: { authorization: `Bearer ${token}` } })
+          socket.on('open', () => {
+            socket.close()
+            resolve('open')
+          })
+          socket.on('unexpected-response', (_req, res) => resolve(String(res.statusCode)))
+          socket.on('error', () => {})
+        })
+      expect(await ws(A)).toBe('open')
+      expect(await ws(B)).toBe('401')
+
+      await writeFile(file, `${C}\n`)
+      server.child.kill('SIGHUP')
+      await server.lines(/reloaded 1 token\(s\)/)
+      expect(await pull(url, 'a', C)).toBe(200)
+      expect(await pull(url, 'a', A)).toBe(401)
+      // a broken file on reload keeps the tokens in force
+      await writeFile(file, 'short\n')
+      server.child.kill('SIGHUP')
+      await server.errLines(/not reloaded/)
+      expect(await pull(url, 'a', C)).toBe(200)
+      server.child.kill('SIGTERM')
+      const { code, err } = await server.done
+      expect(code).toBe(0)
+      expect(err).toMatch(/tokens not reloaded \(SIGHUP\), the previous ones stay in force: .*line 1: a token must be at least 16 characters/)
+    })
+  })
+
+  it('--auth: the module decides', async () => {
+    await inTemp(async (dir) => {
+      const module = join(dir, 'auth.mjs')
+      await writeFile(module, "export default async ({ storeId, token }) => token === 'let-me-in-0123456789' && storeId.startsWith('team-')\n")
+      const { server, line, url } = await started(['--data', join(dir, 'data'), '--auth', module])
+      expect(line).toContain(`authenticate from ${module}`)
+      expect(await pull(url, 'team-1', 'let-me-in-0123456789')).toBe(200)
+      expect(await pull(url, 'other', 'let-me-in-0123456789')).toBe(401)
+      expect(await pull(url, 'team-1', 'nope-nope-nope-nope')).toBe(401)
+      server.child.kill('SIGTERM')
+      expect((await server.done).code).toBe(0)
+    })
+  })
+
+  it('refuses to start open beyond loopback, or with a token file or module it cannot use; --allow-anonymous opens on purpose', async () => {
+    await inTemp(async (dir) => {
+      const data = join(dir, 'data')
+      const expectFail = async (args: string[], message: RegExp) => {
+        const { code, err } = await run(['serve', '--port', '0', '--data', data, ...args]).done
+        expect(code, args.join(' ')).toBe(1)
+        expect(err, args.join(' ')).toMatch(message)
+      }
+      // refused before anything listens
+      await expectFail(
+        ['--host', '0.0.0.0'],
+        /--host 0\.0\.0\.0 listens beyond this machine, but nothing checks who connects.*--token-file <file>.*--auth <module>.*--allow-anonymous/,
+      )
+      await expectFail(['--host', '::'], /--host :: listens beyond this machine/)
+      await writeFile(join(dir, 'short'), 'abc\n')
+      await expectFail(['--token-file', join(dir, 'short')], /short line 1: a token must be at least 16 characters/)
+      await writeFile(join(dir, 'empty'), '# nothing\n\n')
+      await expectFail(['--token-file', join(dir, 'empty')], /holds no token/)
+      await writeFile(join(dir, 'badstore'), `${A} no/slashes\n`)
+      await expectFail(['--token-file', join(dir, 'badstore')], /line 1: "no\/slashes" is not a valid storeId/)
+      await expectFail(['--token-file', join(dir, 'missing')], /cannot use the token file: .*ENOENT/)
+      await writeFile(join(dir, 'not-a-function.mjs'), 'export const authenticate = 42\n')
+      await expectFail(['--auth', join(dir, 'not-a-function.mjs')], /must export a function/)
+      await expectFail(['--auth', join(dir, 'missing.mjs')], /cannot load --auth/)
+      await expectFail(['--auth', join(dir, 'x.mjs'), '--token-file', join(dir, 'short')], /pass one of them/)
+      // --allow-anonymous gets past the check: the database, opened next, is what fails here, so nothing listens
+      await expectFail(['--host', '0.0.0.0', '--allow-anonymous', '--postgres', 'postgres://nobody@127.0.0.1:1/none'], /cannot open PostgreSQL at postgres:\/\/nobody@127\.0\.0\.1:1\/none/)
+    })
+  })
+
+  it('says when it serves with no authentication, and warns of a token file others can read', async () => {
+    await inTemp(async (dir) => {
+      const open = await started(['--data', join(dir, 'data')])
+      expect(open.line).toContain('no authentication: anyone who reaches it reads and writes every store')
+      open.server.child.kill('SIGTERM')
+      await open.server.done
+      const file = join(dir, 'tokens')
+      await writeFile(file, `${A}\n`, { mode: 0o644 })
+      await chmod(file, 0o644)
+      const guarded = await started(['--data', join(dir, 'data'), '--token-file', file])
+      guarded.server.child.kill('SIGTERM')
+      const { out } = await guarded.server.done
+      expect(out).toMatch(/warning: .*tokens is readable by every user of this machine; chmod 600 it/)
+    })
   })
 })

@@ -36,3 +36,4 @@ export {
   type SyncServer,
   type SyncServerOptions,
 } from './sync-server.js'
+export { MIN_TOKEN_LENGTH, parseTokenFile, type TokenEntry, tokenList } from './token-list.js'
