@@ -112,6 +112,7 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
       .join(', ')
     return {
       any: { sql: `SELECT 1 FROM main.${shadow} LIMIT 1`, params: [] },
+      images: { sql: `SELECT 1 FROM main.${shadow} WHERE op <> 0 LIMIT 1`, params: [] },
       clear: { sql: `${firsts} DELETE FROM main.${table} WHERE rowid IN (SELECT r FROM m)`, params: [] },
       put: {
         sql: `${firsts} INSERT INTO main.${table} (rowid, ${cols}) SELECT u.rid, ${image} FROM m JOIN main.${shadow} u ON u.id = m.first WHERE u.op <> 0 AND u.rid = m.r`,
@@ -134,7 +135,8 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
       for (const r of restore) {
         if (!db.column(r.any).length) continue
         db.run(r.clear)
-        db.run(r.put)
+        // entries of inserted rows only (op 0) have no image to put back
+        if (db.column(r.images).length) db.run(r.put)
         db.run(r.empty)
       }
       for (const sql of db.column<string>({ sql: 'SELECT sql FROM main.__tl_undo ORDER BY id DESC', params: [] })) db.exec(sql)
