@@ -28,6 +28,11 @@ Options:
   --auth <module> who may connect, decided by the function ({ storeId, token,
                   request }) => boolean that this module exports (default
                   export or "authenticate"), e.g. to verify signed tokens
+  --allow-origin <origin>
+                  a browser origin (https://app.example.com, or *) whose pages
+                  may use this server from another origin: CORS for
+                  httpTransport; once given, WebSockets from origins not
+                  listed are refused. Repeat for several
   --allow-anonymous
                   serve a --host other than loopback with neither: anyone who
                   reaches the port may read and write every store
@@ -92,6 +97,7 @@ try {
       'token-file': { type: 'string' },
       auth: { type: 'string' },
       'allow-anonymous': { type: 'boolean', default: false },
+      'allow-origin': { type: 'string', multiple: true },
       postgres: { type: 'string' },
       schema: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -227,6 +233,7 @@ try {
     host: values.host,
     staticDir: values.static,
     authenticate,
+    allowedOrigins: values['allow-origin'],
     limits,
     onError: (error, context) => console.error(`tidelog: error in ${context}: ${error?.message ?? error}`),
   })

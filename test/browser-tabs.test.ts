@@ -210,7 +210,8 @@ describe.skipIf(!hasChromium)('indexedDbStorage in several tabs of one context, 
   }, 60_000)
 
   it('with httpTransport (long-poll) the same: tabs share, the server gets every tab commit across an owner handoff', async () => {
-    // fetch needs the page on the server's origin (the server sends no CORS headers): it serves a copy of the fixtures
+    // the page on the server's own origin, as an app served by `tidelog serve --static` is (a copy of the fixtures);
+    // pages of other origins are test/browser-cross-origin.test.ts
     const root = await mkdtemp(join(tmpdir(), 'tidelog-tabs-http-'))
     await mkdir(join(root, 'lib'))
     for (const f of ['tidelog.iife.js', 'sql-wasm.wasm']) await copyFile(join(distDir, f), join(root, 'lib', f))

@@ -210,7 +210,27 @@ describe.skipIf(!existsSync(join(root, 'dist', 'server', 'index.js')))('bin tide
       await expectFail(['--auth', join(dir, 'missing.mjs')], /cannot load --auth/)
       await expectFail(['--auth', join(dir, 'x.mjs'), '--token-file', join(dir, 'short')], /pass one of them/)
       // --allow-anonymous gets past the check: the database, opened next, is what fails here, so nothing listens
-      await expectFail(['--host', '0.0.0.0', '--allow-anonymous', '--postgres', 'postgres://nobody@127.0.0.1:1/none'], /cannot open PostgreSQL at postgres:\/\/nobody@127\.0\.0\.1:1\/none/)
+      await expectFail(
+        ['--host', '0.0.0.0', '--allow-anonymous', '--postgres', 'postgres://nobody@127.0.0.1:1/none'],
+        /cannot open PostgreSQL at postgres:\/\/nobody@127\.0\.0\.1:1\/none/,
+      )
+    })
+  })
+
+  it('--allow-origin: pages of the origins given may use it; what is not an origin stops the start', async () => {
+    await inTemp(async (dir) => {
+      const { server, url } = await started(['--data', join(dir, 'data'), '--allow-origin', 'http://one.example', '--allow-origin', 'http://two.example'])
+      const preflight = (origin: string) => fetch(`${url}/push`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } })
+      expect([
+        (await preflight('http://one.example')).status,
+        (await preflight('http://two.example')).status,
+        (await preflight('http://three.example')).status,
+      ]).toEqual([204, 204, 403])
+      server.child.kill('SIGTERM')
+      expect((await server.done).code).toBe(0)
+      const bad = await run(['serve', '--port', '0', '--data', join(dir, 'data'), '--allow-origin', 'http://one.example/app']).done
+      expect(bad.code).toBe(1)
+      expect(bad.err).toMatch(/"http:\/\/one\.example\/app" is not an origin/)
     })
   })
 

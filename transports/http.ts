@@ -93,8 +93,15 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     } catch (cause) {
       if (closed) throw rules.closed()
       const timedOut = abort.signal.aborted
+      // a page of another origin is also refused this way when the server does not list it (CORS)
+      const page = (globalThis as { location?: { origin?: string } }).location?.origin
+      const url = routeUrl(options.url, route, 'http')
+      const cors =
+        page && page !== 'null' && new URL(url).origin !== page
+          ? ` (this page, ${page}, is on another origin than the server: the server must list it, allowedOrigins / tidelog serve --allow-origin ${page})`
+          : ''
       const error = new TransportError(
-        `httpTransport: ${timedOut ? `no answer within ${timeoutMs} ms` : `cannot reach the sync server: ${(cause as Error).message}`}.`,
+        `httpTransport: ${timedOut ? `no answer within ${timeoutMs} ms` : `cannot reach the sync server: ${(cause as Error).message}${cors}`}.`,
         { cause },
       )
       setOffline(error)

@@ -2,7 +2,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { type ClientMessage, errorMessage, type ServerMessage } from '../protocol.js'
 import { createInspector } from './inspector.js'
-import { isAllowed, loggableUrl, type ResolvedOptions, resolveOptions, STATUS_OF, type SyncServerOptions, tokenOf } from './server-options.js'
+import {
+  isAllowed,
+  loggableUrl,
+  originOf,
+  originRefusal,
+  type ResolvedOptions,
+  resolveOptions,
+  STATUS_OF,
+  type SyncServerOptions,
+  tokenOf,
+} from './server-options.js'
 import { answerRequest, errorAnswer, parseRequest, type SessionAnswer } from './session.js'
 import { serveStaticFile } from './static-files.js'
 
@@ -251,6 +261,25 @@ export function createHttpHandler(options: SyncServerOptions): HttpHandler {
     const url = new URL(request.url ?? '/', 'http://localhost')
     const { pathname } = url
     const method = request.method ?? 'GET'
+    const sync = pathname === '/pull' || pathname === '/push' || pathname === '/health' || pathname === '/inspect/events'
+    if (sync && request.headers.origin !== undefined) {
+      // CORS for pages of other origins (allowedOrigins): answers readable by them, and their preflights
+      const { origin, verdict } = originOf(opts, request)
+      if (verdict === 'allowed') {
+        response.setHeader('access-control-allow-origin', origin!)
+        response.setHeader('vary', 'Origin')
+      }
+      if (method === 'OPTIONS') {
+        if (verdict !== 'allowed' && verdict !== 'same') return send(response, 403, JSON.stringify(errorMessage('unauthorized', originRefusal(origin!))))
+        response.writeHead(204, {
+          'access-control-allow-methods': 'GET, HEAD, POST',
+          'access-control-allow-headers': 'authorization, content-type',
+          'access-control-max-age': '600',
+          'cache-control': 'no-store',
+        })
+        return void response.end()
+      }
+    }
     if (pathname === '/inspect' || pathname.startsWith('/inspect/')) return inspect(request, response, url)
     if (pathname === '/health') {
       if (method === 'GET' || method === 'HEAD') return send(response, 200, '{"ok":true}')

@@ -64,6 +64,14 @@ export interface SyncServerOptions {
   stalledTimeoutMs?: number
   /** Called with every unexpected failure (backend errors, auth hook errors). Default: one console.error line. */
   onError?: (error: unknown, context: string) => void
+  /**
+   * Browser origins (`https://app.example.com`; `'*'` for any) whose pages may use the server from
+   * another origin: the HTTP routes answer them with CORS headers (httpTransport's `fetch` needs
+   * them), and once this is set, a WebSocket from an origin not listed is refused. Pages the server
+   * serves itself (`staticDir`) are its own origin and need no entry. Default: none, and WebSockets
+   * from any origin.
+   */
+  allowedOrigins?: readonly string[]
 }
 
 /** Options with defaults applied; shared by the HTTP and WebSocket halves. */
@@ -77,6 +85,8 @@ export interface ResolvedOptions {
   maxBufferedBytes: number
   stalledTimeoutMs: number
   onError: (error: unknown, context: string) => void
+  /** `allowedOrigins`: '*', the origins listed, or undefined when not set. */
+  allowedOrigins: '*' | ReadonlySet<string> | undefined
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
@@ -108,9 +118,50 @@ export function resolveOptions(options: SyncServerOptions): ResolvedOptions {
     maxWaitSeconds,
     maxBufferedBytes: positive('maxBufferedBytes', options.maxBufferedBytes, 1 << 20),
     stalledTimeoutMs: positive('stalledTimeoutMs', options.stalledTimeoutMs, 2 * pingIntervalMs),
+    allowedOrigins: resolveOrigins(options.allowedOrigins),
     onError: options.onError ?? ((error, context) => console.error(`tidelog server: ${context}: ${error instanceof Error ? error.message : String(error)}`)),
   }
 }
+
+function resolveOrigins(origins: readonly string[] | undefined): ResolvedOptions['allowedOrigins'] {
+  if (origins === undefined) return undefined
+  if (!Array.isArray(origins))
+    throw new TidelogError('invalid_options', "Sync server option allowedOrigins must be an array of origins, e.g. ['https://app.example.com'], or ['*'].")
+  if (origins.includes('*')) return '*'
+  for (const o of origins) {
+    let origin: string | undefined
+    try {
+      origin = new URL(o).origin
+    } catch {}
+    if (origin !== o) {
+      throw new TidelogError(
+        'invalid_options',
+        `Sync server option allowedOrigins: "${o}" is not an origin; write scheme://host[:port] with no path or trailing slash, e.g. ${origin && origin !== 'null' ? origin : 'https://app.example.com'}.`,
+      )
+    }
+  }
+  return new Set(origins)
+}
+
+/**
+ * Where a request comes from, as far as `allowedOrigins` goes: no Origin header (not a browser, or a
+ * same-origin GET), the server's own origin (the Host it was asked by), an allowed one, or refused.
+ */
+export function originOf(options: ResolvedOptions, request: IncomingMessage): { origin?: string; verdict: 'none' | 'same' | 'allowed' | 'refused' } {
+  const origin = request.headers.origin
+  if (typeof origin !== 'string') return { verdict: 'none' }
+  let host: string | undefined
+  try {
+    host = new URL(origin).host
+  } catch {}
+  if (host !== undefined && host === request.headers.host) return { origin, verdict: 'same' }
+  const allowed = options.allowedOrigins
+  return { origin, verdict: allowed === '*' || allowed?.has(origin) ? 'allowed' : 'refused' }
+}
+
+/** Why a page of `origin` may not use this server, and what to do about it. */
+export const originRefusal = (origin: string) =>
+  `Pages of ${origin} may not use this sync server: list that origin in its allowedOrigins (tidelog serve --allow-origin ${origin}).`
 
 /** Applies the defaults of `ServerLimits` and checks the values. */
 export function resolveLimits(limits: ServerLimits = {}): ResolvedLimits {

@@ -2,7 +2,7 @@ import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
 import { errorMessage, isValidStoreId, type ServerMessage } from '../protocol.js'
-import { isAllowed, resolveOptions, type SyncServerOptions, tokenOf } from './server-options.js'
+import { isAllowed, originOf, originRefusal, resolveOptions, type SyncServerOptions, tokenOf } from './server-options.js'
 import { errorAnswer } from './session.js'
 import { type SyncConnection, serveConnection } from './sync-connection.js'
 
@@ -58,16 +58,20 @@ export function attachWebSocket(server: Server, options: SyncServerOptions): Web
     if (!isValidStoreId(storeId)) {
       return refuse(socket, 400, errorMessage('invalid_message', 'Connect to /sync?storeId=<id>, where id is 1-128 characters of A-Z a-z 0-9 . _ ~ -'))
     }
-    let allowed: boolean
+    // with allowedOrigins set, a page of another origin must be listed (a page cannot forge its Origin)
+    const { origin, verdict } = originOf(opts, request)
+    let allowed = opts.allowedOrigins === undefined || verdict !== 'refused'
     try {
-      allowed = await isAllowed(opts, storeId, tokenOf(request, url, true), request)
+      allowed &&= await isAllowed(opts, storeId, tokenOf(request, url, true), request)
     } catch (error) {
       return refuse(socket, 500, errorAnswer(error, 'authenticate', undefined, opts.onError))
     }
     if (!allowed) {
       const refusal = errorMessage(
         'unauthorized',
-        `Not allowed to sync storeId "${storeId}": send a valid token (Authorization: Bearer <token>, or ?token= from browsers).`,
+        verdict === 'refused' && opts.allowedOrigins !== undefined
+          ? originRefusal(origin!)
+          : `Not allowed to sync storeId "${storeId}": send a valid token (Authorization: Bearer <token>, or ?token= from browsers).`,
       )
       // a browser's WebSocket never sees the status of a refused upgrade (only close 1006), so a
       // browser (it always sends Origin) is let in just to be told: the error, then close 4401
