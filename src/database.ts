@@ -103,6 +103,10 @@ function bindable(v: unknown): unknown {
   return v
 }
 
+/** A statement for `Db`: a fragment, or SQL text without parameters. */
+export type Query = SqlFragment | string
+const sqlOf = (f: Query) => (typeof f === 'string' ? f : f.sql)
+
 interface Cached {
   stmt: Statement
   columns: string[] | undefined
@@ -115,10 +119,11 @@ interface Cached {
  */
 export interface Db {
   readonly raw: Database
-  run(f: SqlFragment): void
-  all<T = Row>(f: SqlFragment): T[]
+  /** A statement: a fragment, or SQL text without parameters. */
+  run(f: Query): void
+  all<T = Row>(f: Query): T[]
   /** First column of every row. */
-  column<T = unknown>(f: SqlFragment): T[]
+  column<T = unknown>(f: Query): T[]
   exec(sql: string): void
   /** Tables written since the last call (user tables only), and forgets them. */
   takeWritten(): Set<string>
@@ -174,8 +179,9 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
     return c
   }
 
-  const bind = (stmt: Statement, params: readonly unknown[]) => {
-    if (!params.length) return
+  const bind = (stmt: Statement, f: Query) => {
+    if (typeof f === 'string' || !f.params.length) return
+    const params = f.params
     let plain = true
     for (const v of params)
       if (v === undefined || (typeof v === 'object' && v !== null && !(v instanceof Uint8Array))) {
@@ -188,9 +194,9 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
   const db: Db = {
     raw,
     run(f) {
-      const { stmt } = prepare(f.sql)
+      const { stmt } = prepare(sqlOf(f))
       try {
-        bind(stmt, f.params)
+        bind(stmt, f)
         stmt.step()
       } catch (e) {
         throw asError(e)
@@ -198,11 +204,11 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
         stmt.reset()
       }
     },
-    all<T>(f: SqlFragment): T[] {
-      const c = prepare(f.sql)
+    all<T>(f: Query): T[] {
+      const c = prepare(sqlOf(f))
       const stmt = c.stmt
       try {
-        bind(stmt, f.params)
+        bind(stmt, f)
         c.columns ??= stmt.getColumnNames()
         const columns = c.columns
         const out: T[] = []
@@ -219,10 +225,10 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
         stmt.reset()
       }
     },
-    column<T>(f: SqlFragment): T[] {
-      const { stmt } = prepare(f.sql)
+    column<T>(f: Query): T[] {
+      const { stmt } = prepare(sqlOf(f))
       try {
-        bind(stmt, f.params)
+        bind(stmt, f)
         const out: T[] = []
         while (stmt.step()) out.push(stmt.get()[0] as T)
         return out
@@ -245,7 +251,7 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
       raw.updateHook(on ? track : null)
     },
     watchTables(tables) {
-      const withoutRowid = db.column<string>({ sql: "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND wr = 1", params: [] })
+      const withoutRowid = db.column<string>("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND wr = 1")
       for (const table of withoutRowid) {
         if (!tables.includes(table)) continue
         const name = table.replace(/"/g, '""')
@@ -263,10 +269,7 @@ export function openDb(SQL: SqlJsStatic, bytes?: Uint8Array): Db {
     },
     tablesRead(sql) {
       const roots = new Map<number, string>()
-      for (const r of db.all<{ rootpage: number; tbl_name: string }>({
-        sql: 'SELECT rootpage, tbl_name FROM main.sqlite_schema WHERE rootpage > 0',
-        params: [],
-      }))
+      for (const r of db.all<{ rootpage: number; tbl_name: string }>('SELECT rootpage, tbl_name FROM main.sqlite_schema WHERE rootpage > 0'))
         roots.set(r.rootpage, r.tbl_name)
       const tables = new Set<string>()
       const plan = raw.prepare(`EXPLAIN ${sql}`)

@@ -82,12 +82,12 @@ export interface LogCore {
   readRows(table: '__tl_events' | '__tl_pending' | '__tl_local', where?: string, params?: unknown[]): (PendingEvent & { seq?: number })[]
 }
 
-const BEGIN = { sql: 'BEGIN', params: [] }
-const COMMIT = { sql: 'COMMIT', params: [] }
-const ROLLBACK = { sql: 'ROLLBACK', params: [] }
+const BEGIN = 'BEGIN'
+const COMMIT = 'COMMIT'
+const ROLLBACK = 'ROLLBACK'
 /** Events from which a batch of pending ones runs unwatched (pendingBatch). */
 const LONG_BATCH = 64
-const MAX_PENDING_POS = { sql: 'SELECT coalesce(max(pos), 0) FROM __tl_pending', params: [] }
+const MAX_PENDING_POS = 'SELECT coalesce(max(pos), 0) FROM __tl_pending'
 const INSERT_PENDING = `INSERT INTO __tl_pending (${COLS}) VALUES (?, ?, ?, ?, ?, ?)`
 const INSERT_LOCAL = `INSERT INTO __tl_local (${COLS}) VALUES (?, ?, ?, ?, ?, ?)`
 const INSERT_CONFIRMED = `INSERT INTO __tl_events (seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)`
@@ -112,28 +112,28 @@ export function createLogCore(SQL: SqlJsStatic, schema: Schema<any>, hooks: Even
     db,
     userTables,
     hooks,
-    head: db.column<number>({ sql: 'SELECT coalesce(max(seq), 0) FROM __tl_events', params: [] })[0]!,
-    pendingCount: db.column<number>({ sql: 'SELECT count(*) FROM __tl_pending', params: [] })[0]!,
+    head: db.column<number>('SELECT coalesce(max(seq), 0) FROM __tl_events')[0]!,
+    pendingCount: db.column<number>('SELECT count(*) FROM __tl_pending')[0]!,
     syncedTables,
     localTables,
     meta,
 
     tx<T>(fn: () => T): T {
       const sp = `sp${depth}`
-      db.run(depth === 0 ? BEGIN : { sql: `SAVEPOINT ${sp}`, params: [] })
+      db.run(depth === 0 ? BEGIN : `SAVEPOINT ${sp}`)
       depth++
       const saved = { capture, head: core.head, pendingCount: core.pendingCount }
       try {
         const out = fn()
         depth--
-        db.run(depth === 0 ? COMMIT : { sql: `RELEASE ${sp}`, params: [] })
+        db.run(depth === 0 ? COMMIT : `RELEASE ${sp}`)
         return out
       } catch (error) {
         depth--
         if (depth === 0) db.run(ROLLBACK)
         else {
-          db.run({ sql: `ROLLBACK TO ${sp}`, params: [] })
-          db.run({ sql: `RELEASE ${sp}`, params: [] })
+          db.run(`ROLLBACK TO ${sp}`)
+          db.run(`RELEASE ${sp}`)
         }
         // the flag table and the counted rows are rolled back with everything else
         capture = saved.capture
@@ -170,7 +170,7 @@ export function createLogCore(SQL: SqlJsStatic, schema: Schema<any>, hooks: Even
     },
     undo(): UndoLog {
       if (!undoLog) {
-        if (depth > 0) throw new Error('internal: the undo log must be installed outside a transaction')
+        if (depth > 0) throw new Error('internal: undo() inside a transaction')
         undoLog = installUndoLog(db, userTables)
         capture = true // installUndoLog sets the flag to 1
       }
@@ -217,7 +217,7 @@ export function createLogCore(SQL: SqlJsStatic, schema: Schema<any>, hooks: Even
       db.run({ sql: INSERT_CONFIRMED, params: [e.seq, e.id, e.name, json(e), e.clientId, e.sessionId, e.createdAt] })
     },
     applyPending(e: PendingEvent, checkDeterminism: boolean, into: Set<string> | null) {
-      if (!undoLog) throw new Error('internal: a pending event needs the undo log (call undo() before the transaction)')
+      if (!undoLog) throw new Error('internal: no undo log; call undo() before the transaction')
       core.insertRow('__tl_pending', e)
       if (!into) {
         core.applyRef({ name: e.name, id: e.id, clientId: e.clientId, seq: null, args: e.args }, checkDeterminism)
@@ -229,21 +229,22 @@ export function createLogCore(SQL: SqlJsStatic, schema: Schema<any>, hooks: Even
     },
     pendingBatch(count, into, checkDeterminism, fn) {
       const undoLog = core.undo()
-      if (localTables.size > 0) return fn((e) => core.applyPending(e, checkDeterminism, into))
       for (const t of db.takeWritten()) into.add(t) // what the caller wrote before (a rollback), still to be signalled
-      const long = count >= LONG_BATCH && undoLog.namesWrites
+      const batch = localTables.size === 0
+      const long = batch && count >= LONG_BATCH && undoLog.namesWrites
       const firstPos = long ? db.column<number>(MAX_PENDING_POS)[0]! + 1 : 0
-      if (long) db.trackWrites(false)
+      db.trackWrites(!long)
       let out: ReturnType<typeof fn>
       try {
-        out = fn((e) => core.applyPending(e, checkDeterminism, null))
+        out = fn((e) => core.applyPending(e, checkDeterminism, batch ? null : into))
       } finally {
-        if (long) db.trackWrites(true)
+        db.trackWrites(true)
       }
-      for (const t of long ? undoLog.writtenSince(firstPos)! : db.takeWritten()) {
-        syncedTables.add(t)
-        into.add(t)
-      }
+      if (batch)
+        for (const t of long ? undoLog.writtenSince(firstPos)! : db.takeWritten()) {
+          syncedTables.add(t)
+          into.add(t)
+        }
       return out
     },
     readRows(table, where = '', params = []) {

@@ -86,7 +86,7 @@ function confirmFront(core: LogCore, events: readonly ConfirmedEvent[], lastPos:
  * Returns false, having done nothing, when the shapes do not fit.
  */
 function extendTail(core: LogCore, events: readonly ConfirmedEvent[], next: readonly PendingEvent[], change: LogChange): boolean {
-  const cur = core.db.all<{ pos: number; id: string }>({ sql: 'SELECT pos, id FROM __tl_pending ORDER BY pos', params: [] })
+  const cur = core.db.all<{ pos: number; id: string }>('SELECT pos, id FROM __tl_pending ORDER BY pos')
   let k = 0
   while (k < events.length && k < cur.length && cur[k]!.id === events[k]!.id) k++
   if (k < events.length && k < cur.length) return false
@@ -151,21 +151,10 @@ export function applyUpstream(
   }
   core.tx(() => {
     const before = core.readRows('__tl_pending', 'ORDER BY pos')
-    // I2: undoes every pending event's writes (capture off, so the undo itself records nothing); unwatched when
-    // the undo log names the tables it restores (the update hook calls into JS for every row)
+    // I2: undoes every pending event's writes (capture off, so the undo itself records nothing)
     core.setCapture(false)
-    const undoLog = core.undo()
-    const restored = undoLog.writtenSince(0)
-    if (restored) {
-      for (const t of restored) change.written.add(t)
-      db.trackWrites(false)
-    }
-    try {
-      undoLog.rollback()
-      db.run({ sql: 'DELETE FROM __tl_pending', params: [] })
-    } finally {
-      if (restored) db.trackWrites(true)
-    }
+    core.undo().rollback()
+    db.run('DELETE FROM __tl_pending')
     const skipped = events.length ? applyConfirmed(core, events, change.written) : new Map<string, unknown>()
     const back = new Map(events.map((e) => [e.id, e]))
     for (const p of before) {

@@ -63,8 +63,8 @@ export function takeUnconfirmed(core: LogCore): { local: PendingEvent[]; pending
   const local = core.readRows('__tl_local', 'ORDER BY pos')
   const pending = core.readRows('__tl_pending', 'ORDER BY pos')
   core.tx(() => {
-    core.db.run({ sql: 'DELETE FROM __tl_local', params: [] })
-    core.db.run({ sql: 'DELETE FROM __tl_pending', params: [] })
+    core.db.run('DELETE FROM __tl_local')
+    core.db.run('DELETE FROM __tl_pending')
   })
   core.pendingCount = 0
   return { local, pending }
@@ -76,14 +76,14 @@ export function takeUnconfirmed(core: LogCore): { local: PendingEvent[]; pending
  * changed, when local events are held but the log never learned their tables.
  */
 export function dropLocal(core: LogCore): boolean {
-  const held = core.db.column<number>({ sql: 'SELECT count(*) FROM __tl_local', params: [] })[0]!
+  const held = core.db.column<number>('SELECT count(*) FROM __tl_local')[0]!
   if (held === 0) return true
   if (core.localTables.size === 0) return false
   core.setCapture(false)
   try {
     core.tx(() => {
-      core.db.run({ sql: 'DELETE FROM __tl_local', params: [] })
-      for (const t of core.localTables) core.db.run({ sql: `DELETE FROM "${t.replace(/"/g, '""')}"`, params: [] })
+      core.db.run('DELETE FROM __tl_local')
+      for (const t of core.localTables) core.db.run(`DELETE FROM "${t.replace(/"/g, '""')}"`)
     })
   } finally {
     core.setCapture(true)

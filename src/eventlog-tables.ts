@@ -52,13 +52,13 @@ const STATE_OBJECTS =
  * rows stay, to be materialized again under the new schema.
  */
 function dropState(db: Db) {
-  const objects = db.all<{ type: string; name: string }>({ sql: STATE_OBJECTS, params: [] })
+  const objects = db.all<{ type: string; name: string }>(STATE_OBJECTS)
   // triggers and views first (they may name the tables), tables last (their indexes go with them)
   for (const type of ['trigger', 'view', 'index', 'table']) {
     for (const o of objects) if (o.type === type) db.exec(`DROP ${type.toUpperCase()} IF EXISTS main."${o.name.replace(/"/g, '""')}"`)
   }
   dropUndoLog(db)
-  db.run({ sql: "DELETE FROM __tl_meta WHERE k = 'tables'", params: [] })
+  db.run("DELETE FROM __tl_meta WHERE k = 'tables'")
 }
 
 /**
@@ -85,10 +85,9 @@ export function openEventLogDb(SQL: SqlJsStatic, schema: Schema<any>, bytes: Uin
       throw new SchemaError(`Schema DDL failed: ${(error as Error).message}. Check the CREATE statements in defineSchema().`, { cause: error })
     }
   }
-  const userTables = db.column<string>({
-    sql: "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-    params: [],
-  })
+  const userTables = db.column<string>(
+    "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+  )
   db.watchTables(userTables)
   return { db, userTables }
 }

@@ -57,7 +57,7 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
   }
 
   tables.forEach((table, n) => {
-    const info = db.all<{ name: string; pk: number }>({ sql: `PRAGMA main.table_info(${q(table)})`, params: [] })
+    const info = db.all<{ name: string; pk: number }>(`PRAGMA main.table_info(${q(table)})`)
     const ddl = db.column<string>({ sql: "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ?", params: [table] })[0] ?? ''
     const cols = info.map((c) => q(c.name))
     const T = q(table)
@@ -103,7 +103,7 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     shadows.push({ name: table, table: T, shadow, cols: cols.join(', ') })
   })
 
-  const newest = shadows.map(({ name, shadow }) => ({ name, sql: { sql: `SELECT pos FROM main.${shadow} ORDER BY id DESC LIMIT 1`, params: [] } }))
+  const newest = shadows.map(({ name, shadow }) => ({ name, sql: `SELECT pos FROM main.${shadow} ORDER BY id DESC LIMIT 1` }))
   const restore = shadows.map(({ table, shadow, cols }) => {
     const firsts = `WITH m (r, first) AS (SELECT r, min(id) FROM (SELECT rid AS r, id FROM main.${shadow} UNION ALL SELECT nrid, id FROM main.${shadow}) GROUP BY r)`
     const image = cols
@@ -111,14 +111,11 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
       .map((_, i) => `u.c${i}`)
       .join(', ')
     return {
-      any: { sql: `SELECT 1 FROM main.${shadow} LIMIT 1`, params: [] },
-      images: { sql: `SELECT 1 FROM main.${shadow} WHERE op <> 0 LIMIT 1`, params: [] },
-      clear: { sql: `${firsts} DELETE FROM main.${table} WHERE rowid IN (SELECT r FROM m)`, params: [] },
-      put: {
-        sql: `${firsts} INSERT INTO main.${table} (rowid, ${cols}) SELECT u.rid, ${image} FROM m JOIN main.${shadow} u ON u.id = m.first WHERE u.op <> 0 AND u.rid = m.r`,
-        params: [],
-      },
-      empty: { sql: `DELETE FROM main.${shadow}`, params: [] },
+      any: `SELECT 1 FROM main.${shadow} LIMIT 1`,
+      images: `SELECT 1 FROM main.${shadow} WHERE op <> 0 LIMIT 1`,
+      clear: `${firsts} DELETE FROM main.${table} WHERE rowid IN (SELECT r FROM m)`,
+      put: `${firsts} INSERT INTO main.${table} (rowid, ${cols}) SELECT u.rid, ${image} FROM m JOIN main.${shadow} u ON u.id = m.first WHERE u.op <> 0 AND u.rid = m.r`,
+      empty: `DELETE FROM main.${shadow}`,
       release: `DELETE FROM main.${shadow} WHERE pos <= ?`,
     }
   })
@@ -127,10 +124,7 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     rollback() {
       // The images include what the schema's own triggers wrote, so those triggers must not fire
       // again while they are put back: drop them and re-create them inside the same transaction.
-      const triggers = db.all<{ name: string; sql: string }>({
-        sql: "SELECT name, sql FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL",
-        params: [],
-      })
+      const triggers = db.all<{ name: string; sql: string }>("SELECT name, sql FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL")
       for (const t of triggers) db.exec(`DROP TRIGGER main.${q(t.name)}`)
       for (const r of restore) {
         if (!db.column(r.any).length) continue
@@ -139,8 +133,8 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
         if (db.column(r.images).length) db.run(r.put)
         db.run(r.empty)
       }
-      for (const sql of db.column<string>({ sql: 'SELECT sql FROM main.__tl_undo ORDER BY id DESC', params: [] })) db.exec(sql)
-      db.run({ sql: 'DELETE FROM main.__tl_undo', params: [] })
+      for (const sql of db.column<string>('SELECT sql FROM main.__tl_undo ORDER BY id DESC')) db.exec(sql)
+      db.run('DELETE FROM main.__tl_undo')
       for (const t of triggers) db.exec(t.sql)
     },
     release(upTo) {
@@ -171,7 +165,7 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
  * schema's tables, and re-materializing the pending events fills them.
  */
 export function dropUndoLog(db: Db): void {
-  const tables = db.column<string>({ sql: "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name LIKE '\\_\\_tl\\_undo%' ESCAPE '\\'", params: [] })
+  const tables = db.column<string>("SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name LIKE '\\_\\_tl\\_undo%' ESCAPE '\\'")
   for (const table of tables) db.exec(`DROP TABLE main.${q(table)}`)
 }
 
@@ -181,9 +175,6 @@ export function dropUndoLog(db: Db): void {
  * every row written. `installUndoLog` on the same tables makes them again.
  */
 export function dropUndoTriggers(db: Db): void {
-  const triggers = db.column<string>({
-    sql: "SELECT name FROM temp.sqlite_schema WHERE type = 'trigger' AND name LIKE '\\_\\_tl\\_u%' ESCAPE '\\'",
-    params: [],
-  })
+  const triggers = db.column<string>("SELECT name FROM temp.sqlite_schema WHERE type = 'trigger' AND name LIKE '\\_\\_tl\\_u%' ESCAPE '\\'")
   for (const name of triggers) db.exec(`DROP TRIGGER temp.${q(name)}`)
 }
