@@ -209,6 +209,7 @@ describe.skipIf(!existsSync(join(root, 'dist', 'server', 'index.js')))('bin tide
       await expectFail(['--auth', join(dir, 'not-a-function.mjs')], /must export a function/)
       await expectFail(['--auth', join(dir, 'missing.mjs')], /cannot load --auth/)
       await expectFail(['--auth', join(dir, 'x.mjs'), '--token-file', join(dir, 'short')], /pass one of them/)
+      await expectFail(['--static', dir], /cannot start: staticDir .* holds the backend's data directory .*: its logs would be served to anyone/)
       // --allow-anonymous gets past the check: the database, opened next, is what fails here, so nothing listens
       await expectFail(
         ['--host', '0.0.0.0', '--allow-anonymous', '--postgres', 'postgres://nobody@127.0.0.1:1/none'],

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { PendingEvent, PullResponse } from 'tidelog'
-import { attachWebSocket, createHttpHandler, createSyncServer, memoryBackend, type SyncServer } from 'tidelog/server'
+import { attachWebSocket, createHttpHandler, createSyncServer, fileBackend, memoryBackend, type SyncServer } from 'tidelog/server'
 import { websocketTransport } from 'tidelog/transports/websocket'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
@@ -153,6 +153,38 @@ describe('createSyncServer({ staticDir })', () => {
       expect(answer.status, path).toBe(404)
       expect(answer.body, path).not.toContain('TOP-SECRET')
     }
+  })
+
+  it('serves no hidden file or folder (.env, .git), asked for or reached through a symlink', async () => {
+    await writeFile(join(dir, '.env'), 'TOP-SECRET-ENV')
+    await mkdir(join(dir, '.git'))
+    await writeFile(join(dir, '.git', 'config'), 'TOP-SECRET-GIT')
+    await symlink(join(dir, '.git'), join(dir, 'repo'))
+    for (const path of ['/.env', '/%2eenv', '/.git/config', '/sub/../.env', '/repo/config']) {
+      const answer = await rawGet(server.url, path)
+      expect(answer.status, path).toBe(404)
+      expect(answer.body, path).not.toContain('TOP-SECRET')
+    }
+  })
+
+  it("refuses a directory that holds the file backend's data, which it would serve past authenticate", async () => {
+    const root = join(dir, '..')
+    for (const [staticDir, data] of [
+      [root, join(root, 'tidelog-data')],
+      [root, root],
+    ] as const) {
+      const files = fileBackend({ dir: data })
+      await expect(createSyncServer({ backend: files, port: 0, staticDir })).rejects.toThrow(
+        /holds the backend's data directory .*: its logs would be served to anyone, past authenticate/,
+      )
+      await files.close()
+    }
+    // beside it is fine
+    const files = fileBackend({ dir: join(root, 'data') })
+    const beside = await createSyncServer({ backend: files, port: 0, staticDir: dir })
+    expect((await rawGet(beside.url, '/')).status).toBe(200)
+    await beside.close()
+    await files.close()
   })
 })
 

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import { relative, resolve } from 'node:path'
 import { TidelogError } from '../errors.js'
 import type { ErrorCode } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
@@ -52,7 +53,10 @@ export interface SyncServerOptions {
   /** Decides access per storeId on every route, before anything is read or written; false answers 401 (HTTP routes and the WebSocket upgrade). */
   authenticate?: (context: AuthenticateContext) => boolean | Promise<boolean>
   limits?: ServerLimits
-  /** Serve the files of this directory on GET requests that are not protocol routes (e.g. a demo page). */
+  /**
+   * Serve the files of this directory on GET requests that are not protocol routes (e.g. a demo page);
+   * hidden files and folders (`.env`, `.git`) are not served, and a directory holding the backend's data is refused.
+   */
   staticDir?: string
   /** How often WebSocket peers are pinged; a peer silent for two intervals is dropped. Default 30_000 ms. */
   pingIntervalMs?: number
@@ -105,6 +109,13 @@ export function resolveOptions(options: SyncServerOptions): ResolvedOptions {
   }
   if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
     throw new TidelogError('invalid_options', 'Sync server option authenticate must be a function ({ storeId, token, request }) => boolean.')
+  }
+  const dataDir = (backend as { dir?: unknown }).dir
+  if (options.staticDir !== undefined && typeof dataDir === 'string' && !relative(resolve(options.staticDir), resolve(dataDir)).startsWith('..')) {
+    throw new TidelogError(
+      'invalid_options',
+      `staticDir ${options.staticDir} holds the backend's data directory ${dataDir}: its logs would be served to anyone, past authenticate. Serve a folder of its own (a build's dist/) or move the data out of it.`,
+    )
   }
   const pingIntervalMs = positive('pingIntervalMs', options.pingIntervalMs, 30_000)
   const maxWaitSeconds = positive('maxWaitSeconds', options.maxWaitSeconds, 60)

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs'
 import { realpath, stat } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { extname, resolve, sep } from 'node:path'
+import { extname, relative, resolve, sep } from 'node:path'
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -24,6 +24,7 @@ async function fileIn(root: string, path: string): Promise<string | undefined> {
     let real = await realpath(candidate)
     if ((await stat(real)).isDirectory()) real = await realpath(resolve(real, 'index.html'))
     if (real !== root && !real.startsWith(root + sep)) return undefined
+    if (relative(root, real).split(sep).some((segment) => segment.startsWith('.'))) return undefined // reached through a symlink
     return (await stat(real)).isFile() ? real : undefined
   } catch {
     return undefined
@@ -32,7 +33,7 @@ async function fileIn(root: string, path: string): Promise<string | undefined> {
 
 /**
  * Answers a GET/HEAD request with a file under `dir` (a directory answers its
- * index.html). Resolves false, having written nothing, when there is no such
+ * index.html), never a hidden one (a path segment starting with a dot). Resolves false, having written nothing, when there is no such
  * file, so that the caller can answer 404 or hand over to the next handler.
  */
 export async function serveStaticFile(dir: string, request: IncomingMessage, response: ServerResponse, pathname: string): Promise<boolean> {
@@ -43,7 +44,8 @@ export async function serveStaticFile(dir: string, request: IncomingMessage, res
   } catch {
     return false
   }
-  if (path.includes('\0') || path.split('/').includes('..')) return false
+  // hidden files and folders (.env, .git) are no app's public files
+  if (path.includes('\0') || path.split('/').some((segment) => segment.startsWith('.'))) return false
   let root: string
   try {
     root = await realpath(dir)
