@@ -242,6 +242,7 @@ describe('tokenList (what tidelog serve --token-file runs)', () => {
 
   it('parses a token file: comments, blank lines, a token with its stores, line numbers in errors', () => {
     expect(parseTokenFile(`# team\n\n  ${A}  \n${B} x y\r\n`, 'tokens')).toEqual([{ token: A }, { token: B, storeIds: ['x', 'y'] }])
+    expect(parseTokenFile(`\uFEFF${A}\r\n`, 'tokens')).toEqual([{ token: A }]) // saved by an editor that writes a BOM
     expect(() => parseTokenFile(`${A}\n\nshort\n`, 'tokens')).toThrow(/tokens line 3: a token must be at least 16 characters/)
     expect(() => parseTokenFile('# only a comment\n', 'tokens')).toThrow(/tokens holds no token/)
   })
