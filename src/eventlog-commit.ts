@@ -12,9 +12,9 @@ export function commitEvents(core: LogCore, events: readonly Ev[], checkDetermin
   try {
     core.tx(() => {
       core.setCapture(true)
-      // no local event here: the tables are taken once for the batch (pendingBatch)
+      // no local event here: the tables are taken once for the batch (applyPendingBatch)
       if (!events.some((e) => e.local)) {
-        core.pendingBatch(events.length, written, checkDeterminism, (apply) => {
+        core.applyPendingBatch(events.length, written, checkDeterminism, (apply) => {
           for (const e of events) {
             current = e
             apply(e)

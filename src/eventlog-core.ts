@@ -77,7 +77,7 @@ export interface LogCore {
    * undo log, which captured them all (the update hook calls into JS for every row written: the event's, the
    * state's, the undo log's). Otherwise every event's tables are checked as it is applied.
    */
-  pendingBatch<T>(count: number, into: Set<string>, checkDeterminism: boolean, fn: (apply: (e: PendingEvent) => void) => T): T
+  applyPendingBatch<T>(count: number, into: Set<string>, checkDeterminism: boolean, fn: (apply: (e: PendingEvent) => void) => T): T
   /** Events of one of the log's tables, `where` appended to the SELECT. */
   readRows(table: '__tl_events' | '__tl_pending' | '__tl_local', where?: string, params?: unknown[]): (PendingEvent & { seq?: number })[]
 }
@@ -85,7 +85,7 @@ export interface LogCore {
 const BEGIN = 'BEGIN'
 const COMMIT = 'COMMIT'
 const ROLLBACK = 'ROLLBACK'
-/** Events from which a batch of pending ones runs unwatched (pendingBatch). */
+/** Events from which a batch of pending ones runs unwatched (applyPendingBatch). */
 const LONG_BATCH = 64
 const MAX_PENDING_POS = 'SELECT coalesce(max(pos), 0) FROM __tl_pending'
 const INSERT_PENDING = `INSERT INTO __tl_pending (${COLS}) VALUES (?, ?, ?, ?, ?, ?)`
@@ -227,18 +227,18 @@ export function createLogCore(SQL: SqlJsStatic, schema: Schema<any>, hooks: Even
       core.checkTables(e, w)
       for (const t of w) into.add(t)
     },
-    pendingBatch(count, into, checkDeterminism, fn) {
+    applyPendingBatch(count, into, checkDeterminism, fn) {
       const undoLog = core.undo()
       for (const t of db.takeWritten()) into.add(t) // what the caller wrote before (a rollback), still to be signalled
       const batch = localTables.size === 0
       const long = batch && count >= LONG_BATCH && undoLog.namesWrites
       const firstPos = long ? db.column<number>(MAX_PENDING_POS)[0]! + 1 : 0
-      db.trackWrites(!long)
+      if (long) db.trackWrites(false)
       let out: ReturnType<typeof fn>
       try {
         out = fn((e) => core.applyPending(e, checkDeterminism, batch ? null : into))
       } finally {
-        db.trackWrites(true)
+        if (long) db.trackWrites(true)
       }
       if (batch)
         for (const t of long ? undoLog.writtenSince(firstPos)! : db.takeWritten()) {

@@ -98,7 +98,7 @@ function extendTail(core: LogCore, events: readonly ConfirmedEvent[], next: read
     core.setCapture(true)
     const tail = next.slice(rest.length)
     let kept = rest.length
-    core.pendingBatch(tail.length, change.written, false, (apply) => {
+    core.applyPendingBatch(tail.length, change.written, false, (apply) => {
       for (const p of tail) {
         try {
           core.tx(() => apply(p))
@@ -187,7 +187,7 @@ export function applyUpstream(
     for (const p of survivors) if (!nextIds.has(p.id)) change.dropped.set(p.id, { reason: 'conflict', by: 'onConflict' })
     core.setCapture(true)
     const kept = core.allOrEach((each) =>
-      core.pendingBatch(next.length, change.written, false, (apply) =>
+      core.applyPendingBatch(next.length, change.written, false, (apply) =>
         next.filter((p) =>
           each(
             () => apply(p),

@@ -14,7 +14,7 @@ import {
   tokenOf,
 } from './server-options.js'
 import { answerRequest, errorAnswer, parseRequest, type SessionAnswer } from './session.js'
-import { serveStaticFile } from './static-files.js'
+import { checkStaticDir, serveStaticFile } from './static-files.js'
 
 /** A request handler for the HTTP routes; `close()` answers held long-polls and refuses new requests. */
 export interface HttpHandler {
@@ -81,6 +81,7 @@ interface SocketGate {
  */
 export function createHttpHandler(options: SyncServerOptions): HttpHandler {
   const opts: ResolvedOptions = resolveOptions(options)
+  checkStaticDir(opts.staticDir, opts.backend)
   const inspect = createInspector(opts)
   const { limits } = opts
   let closing = false

@@ -1,5 +1,4 @@
 import type { IncomingMessage } from 'node:http'
-import { relative, resolve } from 'node:path'
 import { TidelogError } from '../errors.js'
 import type { ErrorCode } from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
@@ -109,13 +108,6 @@ export function resolveOptions(options: SyncServerOptions): ResolvedOptions {
   }
   if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
     throw new TidelogError('invalid_options', 'Sync server option authenticate must be a function ({ storeId, token, request }) => boolean.')
-  }
-  const dataDir = (backend as { dir?: unknown }).dir
-  if (options.staticDir !== undefined && typeof dataDir === 'string' && !relative(resolve(options.staticDir), resolve(dataDir)).startsWith('..')) {
-    throw new TidelogError(
-      'invalid_options',
-      `staticDir ${options.staticDir} holds the backend's data directory ${dataDir}: its logs would be served to anyone, past authenticate. Serve a folder of its own (a build's dist/) or move the data out of it.`,
-    )
   }
   const pingIntervalMs = positive('pingIntervalMs', options.pingIntervalMs, 30_000)
   const maxWaitSeconds = positive('maxWaitSeconds', options.maxWaitSeconds, 60)

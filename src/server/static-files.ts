@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs'
 import { realpath, stat } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extname, relative, resolve, sep } from 'node:path'
+import { TidelogError } from '../errors.js'
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -17,6 +18,16 @@ const TYPES: Record<string, string> = {
   '.txt': 'text/plain; charset=utf-8',
 }
 
+/** Refuses a `staticDir` that holds the backend's data directory (a file backend's `dir`): it would serve its logs past authenticate. */
+export function checkStaticDir(staticDir: string | undefined, backend: object): void {
+  const dataDir = (backend as { dir?: unknown }).dir
+  if (staticDir === undefined || typeof dataDir !== 'string' || relative(resolve(staticDir), resolve(dataDir)).startsWith('..')) return
+  throw new TidelogError(
+    'invalid_options',
+    `staticDir ${staticDir} holds the backend's data directory ${dataDir}: its logs would be served to anyone, past authenticate. Serve a folder of its own (a build's dist/) or move the data out of it.`,
+  )
+}
+
 async function fileIn(root: string, path: string): Promise<string | undefined> {
   const candidate = resolve(root, '.' + path)
   try {
@@ -24,7 +35,12 @@ async function fileIn(root: string, path: string): Promise<string | undefined> {
     let real = await realpath(candidate)
     if ((await stat(real)).isDirectory()) real = await realpath(resolve(real, 'index.html'))
     if (real !== root && !real.startsWith(root + sep)) return undefined
-    if (relative(root, real).split(sep).some((segment) => segment.startsWith('.'))) return undefined // reached through a symlink
+    if (
+      relative(root, real)
+        .split(sep)
+        .some((segment) => segment.startsWith('.'))
+    )
+      return undefined // reached through a symlink
     return (await stat(real)).isFile() ? real : undefined
   } catch {
     return undefined

@@ -59,7 +59,10 @@ function checkToken(token: unknown, where: string): asserts token is string {
 export function parseTokenFile(text: string, where: string): TokenEntry[] {
   const entries: TokenEntry[] = []
   // an editor's byte order mark would otherwise become part of the first token
-  for (const [i, line] of text.replace(/^\uFEFF/, '').split(/\r?\n/).entries()) {
+  for (const [i, line] of text
+    .replace(/^\uFEFF/, '')
+    .split(/\r?\n/)
+    .entries()) {
     const words = line.trim().split(/\s+/).filter(Boolean)
     if (!words.length || words[0]!.startsWith('#')) continue
     const [token, ...storeIds] = words
