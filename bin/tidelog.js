@@ -28,14 +28,14 @@ Options:
   --auth <module> who may connect, decided by the function ({ storeId, token,
                   request }) => boolean that this module exports (default
                   export or "authenticate"), e.g. to verify signed tokens
+  --allow-anonymous
+                  serve a --host other than loopback with neither of those:
+                  anyone who reaches the port may read and write every store
   --allow-origin <origin>
                   a browser origin (https://app.example.com, or *) whose pages
                   may use this server from another origin: CORS for
                   httpTransport; once given, WebSockets from origins not
                   listed are refused. Repeat for several
-  --allow-anonymous
-                  serve a --host other than loopback with neither: anyone who
-                  reaches the port may read and write every store
   --postgres <url>
                   store events in PostgreSQL instead of --data, e.g.
                   postgres://tidelog@db.internal:5432/app (needs npm install pg;
