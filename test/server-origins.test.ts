@@ -28,14 +28,20 @@ const pull = (url: string, origin: string) =>
     headers: { origin, 'content-type': 'application/json' },
     body: JSON.stringify({ v: 1, type: 'pull', storeId: 's', since: 0 }),
   })
-/** Opens /sync with `origin`; 'open', or the error the server sent before closing. */
+/** Opens /sync with `origin` and pulls: 'open' once the pull is answered, or the close code and the error the server sent. */
 const socket = (url: string, origin?: string) =>
   new Promise<string>((resolve) => {
     const ws = new WebSocket(`${url.replace('http', 'ws')}/sync?storeId=s`, origin ? { origin } : {})
     let said = ''
-    ws.on('open', () => setTimeout(() => (said ? undefined : (ws.close(), resolve('open'))), 50))
-    ws.on('message', (data) => (said = JSON.parse(String(data)).message ?? ''))
-    ws.on('close', (code) => said && resolve(`${code}: ${said}`))
+    ws.on('open', () => ws.send(JSON.stringify({ v: 1, type: 'pull', rid: 1, storeId: 's', since: 0 })))
+    ws.on('message', (data) => {
+      const message = JSON.parse(String(data))
+      if (message.type === 'pulled') {
+        ws.close()
+        resolve('open')
+      } else said = message.message ?? ''
+    })
+    ws.on('close', (code) => resolve(`${code}: ${said}`))
     ws.on('error', () => {})
   })
 
