@@ -63,6 +63,10 @@ describe('allowedOrigins', () => {
     const answered = await pull(url, APP)
     expect([answered.status, answered.headers.get('access-control-allow-origin')]).toEqual([200, APP])
     expect((await fetch(`${url}/health`, { headers: { origin: APP } })).headers.get('access-control-allow-origin')).toBe(APP)
+    // the inspector's JSON too, for a panel mounted in an app of that origin
+    const inspected = await fetch(`${url}/inspect/events?storeId=s`, { headers: { origin: APP } })
+    expect([inspected.status, inspected.headers.get('access-control-allow-origin')]).toEqual([200, APP])
+    expect((await preflight(url, APP, '/inspect/events')).status).toBe(204)
 
     const refused = await preflight(url, 'http://evil.example')
     expect(refused.status).toBe(403)
