@@ -82,9 +82,6 @@ export interface LogCore {
   readRows(table: '__tl_events' | '__tl_pending' | '__tl_local', where?: string, params?: unknown[]): (PendingEvent & { seq?: number })[]
 }
 
-const BEGIN = 'BEGIN'
-const COMMIT = 'COMMIT'
-const ROLLBACK = 'ROLLBACK'
 /** Events from which a batch of pending ones runs unwatched (applyPendingBatch). */
 const LONG_BATCH = 64
 const MAX_PENDING_POS = 'SELECT coalesce(max(pos), 0) FROM __tl_pending'
@@ -120,17 +117,17 @@ export function createLogCore(SQL: SqlJsStatic, schema: Schema<any>, hooks: Even
 
     tx<T>(fn: () => T): T {
       const sp = `sp${depth}`
-      db.run(depth === 0 ? BEGIN : `SAVEPOINT ${sp}`)
+      db.run(depth === 0 ? 'BEGIN' : `SAVEPOINT ${sp}`)
       depth++
       const saved = { capture, head: core.head, pendingCount: core.pendingCount }
       try {
         const out = fn()
         depth--
-        db.run(depth === 0 ? COMMIT : `RELEASE ${sp}`)
+        db.run(depth === 0 ? 'COMMIT' : `RELEASE ${sp}`)
         return out
       } catch (error) {
         depth--
-        if (depth === 0) db.run(ROLLBACK)
+        if (depth === 0) db.run('ROLLBACK')
         else {
           db.run(`ROLLBACK TO ${sp}`)
           db.run(`RELEASE ${sp}`)

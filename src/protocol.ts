@@ -105,6 +105,8 @@ export type ServerMessage =
 export const MAX_PULL_LIMIT = 1000
 
 const STORE_ID = /^[A-Za-z0-9._~-]{1,128}$/
+/** What a valid storeId is, for messages. */
+export const STORE_ID_RULE = '1-128 characters of A-Z a-z 0-9 . _ ~ -'
 
 /** True when `storeId` is a valid log name (1–128 of `A-Z a-z 0-9 . _ ~ -`). */
 export function isValidStoreId(storeId: unknown): storeId is string {
@@ -196,7 +198,7 @@ export function parseClientMessage(input: unknown, limits: MessageLimits = {}): 
     fail('message must carry v: 1')
   }
   if (m.rid !== undefined && typeof m.rid !== 'string' && typeof m.rid !== 'number') fail('rid must be a string or a number')
-  if (!isValidStoreId(m.storeId)) fail('storeId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -')
+  if (!isValidStoreId(m.storeId)) fail(`storeId must be ${STORE_ID_RULE}`)
   if (m.type === 'pull') {
     if (!isSeq(m.since)) fail('pull.since must be a non-negative integer')
     if (m.limit !== undefined && !(isSeq(m.limit) && m.limit >= 1)) fail('pull.limit must be a positive integer')

@@ -6,7 +6,7 @@
  * through `loadLog`, so that they only read, write and repair what it tells them.
  */
 import { StorageError } from './errors.js'
-import { isValidStoreId } from './protocol.js'
+import { isValidStoreId, STORE_ID_RULE } from './protocol.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from './storage.js'
 
 /**
@@ -17,7 +17,7 @@ import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, Storag
 export function withStoragePolicy<S extends Storage>(storage: S): S {
   const open = storage.open.bind(storage)
   storage.open = async (storeId: string, options?: StorageOpenOptions): Promise<StorageHandle> => {
-    if (!isValidStoreId(storeId)) throw new StorageError(`Invalid storeId ${JSON.stringify(storeId)}: use 1-128 characters of A-Z a-z 0-9 . _ ~ -`)
+    if (!isValidStoreId(storeId)) throw new StorageError(`Invalid storeId ${JSON.stringify(storeId)}: use ${STORE_ID_RULE}`)
     return policed(await open(storeId, options), `${storage.name}/${storeId}`)
   }
   return storage

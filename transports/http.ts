@@ -26,7 +26,13 @@ export interface HttpTransportOptions {
  * @example httpTransport({ url: 'https://sync.example.com', token: () => getToken() })
  */
 export function httpTransport(options: HttpTransportOptions): Transport {
-  routeUrl(options.url, '/pull', 'http') // fail now on a malformed URL
+  const serverOrigin = new URL(routeUrl(options.url, '/pull', 'http')).origin // fails now on a malformed URL
+  // a page of another origin is also refused as a network error when the server does not list it (CORS)
+  const page = (globalThis as { location?: { origin?: string } }).location?.origin
+  const crossOrigin =
+    page && page !== 'null' && serverOrigin !== page
+      ? ` (this page, ${page}, is on another origin than the server: the server must list it, allowedOrigins / tidelog serve --allow-origin ${page})`
+      : ''
   const doFetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init))
   // at least 1 s: a long-poll that does not hold would spin
   const waitSeconds = Math.max(1, options.waitSeconds ?? 25)
@@ -93,15 +99,8 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     } catch (cause) {
       if (closed) throw rules.closed()
       const timedOut = abort.signal.aborted
-      // a page of another origin is also refused this way when the server does not list it (CORS)
-      const page = (globalThis as { location?: { origin?: string } }).location?.origin
-      const url = routeUrl(options.url, route, 'http')
-      const cors =
-        page && page !== 'null' && new URL(url).origin !== page
-          ? ` (this page, ${page}, is on another origin than the server: the server must list it, allowedOrigins / tidelog serve --allow-origin ${page})`
-          : ''
       const error = new TransportError(
-        `httpTransport: ${timedOut ? `no answer within ${timeoutMs} ms` : `cannot reach the sync server: ${(cause as Error).message}${cors}`}.`,
+        `httpTransport: ${timedOut ? `no answer within ${timeoutMs} ms` : `cannot reach the sync server: ${(cause as Error).message}${crossOrigin}`}.`,
         { cause },
       )
       setOffline(error)

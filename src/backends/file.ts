@@ -20,7 +20,16 @@
 import { type FileHandle, open, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { StorageError } from '../errors.js'
-import { type ConfirmedEvent, isValidStoreId, MAX_PULL_LIMIT, ProtocolViolation, type PullResponse, type PushRequest, type PushResponse } from '../protocol.js'
+import {
+  type ConfirmedEvent,
+  isValidStoreId,
+  MAX_PULL_LIMIT,
+  ProtocolViolation,
+  type PullResponse,
+  type PushRequest,
+  type PushResponse,
+  STORE_ID_RULE,
+} from '../protocol.js'
 import { encodeFrames, FRAME_HEADER } from '../records.js'
 import type { SyncBackend } from '../transport.js'
 import { createLogCache } from './file-cache.js'
@@ -121,7 +130,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
    */
   async function logOf(storeId: string, create: boolean): Promise<Log | undefined> {
     if (closed) throw new StorageError('fileBackend is closed; open a new one with fileBackend({ dir }).')
-    if (!isValidStoreId(storeId)) throw new ProtocolViolation('invalid_message', 'storeId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -')
+    if (!isValidStoreId(storeId)) throw new ProtocolViolation('invalid_message', `storeId must be ${STORE_ID_RULE}`)
     await init()
     const cached = cache.acquire(storeId)
     if (cached) return cached

@@ -35,7 +35,16 @@
 import { backoffDelay } from '../backoff.js'
 import { StorageError, TidelogError } from '../errors.js'
 import { randomId } from '../ids.js'
-import { type ConfirmedEvent, isValidStoreId, MAX_PULL_LIMIT, type PendingEvent, ProtocolViolation, type PullResponse, type PushResponse } from '../protocol.js'
+import {
+  type ConfirmedEvent,
+  isValidStoreId,
+  MAX_PULL_LIMIT,
+  type PendingEvent,
+  ProtocolViolation,
+  type PullResponse,
+  type PushResponse,
+  STORE_ID_RULE,
+} from '../protocol.js'
 import type { SyncBackend } from '../transport.js'
 import { judgePush } from './judge-push.js'
 
@@ -378,7 +387,7 @@ export function postgresBackend(connection: PostgresConnection, options: Postgre
   }
 
   const checkStoreId = (storeId: string) => {
-    if (!isValidStoreId(storeId)) throw new ProtocolViolation('invalid_message', 'storeId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -')
+    if (!isValidStoreId(storeId)) throw new ProtocolViolation('invalid_message', `storeId must be ${STORE_ID_RULE}`)
   }
 
   return {

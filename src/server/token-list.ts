@@ -2,7 +2,7 @@
 // what a server in code can use when its tokens are shared secrets rather than signed ones.
 import { createHash } from 'node:crypto'
 import { TidelogError } from '../errors.js'
-import { isValidStoreId } from '../protocol.js'
+import { isValidStoreId, STORE_ID_RULE } from '../protocol.js'
 import type { AuthenticateContext } from './server-options.js'
 
 /** One token of a token list: it opens every storeId, or only the ones named. */
@@ -27,8 +27,7 @@ export function tokenList(entries: readonly TokenEntry[]): (context: Authenticat
   for (const [i, e] of entries.entries()) {
     checkToken(e?.token, `token ${i + 1}`)
     for (const id of e.storeIds ?? []) {
-      if (!isValidStoreId(id))
-        throw new TidelogError('invalid_options', `token ${i + 1} names "${id}", which is not a valid storeId (1-128 characters of A-Z a-z 0-9 . _ ~ -).`)
+      if (!isValidStoreId(id)) throw new TidelogError('invalid_options', `token ${i + 1} names "${id}", which is not a valid storeId (${STORE_ID_RULE}).`)
     }
     const key = digest(e.token)
     const had = byDigest.get(key)
@@ -68,8 +67,7 @@ export function parseTokenFile(text: string, where: string): TokenEntry[] {
     const [token, ...storeIds] = words
     checkToken(token, `${where} line ${i + 1}`)
     for (const id of storeIds) {
-      if (!isValidStoreId(id))
-        throw new TidelogError('invalid_options', `${where} line ${i + 1}: "${id}" is not a valid storeId (1-128 characters of A-Z a-z 0-9 . _ ~ -).`)
+      if (!isValidStoreId(id)) throw new TidelogError('invalid_options', `${where} line ${i + 1}: "${id}" is not a valid storeId (${STORE_ID_RULE}).`)
     }
     entries.push(storeIds.length ? { token: token!, storeIds } : { token: token! })
   }

@@ -1,7 +1,7 @@
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
-import { errorMessage, isValidStoreId, type ServerMessage } from '../protocol.js'
+import { errorMessage, isValidStoreId, type ServerMessage, STORE_ID_RULE } from '../protocol.js'
 import { isAllowed, originOf, originRefusal, resolveOptions, type SyncServerOptions, tokenOf } from './server-options.js'
 import { errorAnswer } from './session.js'
 import { type SyncConnection, serveConnection } from './sync-connection.js'
@@ -56,7 +56,7 @@ export function attachWebSocket(server: Server, options: SyncServerOptions): Web
     if (closing) return refuse(socket, 503, errorMessage('internal', 'The server is shutting down; reconnect in a moment.'))
     const storeId = url.searchParams.get('storeId')
     if (!isValidStoreId(storeId)) {
-      return refuse(socket, 400, errorMessage('invalid_message', 'Connect to /sync?storeId=<id>, where id is 1-128 characters of A-Z a-z 0-9 . _ ~ -'))
+      return refuse(socket, 400, errorMessage('invalid_message', `Connect to /sync?storeId=<id>, where id is ${STORE_ID_RULE}`))
     }
     // with allowedOrigins set, a page of another origin must be listed (a page cannot forge its Origin)
     const { origin, verdict } = originOf(opts, request)
