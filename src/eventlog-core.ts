@@ -66,10 +66,11 @@ export interface LogCore {
   insertRow(table: '__tl_pending' | '__tl_local', e: PendingEvent): void
   insertConfirmed(e: ConfirmedEvent): void
   /**
-   * Materializes one synced pending event with undo capture (I2). Without `into`, the tables it wrote are
-   * left for the caller to take for a whole batch (only when no local event could make them wrong, I5).
+   * Materializes one synced pending event with undo capture (I2), appending its row, or with `pos` the row
+   * already there (a rebase that kept it). Without `into`, the tables it wrote are left for the caller to
+   * take for a whole batch (only when no local event could make them wrong, I5).
    */
-  applyPending(e: PendingEvent, checkDeterminism: boolean, into: Set<string> | null): void
+  applyPending(e: PendingEvent, checkDeterminism: boolean, into: Set<string> | null, pos?: number): void
   /**
    * Runs `fn`, which materializes up to `count` synced pending events in order through `apply` (with capture, I2),
    * and adds the tables they wrote to `into`. With no local table learned, no event here can break I5, so the
@@ -77,7 +78,7 @@ export interface LogCore {
    * undo log, which captured them all (the update hook calls into JS for every row written: the event's, the
    * state's, the undo log's). Otherwise every event's tables are checked as it is applied.
    */
-  applyPendingBatch<T>(count: number, into: Set<string>, checkDeterminism: boolean, fn: (apply: (e: PendingEvent) => void) => T): T
+  applyPendingBatch<T>(count: number, into: Set<string>, checkDeterminism: boolean, fn: (apply: (e: PendingEvent, pos?: number) => void) => T): T
   /** Events of one of the log's tables, `where` appended to the SELECT. */
   readRows(table: '__tl_events' | '__tl_pending' | '__tl_local', where?: string, params?: unknown[]): (PendingEvent & { seq?: number })[]
 }
@@ -213,9 +214,10 @@ export function createLogCore(SQL: SqlJsStatic, schema: Schema<any>, hooks: Even
     insertConfirmed(e: ConfirmedEvent) {
       db.run({ sql: INSERT_CONFIRMED, params: [e.seq, e.id, e.name, json(e), e.clientId, e.sessionId, e.createdAt] })
     },
-    applyPending(e: PendingEvent, checkDeterminism: boolean, into: Set<string> | null) {
+    applyPending(e: PendingEvent, checkDeterminism: boolean, into: Set<string> | null, pos?: number) {
       if (!undoLog) throw new Error('internal: no undo log; call undo() before the transaction')
-      core.insertRow('__tl_pending', e)
+      if (pos === undefined) core.insertRow('__tl_pending', e)
+      else undoLog.tagWith(pos)
       if (!into) {
         core.applyRef({ name: e.name, id: e.id, clientId: e.clientId, seq: null, args: e.args }, checkDeterminism)
         return
@@ -229,16 +231,23 @@ export function createLogCore(SQL: SqlJsStatic, schema: Schema<any>, hooks: Even
       for (const t of db.takeWritten()) into.add(t) // what the caller wrote before (a rollback), still to be signalled
       const batch = localTables.size === 0
       const long = batch && count >= LONG_BATCH && undoLog.namesWrites
-      const firstPos = long ? db.column<number>(MAX_PENDING_POS)[0]! + 1 : 0
+      // the pos of the first event applied: what capture tags from there on is this batch's
+      let firstPos: number | undefined
+      let tagged = false
       if (long) db.trackWrites(false)
       let out: ReturnType<typeof fn>
       try {
-        out = fn((e) => core.applyPending(e, checkDeterminism, batch ? null : into))
+        out = fn((e, pos) => {
+          if (long) firstPos ??= pos ?? db.column<number>(MAX_PENDING_POS)[0]! + 1
+          if (pos !== undefined) tagged = true
+          core.applyPending(e, checkDeterminism, batch ? null : into, pos)
+        })
       } finally {
         if (long) db.trackWrites(true)
+        if (tagged) undoLog.tagWith(null)
       }
       if (batch)
-        for (const t of long ? undoLog.writtenSince(firstPos)! : db.takeWritten()) {
+        for (const t of long ? (firstPos === undefined ? [] : undoLog.writtenSince(firstPos)!) : db.takeWritten()) {
           syncedTables.add(t)
           into.add(t)
         }

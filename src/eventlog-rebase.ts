@@ -150,11 +150,12 @@ export function applyUpstream(
     return change
   }
   core.tx(() => {
-    const before = core.readRows('__tl_pending', 'ORDER BY pos')
+    const rows = db.all<EventRow>(`SELECT pos, ${COLS} FROM __tl_pending ORDER BY pos`)
+    const before = rows.map(rowToEvent)
+    const posOf = new Map(before.map((p, i) => [p, rows[i]!.pos!]))
     // I2: undoes every pending event's writes (capture off, so the undo itself records nothing)
     core.setCapture(false)
     core.undo().rollback()
-    db.run('DELETE FROM __tl_pending')
     const skipped = events.length ? applyConfirmed(core, events, change.written) : new Map<string, unknown>()
     const back = new Map(events.map((e) => [e.id, e]))
     for (const p of before) {
@@ -185,13 +186,24 @@ export function applyUpstream(
     const next = recordedPending ?? (resolve && survivors.length ? resolve(survivors, [...events]) : survivors)
     const nextIds = new Set(next.map((p) => p.id))
     for (const p of survivors) if (!nextIds.has(p.id)) change.dropped.set(p.id, { reason: 'conflict', by: 'onConflict' })
+    // Without onConflict or a recorded list, the events left keep their rows (nothing can have changed them) and
+    // only the rows of those that came back go; a list from elsewhere is written again.
+    const keepRows = next === survivors
+    const gone = (p: PendingEvent) => db.run({ sql: 'DELETE FROM __tl_pending WHERE pos = ?', params: [posOf.get(p)!] })
+    if (keepRows) {
+      const stays = new Set(next)
+      for (const p of before) if (!stays.has(p)) gone(p)
+    } else db.run('DELETE FROM __tl_pending')
     core.setCapture(true)
     const kept = core.allOrEach((each) =>
       core.applyPendingBatch(next.length, change.written, false, (apply) =>
         next.filter((p) =>
           each(
-            () => apply(p),
-            (error) => change.dropped.set(p.id, rebaseDrop(p, error)),
+            () => apply(p, keepRows ? posOf.get(p) : undefined),
+            (error) => {
+              change.dropped.set(p.id, rebaseDrop(p, error))
+              if (keepRows) gone(p)
+            },
           ),
         ),
       ),

@@ -5,7 +5,8 @@ import type { Db } from './database.js'
  * `temp.__tl_flag.capture` is 1, temporary triggers copy the row image before
  * every change of a state table into a shadow table `__tl_undo__<table>` (same
  * columns, no constraints), tagged with the pending event being materialized
- * (the newest `__tl_pending` row). Rolling back then costs a few statements
+ * (the newest `__tl_pending` row, or the pos set with `tagWith` while a
+ * rebase re-applies pending events whose rows it kept). Rolling back then costs a few statements
  * per touched table, proportional to what the pending events wrote, never a
  * replay of the log:
  *
@@ -35,6 +36,11 @@ export interface UndoLog {
   writtenSince(pos: number): string[] | undefined
   /** Whether `writtenSince` can tell (no table keeps text entries). */
   readonly namesWrites: boolean
+  /**
+   * Tags what capture records from now on with pending event `pos`, whose row is already in `__tl_pending`
+   * (a rebase re-applying the events it kept); `null` goes back to the newest row's pos.
+   */
+  tagWith(pos: number | null): void
 }
 
 const q = (name: string) => `"${name.replace(/"/g, '""')}"`
@@ -42,10 +48,13 @@ const lit = (text: string) => text.replace(/'/g, "''")
 
 export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
   db.exec('PRAGMA recursive_triggers = ON') // REPLACE deletes fire delete triggers only with this on
-  db.exec('CREATE TEMP TABLE IF NOT EXISTS __tl_flag (capture INTEGER NOT NULL); DELETE FROM temp.__tl_flag; INSERT INTO temp.__tl_flag VALUES (1);')
+  db.exec(
+    'CREATE TEMP TABLE IF NOT EXISTS __tl_flag (capture INTEGER NOT NULL, pos INTEGER); DELETE FROM temp.__tl_flag; INSERT INTO temp.__tl_flag VALUES (1, NULL);',
+  )
   db.exec('CREATE TABLE IF NOT EXISTS main.__tl_undo (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, sql TEXT NOT NULL)')
   const when = 'WHEN (SELECT capture FROM temp.__tl_flag)'
-  const pos = '(SELECT max(pos) FROM main.__tl_pending)'
+  // coalesce evaluates its second argument only when the first is NULL
+  const pos = '(SELECT coalesce(pos, (SELECT max(pos) FROM main.__tl_pending)) FROM temp.__tl_flag)'
   const textEntry = `INSERT INTO main.__tl_undo (pos, sql) VALUES (${pos}, `
   const shadows: { name: string; table: string; shadow: string; cols: string }[] = []
   let textEntries = false
@@ -114,6 +123,8 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
       any: `SELECT 1 FROM main.${shadow} LIMIT 1`,
       images: `SELECT 1 FROM main.${shadow} WHERE op <> 0 LIMIT 1`,
       clear: `${firsts} DELETE FROM main.${table} WHERE rowid IN (SELECT r FROM m)`,
+      // entries of inserted rows only: each names its row once, as rid (= nrid)
+      clearInserted: `DELETE FROM main.${table} WHERE rowid IN (SELECT rid FROM main.${shadow})`,
       put: `${firsts} INSERT INTO main.${table} (rowid, ${cols}) SELECT u.rid, ${image} FROM m JOIN main.${shadow} u ON u.id = m.first WHERE u.op <> 0 AND u.rid = m.r`,
       empty: `DELETE FROM main.${shadow}`,
       release: `DELETE FROM main.${shadow} WHERE pos <= ?`,
@@ -128,9 +139,11 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
       for (const t of triggers) db.exec(`DROP TRIGGER main.${q(t.name)}`)
       for (const r of restore) {
         if (!db.column(r.any).length) continue
-        db.run(r.clear)
         // entries of inserted rows only (op 0) have no image to put back
-        if (db.column(r.images).length) db.run(r.put)
+        if (db.column(r.images).length) {
+          db.run(r.clear)
+          db.run(r.put)
+        } else db.run(r.clearInserted)
         db.run(r.empty)
       }
       for (const sql of db.column<string>('SELECT sql FROM main.__tl_undo ORDER BY id DESC')) db.exec(sql)
@@ -155,6 +168,9 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     },
     resume() {
       db.exec(triggerDdl.join('\n'))
+    },
+    tagWith(p) {
+      db.run({ sql: 'UPDATE temp.__tl_flag SET pos = ?', params: [p] })
     },
   }
 }

@@ -99,3 +99,109 @@ describe('eventlog: the tables a rebase reports written (for the query signals)'
     })
   }
 })
+
+describe('eventlog: a rebase keeps the rows of the pending events it re-applies', () => {
+  // notes take plain INSERTs (a clash with an upstream note fails), counters an UPDATE of a row upstream also writes
+  const schema = defineSchema({
+    tables: {
+      notes: sql`CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT NOT NULL)`,
+      counters: sql`CREATE TABLE counters (id TEXT PRIMARY KEY, n INTEGER NOT NULL)`,
+    },
+    events: {
+      note: defineEvent<{ id: string; body: string }>({ materialize: ({ id, body }) => sql`INSERT INTO notes (id, body) VALUES (${id}, ${body})` }),
+      bump: defineEvent<{ id: string }>({
+        materialize: ({ id }) => [sql`INSERT OR IGNORE INTO counters (id, n) VALUES (${id}, 0)`, sql`UPDATE counters SET n = n * 2 + 1 WHERE id = ${id}`],
+      }),
+    },
+  })
+  const mine = (i: number, name: 'note' | 'bump' = i % 3 === 0 ? 'bump' : 'note'): PendingEvent => ({
+    id: `me:${i}`,
+    name,
+    args: name === 'note' ? { id: `n${i}`, body: `mine ${i}` } : { id: `c${i % 2}` },
+    clientId: 'me',
+    sessionId: 's',
+    createdAt: i,
+  })
+  const theirs = (seq: number, args: { id: string; body: string } | { id: string }): ConfirmedEvent => ({
+    id: `other:${seq}`,
+    name: 'body' in args ? 'note' : 'bump',
+    args,
+    clientId: 'other',
+    sessionId: 't',
+    createdAt: seq,
+    seq,
+  })
+  const open = async () => createEventLog(await loadSqlJs(), schema, hooks)
+  /** Every row with its rowid, so that the order rows were written in counts too. */
+  const state = (log: ReturnType<typeof createEventLog>) => ({
+    notes: log.db.all({ sql: 'SELECT rowid, id, body FROM notes ORDER BY rowid', params: [] }),
+    counters: log.db.all({ sql: 'SELECT rowid, id, n FROM counters ORDER BY rowid', params: [] }),
+  })
+  /** What a client that saw the confirmed events in order, then committed the pending ones, holds. */
+  const oracle = async (confirmed: ConfirmedEvent[], pending: PendingEvent[]) => {
+    const log = await open()
+    if (confirmed.length) log.applyUpstream(confirmed, undefined)
+    for (const p of pending) log.commit([p], false)
+    const out = { state: state(log), pending: log.readPending().map((p) => p.id) }
+    log.close()
+    return out
+  }
+  const seen = async (log: ReturnType<typeof createEventLog>) => ({ state: state(log), pending: log.readPending().map((p) => p.id) })
+
+  // 5 pending events take the per-event path, 100 the batch that runs unwatched
+  for (const n of [5, 100]) {
+    it(`${n} pending: rebased twice with half confirmed between, the state is the one of the log's order, rowids too`, async () => {
+      const log = await open()
+      const pending = Array.from({ length: n }, (_, i) => mine(i))
+      for (const p of pending) log.commit([p], false)
+      const first = [theirs(1, { id: 'x1', body: 'theirs' }), theirs(2, { id: 'c0' })]
+      log.applyUpstream(first, undefined)
+      expect(await seen(log)).toEqual(await oracle(first, pending))
+
+      // the first half comes back as pushed: its capture tags must be those events' own, or the next rollback goes wrong
+      const half = Math.floor(n / 2)
+      const confirmed = log.confirm(
+        3,
+        pending.slice(0, half).map((p) => p.id),
+      )
+      expect(confirmed?.size).toBe(half)
+      const more = [theirs(3 + half, { id: 'c1' }), theirs(4 + half, { id: 'x2', body: 'theirs' })]
+      log.applyUpstream(more, undefined)
+      const log2 = [...first, ...pending.slice(0, half).map((p, i) => ({ ...p, seq: 3 + i })), ...more]
+      expect(await seen(log)).toEqual(await oracle(log2, pending.slice(half)))
+      expect(log.pendingCount).toBe(n - half)
+      log.close()
+    })
+
+    it(`${n} pending: one that fails on the rebased state is dropped, its row with it; the rest keep their order`, async () => {
+      const log = await open()
+      const pending = Array.from({ length: n }, (_, i) => mine(i, 'note'))
+      for (const p of pending) log.commit([p], false)
+      // upstream writes note n1 first: the pending event writing it fails there
+      const up = [theirs(1, { id: 'n1', body: 'theirs' })]
+      const change = log.applyUpstream(up, undefined)
+      expect([...change.dropped.keys()]).toEqual(['me:1'])
+      const rest = pending.filter((p) => p.id !== 'me:1')
+      expect(await seen(log)).toEqual(await oracle(up, rest))
+      // and the log goes on rebasing from there
+      const next = [theirs(2, { id: 'c0' })]
+      log.applyUpstream(next, undefined)
+      expect(await seen(log)).toEqual(await oracle([...up, ...next], rest))
+      log.close()
+    })
+  }
+
+  it('an onConflict that reorders the pending events gets them in its order, rows written again', async () => {
+    const log = await open()
+    const pending = Array.from({ length: 6 }, (_, i) => mine(i))
+    for (const p of pending) log.commit([p], false)
+    const up = [theirs(1, { id: 'c1' })]
+    log.applyUpstream(up, (local) => [...local].reverse())
+    const reversed = [...pending].reverse()
+    expect(await seen(log)).toEqual(await oracle(up, reversed))
+    const next = [theirs(2, { id: 'c0' })]
+    log.applyUpstream(next, undefined)
+    expect(await seen(log)).toEqual(await oracle([...up, ...next], reversed))
+    log.close()
+  })
+})
