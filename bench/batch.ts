@@ -69,7 +69,7 @@ function rawLogShaped(SQL: SqlJsStatic, prefix: string, capture: boolean): numbe
 const countItems = (store: { query<T>(f: { sql: string; params: unknown[] }): { value: T[] } }) =>
   store.query<{ n: number }>({ sql: 'SELECT count(*) AS n FROM items', params: [] }).value[0]!.n
 
-/** tidelog: one commit() of N events (memoryStorage), timed until its receipt's `persisted` resolved. */
+/** tidelog: one commit() of N events (no storage: nothing is journaled), timed until its receipt's `persisted` resolved. */
 async function oneCommit(parts: number[], valueMs: number[]): Promise<number> {
   const schema = benchSchema()
   const store = await createStore({ schema, storeId: 'batch-commit', dev: false })
@@ -146,7 +146,7 @@ export const P13: Row = {
     const making = median(valueMs.slice(-5))
     return [
       ratioLine('P13a', `one commit() of ${N / 1000}k events`, 'ms', commit, 3, [
-        `tidelog: store.commit(...values) of ${N} event values until receipt.persisted (memoryStorage, dev: false), synchronous part median ${sync.toFixed(1)} ms; making the values (schema.events.itemCreated(args), untimed) took ${making.toFixed(1)} ms more; baseline: raw sql.js, the same ${N} INSERTs through one prepared statement in one transaction`,
+        `tidelog: store.commit(...values) of ${N} event values until receipt.persisted (no storage, so no journal record; dev: false), synchronous part median ${sync.toFixed(1)} ms; making the values (schema.events.itemCreated(args), untimed) took ${making.toFixed(1)} ms more; baseline: raw sql.js, the same ${N} INSERTs through one prepared statement in one transaction`,
         `floor of the design: raw sql.js writing, per event, a log row shaped like __tl_pending's and the state row, with the undo log's capture trigger, in one transaction: ${floor(c)}`,
       ]),
       ratioLine('P13b', `apply ${N / 1000}k pulled events, nothing pending`, 'ms', pulled, 2, [

@@ -128,7 +128,7 @@ async function rawHttp(SQL: SqlJsStatic, url: string): Promise<number> {
   return now() - t0
 }
 
-/** tidelog: a fresh store (memory storage) on `transport`, from createStore until synced at the head. */
+/** tidelog: a fresh store (no storage) on `transport`, from createStore until synced at the head. */
 async function tidelogCatchUp(transport: Transport): Promise<number> {
   const t0 = now()
   const store = await createStore({ schema: benchSchema(), storeId: STORE_ID, transport, dev: false })
@@ -176,12 +176,12 @@ async function lines(
   const mb = received.bytes / 2 ** 20
   const floor = pair(r.rawWs!, r.floorWs!)
   const wsLine = ratioLine(`P14${ids[0]}`, `${WHAT}, WebSocket, ${label} backend`, 'ms', pair(r.rawWs!, r.tidelogWs!), 2, [
-    `${label}: tidelog = createStore(websocketTransport, memory storage) until synced at head ${EVENTS}; baseline = a plain ws WebSocket sending the same pulls (limit ${PAGE}, one after the other), JSON.parse of every answer and its events' INSERTs into raw sql.js, one transaction; about ${mb.toFixed(1)} MB of JSON per catch-up; the server shares this process`,
+    `${label}: tidelog = createStore(websocketTransport, no storage) until synced at head ${EVENTS}; baseline = a plain ws WebSocket sending the same pulls (limit ${PAGE}, one after the other), JSON.parse of every answer and its events' INSERTs into raw sql.js, one transaction; about ${mb.toFixed(1)} MB of JSON per catch-up; the server shares this process`,
     `${label}: floor with a log row per event (raw sql.js, a row shaped like __tl_events's besides the state row): ${floor.subject.toFixed(0)} ms, ${floor.ratio.toFixed(2)}× the baseline; tidelog is ${median(r.tidelogWs!.map((x, i) => x / r.floorWs![i]!)).toFixed(2)}× the floor${seedMs ? `; log seeded with ${EVENTS} events through the backend in ${(seedMs / 1000).toFixed(1)} s` : ''}`,
   ])
   if (typeof http === 'string') return [wsLine, notRun(`P14${ids[1]}`, `${WHAT}, HTTP, ${label} backend`, TARGET, http)]
   const httpLine = ratioLine(`P14${ids[1]}`, `${WHAT}, HTTP, ${label} backend`, 'ms', pair(r.rawHttp!, r.tidelogHttp!), 2, [
-    `${label}: tidelog = createStore(httpTransport, memory storage) until synced at head ${EVENTS}; baseline = fetch POST /pull with the same pulls, one after the other, text + JSON.parse of every answer and its events' INSERTs into raw sql.js, one transaction`,
+    `${label}: tidelog = createStore(httpTransport, no storage) until synced at head ${EVENTS}; baseline = fetch POST /pull with the same pulls, one after the other, text + JSON.parse of every answer and its events' INSERTs into raw sql.js, one transaction`,
   ])
   return [wsLine, httpLine]
 }

@@ -100,8 +100,8 @@ export const P1: Row = {
     const measured = t.runs.slice(-5)
     const syncShare = median(measured.map((r) => r.syncPart / r.total))
     const line = ratioLine('P1', this.what, 'µs/commit', scaled(c, perCommit), 2, [
-      'dev: false, memoryStorage; timed until the last receipt.persisted resolved',
-      `synchronous commit() calls are ${(syncShare * 100).toFixed(0)}% of that time (median ${perCommit(median(measured.map((r) => r.syncPart))).toFixed(1)} µs/commit), journal persistence the rest`,
+      'dev: false, no storage (the store journals nothing); timed until the last receipt.persisted resolved',
+      `synchronous commit() calls are ${(syncShare * 100).toFixed(0)}% of that time (median ${perCommit(median(measured.map((r) => r.syncPart))).toFixed(1)} µs/commit), the receipts' promises the rest`,
     ])
     return [line]
   },

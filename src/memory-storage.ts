@@ -10,9 +10,10 @@ interface MemoryLog {
 }
 
 /**
- * Keeps the log in this process's memory: the default storage, and the
- * reference adapter. A store reopened on the same `memoryStorage()` instance
- * finds its events again (handy in tests); nothing survives the process.
+ * Keeps the log in this process's memory: the reference adapter. A store
+ * reopened on the same `memoryStorage()` instance finds its events again
+ * (handy in tests); nothing survives the process. (A store given no storage
+ * opens one for its lock but appends nothing to it: createStore.)
  * The rules every storage keeps (storeId, closed handles, a dense journal)
  * are src/storage-policy.ts's.
  * @example createStore({ schema, storage: memoryStorage() })

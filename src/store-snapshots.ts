@@ -6,6 +6,7 @@ import type { BootProgress } from './store-types.js'
 /** What snapshots need from the store; getters, since a tab that takes over the storage replaces them. */
 export interface SnapshotContext {
   journal(): Journal | undefined
+  /** Undefined where no snapshot is kept: a client tab, a store without a storage. */
   handle(): StorageHandle | undefined
   log(): EventLog
   /** The identity a snapshot's database carries: clientId, counter, backendId. */
@@ -44,7 +45,7 @@ export function createSnapshots(ctx: SnapshotContext, position: number, due: boo
   const snapshots: Snapshots = {
     schedule() {
       const journal = ctx.journal()
-      if (ctx.closed() || !journal || timer || (journal.position - Math.max(snapshotAt, 0) < ctx.every && snapshotAt >= 0)) return
+      if (ctx.closed() || !journal || !ctx.handle() || timer || (journal.position - Math.max(snapshotAt, 0) < ctx.every && snapshotAt >= 0)) return
       timer = setTimeout(() => {
         timer = undefined
         void snapshots.tryTake()

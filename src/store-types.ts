@@ -55,6 +55,13 @@ export interface StoreOptions<S extends Schema<any>> {
   schema: S
   /** Which eventlog (and sync scope). Default `'default'`. */
   storeId?: string
+  /**
+   * Where the store persists its journal and snapshots. Without one, it keeps
+   * nothing beyond its own database: no journal, no snapshots, and
+   * `receipt.persisted` resolves at once (nothing could ever read them back).
+   * `memoryStorage()` passed here keeps both in memory, for a store reopened on
+   * the same instance.
+   */
   storage?: Storage
   transport?: Transport
   sqlJs?: SqlJsOptions

@@ -49,6 +49,8 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   const { schema } = options
   if (!schema || typeof schema.hash !== 'string') throw new TidelogError('invalid_options', 'createStore({ schema }) needs a schema made by defineSchema()')
   const storeId = options.storeId ?? 'default'
+  // without a storage nothing can read a journal or a snapshot back: the store keeps neither (see `journal`)
+  const volatile = !options.storage
   const storage = options.storage ?? memoryStorage()
   const warn = options.onWarning ?? ((m: string) => console.warn(`tidelog: ${m}`))
   const onProgress = options.onProgress ?? (() => {})
@@ -90,7 +92,8 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   const { clientId } = booted
   let counter = booted.counter
   let backendId = booted.backendId
-  let journal: Journal | undefined = handle && createJournal(handle, booted.position, warn)
+  // undefined in a client tab (the owner's journal keeps its records); without a storage its appends keep nothing
+  let journal: Journal | undefined = handle && createJournal(volatile ? { ...handle, async append() {} } : handle, booted.position, warn)
   if (booted.initRecord && journal) void journal.add(booted.initRecord)
   let closed = false
   let engine: SyncEngine | undefined
@@ -129,7 +132,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
   const snapshots = createSnapshots(
     {
       journal: () => journal,
-      handle: () => handle,
+      handle: () => (volatile ? undefined : handle),
       log: () => log,
       identity: () => ({ clientId, counter, backendId }),
       schemaHash: schema.hash,

@@ -444,3 +444,27 @@ describe('createStore(): storage lock', () => {
     expect(s.events()).toEqual([])
   })
 })
+
+describe('createStore() without a storage', () => {
+  // what a store reports of its snapshots, with one due after every record
+  async function snapshotPhases(storage: Storage | undefined) {
+    const phases: string[] = []
+    const s = await createStore({ schema: todoSchema, storeId: freshStoreId('volatile'), storage, snapshotEvery: 1, onProgress: (p) => phases.push(p.phase) })
+    const receipts = [todoCreated({ id: 'a', text: 'milk' }), todoCreated({ id: 'b', text: 'eggs' })].map((e) => s.commit(e))
+    await within(Promise.all(receipts.map((r) => r.persisted)), 'the receipts to be persisted')
+    await new Promise((r) => setTimeout(r, 500)) // past the idle time before a due snapshot
+    const rows = s.query<{ id: string }>(sql`SELECT id FROM todos ORDER BY id`).value
+    await s.close()
+    return { rows, snapshots: phases.filter((p) => p === 'snapshot').length }
+  }
+
+  it('keeps no snapshot (nothing could read it back), and its receipts are persisted at once', async () => {
+    expect(await snapshotPhases(undefined)).toEqual({ rows: [{ id: 'a' }, { id: 'b' }], snapshots: 0 })
+  })
+
+  it('memoryStorage() passed explicitly keeps them, for a store reopened on it', async () => {
+    const { rows, snapshots } = await snapshotPhases(memoryStorage())
+    expect(rows).toEqual([{ id: 'a' }, { id: 'b' }])
+    expect(snapshots).toBeGreaterThan(0)
+  })
+})
