@@ -8,7 +8,7 @@ import { type Db, openDb } from './database.js'
 import { SchemaError } from './errors.js'
 import type { JsonValue, PendingEvent } from './protocol.js'
 import type { Schema } from './schema.js'
-import { dropUndoLog } from './undo-log.js'
+import { createUndoTables, dropUndoLog } from './undo-log.js'
 
 export const COLS = 'id, name, args, client_id, session_id, created_at'
 export interface EventRow {
@@ -88,6 +88,7 @@ export function openEventLogDb(SQL: SqlJsStatic, schema: Schema<any>, bytes: Uin
   const userTables = db.column<string>(
     "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_\\_tl\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
   )
+  if (!bytes || replaceSchema) createUndoTables(db, userTables)
   db.watchTables(userTables)
   return { db, userTables }
 }

@@ -46,12 +46,41 @@ export interface UndoLog {
 const q = (name: string) => `"${name.replace(/"/g, '""')}"`
 const lit = (text: string) => text.replace(/'/g, "''")
 
+/** A state table as the undo log sees it. */
+interface Shape {
+  table: string
+  info: { name: string; pk: number }[]
+  ddl: string
+  /** Its shadow table, quoted; undefined for a table without rowid (text entries). */
+  shadow: string | undefined
+}
+
+/**
+ * Makes the undo log's tables in the database, empty where they are new: `__tl_undo` and a shadow
+ * table per rowid table. Run with the state's DDL too, so that every snapshot holds them: making them
+ * later (at the first capture after boot) grows the database file, which sql.js's in-memory file
+ * system does by copying the whole file.
+ */
+export function createUndoTables(db: Db, tables: readonly string[]): Shape[] {
+  db.exec('CREATE TABLE IF NOT EXISTS main.__tl_undo (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, sql TEXT NOT NULL)')
+  return tables.map((table) => {
+    const info = db.all<{ name: string; pk: number }>(`PRAGMA main.table_info(${q(table)})`)
+    const ddl = db.column<string>({ sql: "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ?", params: [table] })[0] ?? ''
+    if (/WITHOUT\s+ROWID/i.test(ddl)) return { table, info, ddl, shadow: undefined }
+    // op: 0 = inserted (delete it), 1 = updated from image (rid -> nrid), 2 = deleted image
+    const shadow = q(`__tl_undo__${table}`) // named after the table: stable across boots
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS main.${shadow} (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, op INTEGER NOT NULL, rid INTEGER NOT NULL, nrid INTEGER NOT NULL${info.map((_, i) => `, c${i}`).join('')})`,
+    )
+    return { table, info, ddl, shadow }
+  })
+}
+
 export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
   db.exec('PRAGMA recursive_triggers = ON') // REPLACE deletes fire delete triggers only with this on
   db.exec(
     'CREATE TEMP TABLE IF NOT EXISTS __tl_flag (capture INTEGER NOT NULL, pos INTEGER); DELETE FROM temp.__tl_flag; INSERT INTO temp.__tl_flag VALUES (1, NULL);',
   )
-  db.exec('CREATE TABLE IF NOT EXISTS main.__tl_undo (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, sql TEXT NOT NULL)')
   const when = 'WHEN (SELECT capture FROM temp.__tl_flag)'
   // coalesce evaluates its second argument only when the first is NULL
   const pos = '(SELECT coalesce(pos, (SELECT max(pos) FROM main.__tl_pending)) FROM temp.__tl_flag)'
@@ -65,9 +94,7 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
     triggerDdl.push(ddl)
   }
 
-  tables.forEach((table, n) => {
-    const info = db.all<{ name: string; pk: number }>(`PRAGMA main.table_info(${q(table)})`)
-    const ddl = db.column<string>({ sql: "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ?", params: [table] })[0] ?? ''
+  createUndoTables(db, tables).forEach(({ table, info, ddl, shadow }, n) => {
     const cols = info.map((c) => q(c.name))
     const T = q(table)
     if (/AUTOINCREMENT/i.test(ddl)) {
@@ -76,7 +103,7 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
       trigger(`CREATE TEMP TRIGGER IF NOT EXISTS "__tl_us_${n}" BEFORE INSERT ON main.${T} ${when} BEGIN
         ${textEntry} coalesce('UPDATE sqlite_sequence SET seq = ' || (SELECT seq FROM main.sqlite_sequence WHERE name = '${lit(table)}') || ' WHERE name = ''${name}''', 'DELETE FROM sqlite_sequence WHERE name = ''${name}''')); END;`)
     }
-    if (/WITHOUT\s+ROWID/i.test(ddl)) {
+    if (!shadow) {
       textEntries = true
       const pk = info
         .filter((c) => c.pk > 0)
@@ -93,12 +120,7 @@ export function installUndoLog(db: Db, tables: readonly string[]): UndoLog {
           ${textEntry} 'INSERT INTO ${Tl} (${cols.map(lit).join(',')}) VALUES (' || ${cols.map((c) => `quote(old.${c})`).join(` || ',' || `)} || ')'); END;`)
       return
     }
-    // op: 0 = inserted (delete it), 1 = updated from image (rid -> nrid), 2 = deleted image
-    const shadow = q(`__tl_undo__${table}`) // named after the table: stable across boots
     const image = cols.map((_, i) => `c${i}`)
-    db.exec(
-      `CREATE TABLE IF NOT EXISTS main.${shadow} (id INTEGER PRIMARY KEY, pos INTEGER NOT NULL, op INTEGER NOT NULL, rid INTEGER NOT NULL, nrid INTEGER NOT NULL${image.map((c) => `, ${c}`).join('')})`,
-    )
     const into = `INSERT INTO main.${shadow} (pos, op, rid, nrid${image.map((c) => `, ${c}`).join('')})`
     const old = cols.map((c) => `, old.${c}`).join('')
     const nulls = cols.map(() => ', NULL').join('')

@@ -205,3 +205,41 @@ describe('eventlog: a rebase keeps the rows of the pending events it re-applies'
     log.close()
   })
 })
+
+describe('eventlog: the undo log is in the database from its first DDL on', () => {
+  const schema = defineSchema({
+    tables: {
+      items: sql`CREATE TABLE items (id TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
+      pairs: sql`CREATE TABLE pairs (a TEXT NOT NULL, b TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID`,
+    },
+    events: {},
+  })
+  const mainObjects = (log: ReturnType<typeof createEventLog>) => log.db.column<string>('SELECT name FROM main.sqlite_schema ORDER BY name')
+
+  it('so that capturing after a boot from a snapshot changes nothing in the main database (no file growth, no copy)', async () => {
+    const SQL = await loadSqlJs()
+    const fresh = createEventLog(SQL, schema, hooks)
+    const bytes = fresh.db.export()
+    const pages = fresh.db.column<number>('PRAGMA main.page_count')[0]
+    fresh.close()
+    const booted = createEventLog(SQL, schema, hooks, bytes)
+    const before = mainObjects(booted)
+    expect(before).toEqual(expect.arrayContaining(['__tl_undo', '__tl_undo__items']))
+    expect(before).not.toContain('__tl_undo__pairs') // a table without rowid keeps text entries in __tl_undo
+    booted.prepareCapture()
+    expect(mainObjects(booted)).toEqual(before)
+    expect(booted.db.column<number>('PRAGMA main.page_count')[0]).toBe(pages)
+    booted.close()
+  })
+
+  it("and a rebuild under a new schema makes the new tables' shadows with them", async () => {
+    const SQL = await loadSqlJs()
+    const old = createEventLog(SQL, schema, hooks)
+    const bytes = old.db.export()
+    old.close()
+    const next = defineSchema({ tables: { ...schema.tables, notes: sql`CREATE TABLE notes (id TEXT PRIMARY KEY)` }, events: {} })
+    const rebuilt = createEventLog(SQL, next, hooks, bytes, true)
+    expect(mainObjects(rebuilt)).toEqual(expect.arrayContaining(['__tl_undo', '__tl_undo__items', '__tl_undo__notes']))
+    rebuilt.close()
+  })
+})
