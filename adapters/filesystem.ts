@@ -4,13 +4,13 @@ import { dirname, join } from 'node:path'
 import * as zlib from 'node:zlib'
 import { crc32 as portableCrc32 } from '../src/crc32.js'
 import { StorageError } from '../src/errors.js'
+import { lockFile } from '../src/file-lock.js'
 import type { JournalRecord, LoadedLog, Snapshot, Storage, StorageHandle, StorageOpenOptions } from '../src/storage.js'
 import { loadLog, withStoragePolicy } from '../src/storage-policy.js'
 import { storeFileName } from '../src/store-file-name.js'
 import { decodeRecords, decodeSnapshot, encodeRecords, encodeSnapshot, type Found, type Segment, SNAPSHOT_CHECKED_FROM } from './file-format.js'
-import { lockFile } from './file-lock.js'
 
-// One folder per storeId: a lock file (file-lock.ts), journal segments and the two newest
+// One folder per storeId: a lock file (src/file-lock.ts), journal segments and the two newest
 // snapshots (file-format.ts). Every snapshot starts a new journal segment (as soon as it is saved);
 // every segment holding records after the older kept snapshot is kept too, so either snapshot can
 // boot the store. A boot reads the newest intact snapshot and only the segments it does not cover.

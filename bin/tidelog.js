@@ -219,8 +219,9 @@ if (!authenticate && !loopback(values.host) && !values['allow-anonymous'])
 let backend
 try {
   backend = values.postgres ? postgresBackend({ connectionString: values.postgres }, { schema: values.schema }) : fileBackend({ dir: values.data })
-  // open the store now, so that a wrong URL or a missing pg fails at start rather than at the first client
-  if (values.postgres) await backend.pull('tidelog-start-check', 0, 1)
+  // open the store now, so that a data directory another server holds, a wrong URL or a missing pg fails
+  // at start rather than at the first client (a pull of a storeId that has no log creates nothing)
+  await backend.pull('tidelog-start-check', 0, 1)
 } catch (error) {
   await backend?.close().catch(() => {})
   fail(`cannot open ${values.postgres ? `PostgreSQL at ${redacted(values.postgres)}` : `the data directory ${values.data}`}: ${error.message}`)

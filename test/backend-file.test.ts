@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { PendingEvent } from 'tidelog'
@@ -11,6 +11,9 @@ afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })))
 })
 
+/** Above any pid_max: no process has it. */
+const DEAD_PID = 999_999_999
+
 async function freshDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'tidelog-file-backend-'))
   dirs.push(dir)
@@ -19,8 +22,13 @@ async function freshDir(): Promise<string> {
 
 runBackendConformance('fileBackend', async () => fileBackend({ dir: await freshDir() }), {
   reopen: async (closed: SyncBackend) => fileBackend({ dir: (closed as ReturnType<typeof fileBackend>).dir }),
-  // the abandoned instance keeps its handles, as a killed process's are simply gone; nothing is flushed for it
-  crash: async (abandoned: SyncBackend) => fileBackend({ dir: (abandoned as ReturnType<typeof fileBackend>).dir }),
+  // the abandoned instance keeps its handles, as a killed process's are simply gone; nothing is flushed for it,
+  // and its lock names a process that no longer exists (pids never go this high), which the next one takes over
+  crash: async (abandoned: SyncBackend) => {
+    const { dir } = abandoned as ReturnType<typeof fileBackend>
+    await writeFile(join(dir, 'lock'), String(DEAD_PID))
+    return fileBackend({ dir })
+  },
 })
 
 function events(clientId: string, from: number, count: number): PendingEvent[] {
@@ -127,5 +135,41 @@ describe('fileBackend()', () => {
     const backend = fileBackend({ dir: await freshDir() })
     await backend.close()
     await expect(backend.pull('s', 0, 1)).rejects.toMatchObject({ name: 'StorageError', message: expect.stringContaining('open a new one') })
+  })
+})
+
+describe('fileBackend(): one backend per data directory', () => {
+  it('refuses a second backend on a directory another one holds, says which process holds it, and opens once it is closed', async () => {
+    const dir = await freshDir()
+    const first = fileBackend({ dir })
+    expect(await first.push('s', { parentSeq: 0, events: events('a', 1, 1) })).toMatchObject({ type: 'pushed' })
+    expect((await readFile(join(dir, 'lock'), 'utf8')).trim()).toBe(String(process.pid))
+    const second = fileBackend({ dir })
+    const refused = await second.pull('s', 0, 10).then(
+      () => undefined,
+      (error: Error) => error,
+    )
+    expect(refused?.name).toBe('StorageError')
+    expect(refused?.message).toContain(`the data directory ${dir} is in use by another backend (process ${process.pid}, this one`)
+    expect(refused?.message).toContain('stop the other one first')
+    // refused, it wrote nothing: the first one's log is as it was
+    expect((await first.pull('s', 0, 10)).events.map((e) => e.id)).toEqual(['a:1'])
+    await first.close()
+    expect(await readdir(dir)).not.toContain('lock')
+    // the refusal is not remembered: the directory is free now
+    expect((await second.pull('s', 0, 10)).events.map((e) => e.id)).toEqual(['a:1'])
+    await second.close()
+  })
+
+  it('takes over a lock left by a process that died (kill -9, power loss)', async () => {
+    const dir = await freshDir()
+    const before = fileBackend({ dir })
+    await before.push('s', { parentSeq: 0, events: events('a', 1, 2) })
+    await before.close()
+    await writeFile(join(dir, 'lock'), String(DEAD_PID))
+    const after = fileBackend({ dir })
+    expect((await after.pull('s', 0, 10)).events.map((e) => e.id)).toEqual(['a:1', 'a:2'])
+    expect((await readFile(join(dir, 'lock'), 'utf8')).trim()).toBe(String(process.pid))
+    await after.close()
   })
 })

@@ -79,6 +79,26 @@ describe('bin tidelog', () => {
     await rm(data, { recursive: true, force: true })
   })
 
+  it.skipIf(!existsSync(join(root, 'dist', 'server', 'index.js')))(
+    'refuses to start on a data directory another server serves, naming its process, and starts once that one stopped (needs the build)',
+    async () => {
+      const data = await mkdtemp(join(tmpdir(), 'tidelog-bin-'))
+      const first = run(['serve', '--port', '0', '--data', data])
+      await first.lines(/serving http:/)
+      const second = await run(['serve', '--port', '0', '--data', data]).done
+      expect(second.code).toBe(1)
+      expect(second.err).toContain(`the data directory ${data} is in use by another backend (process ${first.child.pid};`)
+      expect(second.out).not.toMatch(/serving http:/)
+      first.child.kill('SIGTERM')
+      expect((await first.done).code).toBe(0)
+      const third = run(['serve', '--port', '0', '--data', data])
+      await third.lines(/serving http:/)
+      third.child.kill('SIGTERM')
+      expect((await third.done).code).toBe(0)
+      await rm(data, { recursive: true, force: true })
+    },
+  )
+
   it.skipIf(!existsSync(join(root, 'dist', 'server', 'index.js')))('applies the limit flags (needs the build)', async () => {
     const data = await mkdtemp(join(tmpdir(), 'tidelog-bin-'))
     const server = run(['serve', '--port', '0', '--data', data, '--max-message-bytes', '2000', '--max-depth', '3'])

@@ -1,16 +1,33 @@
 import { type FileHandle, mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { StorageError } from '../errors.js'
+import { StorageError, StorageLockedError } from '../errors.js'
+import { lockFile } from '../file-lock.js'
 import { randomId } from '../ids.js'
 import { legacyLogNames, logFileName } from './file-names.js'
 
 /**
- * The file backend's data directory: creating it, its `backend-id` (written
- * atomically, read once), renaming logs of older releases once, and fsyncing
- * the directory after entries are created or renamed.
+ * The file backend's data directory: creating it, its lock (one backend at a
+ * time), its `backend-id` (written atomically, read once), renaming logs of
+ * older releases once, and fsyncing the directory after entries are created
+ * or renamed.
  */
 export function dataDir(dir: string, sync: (file: FileHandle) => Promise<void>, onError: (error: unknown, context: string) => void) {
   let backendId: Promise<string> | undefined
+  let unlock: (() => Promise<void>) | undefined
+
+  // two backends appending to the same logs would interleave their records: the second one is refused
+  const lock = async () => {
+    const path = join(dir, 'lock')
+    try {
+      return await lockFile(path, { wait: false, where: dir })
+    } catch (error) {
+      if (!(error instanceof StorageLockedError)) throw error
+      const pid = (await readFile(path, 'utf8').catch(() => '')).trim() || 'unknown'
+      throw new StorageError(
+        `fileBackend: the data directory ${dir} is in use by another backend (process ${pid}${pid === String(process.pid) ? ', this one' : ''}; see ${path}). Two backends on one directory would corrupt its logs: stop the other one first, or give this one a directory of its own.`,
+      )
+    }
+  }
 
   // a new or renamed directory entry is durable only once the directory itself is fsynced
   const syncDir = async () => {
@@ -26,6 +43,7 @@ export function dataDir(dir: string, sync: (file: FileHandle) => Promise<void>, 
 
   async function openDir(): Promise<string> {
     await mkdir(dir, { recursive: true })
+    unlock ??= await lock()
     // logs named before storeIds shared one encoding with fileStorage get their new names once
     let renamed = false
     for (const { name, storeId } of legacyLogNames(await readdir(dir))) {
@@ -73,6 +91,13 @@ export function dataDir(dir: string, sync: (file: FileHandle) => Promise<void>, 
 
   return {
     syncDir,
+    /** Lets go of the directory (the backend closes); the next backendId() takes it again. */
+    async release() {
+      const u = unlock
+      unlock = undefined
+      backendId = undefined
+      await u?.()
+    },
     /** The directory's backendId, once it is open (a failed open is tried again on the next call). */
     backendId: (): Promise<string> =>
       (backendId ??= openDir().catch((error) => {

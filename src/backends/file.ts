@@ -108,7 +108,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
     await (dataOnly ? file.datasync() : file.sync())
     fsyncs++
   }
-  const { syncDir, backendId: init } = dataDir(dir, sync, onError)
+  const { syncDir, backendId: init, release } = dataDir(dir, sync, onError)
 
   const opening: OpenContext = { knownHead: (storeId) => heads.get(storeId) ?? 0, quarantine: (log, damage) => quarantine(log, damage), onWarning, sync }
 
@@ -357,6 +357,7 @@ export function fileBackend(options: FileBackendOptions): FileBackend {
       while (flushing) await flushing
       listeners.clear()
       await cache.closeAll()
+      await release()
     },
     stats: () => ({ fsyncs, events }),
     cached: () => cache.usage(),

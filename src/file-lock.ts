@@ -1,6 +1,6 @@
 import { link, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { StorageError, StorageLockedError } from '../src/errors.js'
+import { StorageError, StorageLockedError } from './errors.js'
 
 const errno = (e: unknown) => (e as NodeJS.ErrnoException).code
 
