@@ -242,10 +242,6 @@ try {
   await backend.close().catch(() => {})
   fail(error.code === 'EADDRINUSE' ? `port ${values.port} is in use; pick another with --port.` : `cannot start: ${error.message}`)
 }
-log(
-  `serving ${sync.url} (${values.postgres ? `PostgreSQL ${redacted(values.postgres)}, schema ${backend.schema}` : `data ${values.data}`}${values.static ? `, files from ${values.static}` : ''}; ${who})`,
-)
-
 let stopping = false
 const stop = async (signal) => {
   if (stopping) {
@@ -265,3 +261,7 @@ const stop = async (signal) => {
 }
 process.on('SIGINT', () => void stop('SIGINT'))
 process.on('SIGTERM', () => void stop('SIGTERM'))
+// said once a stop can be asked for: whoever waits for this line may send SIGTERM right after it
+log(
+  `serving ${sync.url} (${values.postgres ? `PostgreSQL ${redacted(values.postgres)}, schema ${backend.schema}` : `data ${values.data}`}${values.static ? `, files from ${values.static}` : ''}; ${who})`,
+)
