@@ -207,7 +207,9 @@ async function memory() {
   )
   console.log(`  __tl_undo payload (undo SQL text): ${MB(q('SELECT sum(length(sql)) FROM __tl_undo'))}`)
   console.log(`  items payload: ${MB(q('SELECT sum(length(id) + length(text) + 1) FROM items'))}`)
-  console.log('  (P8 gives its store no storage, so nothing else is kept; memoryStorage() would also keep the newest snapshot, a copy of the image, and the journal records after it as JSON strings)')
+  console.log(
+    '  (P8 gives its store no storage, so nothing else is kept; memoryStorage() would also keep the newest snapshot, a copy of the image, and the journal records after it as JSON strings)',
+  )
   log.close()
   raw.close()
 }
