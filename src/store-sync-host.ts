@@ -25,6 +25,7 @@ export interface StoreSyncHostContext {
   /** Receipts after a change of the log. */
   settle(change: Pick<LogChange, 'confirmed' | 'dropped'>): void
   setState: SyncHost['setState']
+  warn(message: string): void
 }
 
 /** The SyncHost a store hands its engine: it pushes only what the gate lets through and journals what comes back. */
@@ -64,5 +65,6 @@ export function createStoreSyncHost(ctx: StoreSyncHostContext): SyncHost {
     },
     anyHead: () => !onConflict,
     setState: ctx.setState,
+    warn: ctx.warn,
   }
 }

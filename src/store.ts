@@ -164,6 +164,7 @@ export async function createStore<S extends Schema<any>>(options: StoreOptions<S
     publish,
     settle,
     setState: (state, error) => updateStatus(error ? { state, error } : { state }),
+    warn,
   })
 
   // ---- tabs (store-tabs.ts): the owner answers the other tabs from its log; a client tab syncs with the owner ----

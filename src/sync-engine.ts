@@ -63,6 +63,8 @@ export interface SyncHost {
   /** A push of `ids` was accepted at firstSeq. */
   confirm(firstSeq: number, ids: string[], backendId: string): void
   setState(state: SyncState, error?: Error): void
+  /** Something the app should know of that is no error (the store's `onWarning`). */
+  warn?(message: string): void
   /**
    * True when pushes may ask for `anyHead`: no merge hook needs to see every
    * upstream event before this client's pending ones are placed after it.
@@ -76,6 +78,13 @@ export interface SyncEngineOptions {
   minBackoffMs?: number
   maxBackoffMs?: number
 }
+
+/** Pushes lost in a row, for at least this long, after which the app is told (onWarning) why nothing gets in. */
+const STARVING_LOSSES = 20
+const STARVING_MS = 3000
+
+const starvingWarning = (losses: number, ms: number, anyHead: boolean) =>
+  `${losses} pushes in a row (${(ms / 1000).toFixed(1)} s) lost the race: other clients commit faster than this one can pull, rebase and push.${anyHead ? '' : ' With onConflict it pushes at the head only (the hook sees every upstream event first), so it waits for the head to hold still.'} It keeps trying.`
 
 /** What the store drives: started once, poked when there is something to push, closed with the store. */
 export interface SyncEngine {
@@ -231,6 +240,8 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
   const run = async () => {
     let attempt = 0
     let losses = 0 // pushes rejected in a row
+    let losingSince = 0 // when the first of them was rejected
+    let starving = false // said so (starvingWarning)
     let fruitless = false // the last push was rejected on the head it was based on: nothing to pull should explain it
     while (!closed) {
       if (paused || blocked) {
@@ -272,9 +283,18 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
           const { res, ids, parentSeq } = await pushing
           // S2: a client that had to ask for anyHead goes on asking until nothing is pending
           if (res.type === 'rejected') {
-            losses++
+            if (losses++ === 0) losingSince = Date.now()
             fruitless = res.head === parentSeq
-          } else if (!anyHead) losses = 0
+            const ms = Date.now() - losingSince
+            if (!starving && losses >= STARVING_LOSSES && ms >= STARVING_MS) {
+              starving = true
+              host.warn?.(starvingWarning(losses, ms, host.anyHead()))
+            }
+          } else {
+            if (starving) host.warn?.(`Pushes get in again, after ${losses} lost races in ${((Date.now() - losingSince) / 1000).toFixed(1)} s.`)
+            starving = false
+            if (!anyHead) losses = 0
+          }
           if (res.type === 'pushed') {
             checkBackend(res.backendId)
             host.confirm(res.firstSeq, ids, res.backendId)
@@ -285,6 +305,7 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
         if (upstream.length || host.pendingCount() > 0) continue
         attempt = 0
         losses = 0
+        starving = false
         show('synced')
         await nextWake()
       } catch (error) {

@@ -743,6 +743,14 @@ describe('store.sync.flush(): liveness (S2)', () => {
    * resumes, until it drained them; the busy clients stop however that ends.
    */
   async function drainUnderLoad(busy: Store[], slow: Store, what: string, commit: (p: Store, n: number, i: number) => void) {
+    await underLoad(busy, commit, () => {
+      slow.sync.resume()
+      return within(slow.sync.flush(), what, 20_000)
+    })
+  }
+
+  /** Runs `during` once the busy clients commit and sync every couple of ms; they stop however it ends. */
+  async function underLoad<T>(busy: Store[], commit: (p: Store, n: number, i: number) => void, during: () => Promise<T>): Promise<T> {
     let stop = false
     let rounds = 0
     const warm = deferred()
@@ -757,8 +765,7 @@ describe('store.sync.flush(): liveness (S2)', () => {
     })
     try {
       await within(warm.promise, 'the busy clients to get going')
-      slow.sync.resume()
-      await within(slow.sync.flush(), what, 20_000)
+      return await during()
     } finally {
       stop = true
       await Promise.all(producers)
@@ -812,6 +819,49 @@ describe('store.sync.flush(): liveness (S2)', () => {
     )
     await converged(backend, storeId, ...busy, slow)
     expect(stateOf(slow)).toEqual(stateOf(busy[0]!))
+  })
+
+  it('tells the app when its pushes keep losing for seconds (with onConflict it waits for the head to hold still), and when they get in again', async () => {
+    const backend = memoryBackend()
+    const storeId = freshStoreId('live-starving')
+    const busy = await client(backend, storeId)
+    // every push of the far client finds the head moved: another client's commit always gets there first
+    let outrun = true
+    let n = 0
+    const farWire = wrapTransport(localTransport(backend), {
+      async push(request, inner) {
+        await new Promise((resolve) => setImmediate(resolve)) // a round trip yields to the event loop, as a socket's does
+        if (outrun) {
+          busy.commit(kvSet({ k: `busy-${n % 20}`, v: String(n++) }))
+          await busy.sync.flush()
+        }
+        return inner.push(request)
+      },
+    })
+    const warnings: string[] = []
+    const starving = deferred()
+    const far = await client(backend, storeId, {
+      transport: farWire,
+      onConflict: ({ local }) => local,
+      onWarning: (m) => {
+        warnings.push(m)
+        if (m.includes('lost the race')) starving.resolve()
+      },
+    })
+    const mine = far.commit(kvSet({ k: 'far', v: 'x' }))
+    await within(starving.promise, 'the warning that pushes keep losing', 20_000)
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^\d+ pushes in a row \(\d+\.\d s\) lost the race: other clients commit faster than this one can pull, rebase and push\. With onConflict it pushes at the head only .* It keeps trying\.$/,
+      ),
+    ])
+    expect(Number(/^(\d+)/.exec(warnings[0]!)![1])).toBeGreaterThanOrEqual(20)
+    // once the others let the head hold still, it gets in, and says so
+    outrun = false
+    await within(mine.confirmed, 'the far client to get in')
+    expect(warnings).toHaveLength(2)
+    expect(warnings[1]).toMatch(/^Pushes get in again, after \d+ lost races in \d+\.\d s\.$/)
+    await converged(backend, storeId, busy, far)
   })
 
   it('gets in over a 20 ms round trip while others commit every couple of ms (the head never holds still that long)', async () => {
