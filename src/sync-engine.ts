@@ -300,6 +300,9 @@ export function createSyncEngine(transport: Transport, host: SyncHost, options: 
             host.confirm(res.firstSeq, ids, res.backendId)
           } else if (res.type === 'queued') host.acknowledge?.(ids)
           attempt = 0
+          // a long losing streak over a transport that answers at once (in process) would never leave the
+          // event loop a turn: past STARVING_LOSSES each retry waits for one
+          if (losses >= STARVING_LOSSES && res.type === 'rejected') await new Promise((resolve) => setTimeout(resolve, 0))
           continue // S2: pushed -> maybe more to push; rejected -> pull and push again at once
         }
         if (upstream.length || host.pendingCount() > 0) continue

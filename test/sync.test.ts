@@ -864,6 +864,43 @@ describe('store.sync.flush(): liveness (S2)', () => {
     await converged(backend, storeId, busy, far)
   })
 
+  it('leaves the event loop a turn between pushes on a long losing streak, even over a transport that answers at once', async () => {
+    const backend = memoryBackend()
+    const storeId = freshStoreId('live-spin')
+    const busy = await client(backend, storeId)
+    let outrun = true
+    let pushes = 0
+    // set by the first timer to run; a client that never yields pushes thousands of times before it, and is stopped
+    let ticked = false
+    let spun = false
+    const wire = wrapTransport(localTransport(backend), {
+      // no pause anywhere: the other client's commit and the answers all settle in microtasks
+      async push(request, inner) {
+        pushes++
+        if (!ticked && pushes > 5000) {
+          spun = true
+          throw new Error('the push loop never yielded to the event loop')
+        }
+        if (outrun) {
+          busy.commit(kvSet({ k: `busy-${pushes % 20}`, v: String(pushes) }))
+          await busy.sync.flush()
+        }
+        return inner.push(request)
+      },
+    })
+    const far = await client(backend, storeId, { transport: wire, onConflict: ({ local }) => local, onWarning: () => {} })
+    setTimeout(() => (ticked = true), 0)
+    const mine = far.commit(kvSet({ k: 'far', v: 'x' }))
+    // a timer gets its turn while the far client keeps losing
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(spun).toBe(false)
+    expect(pushes).toBeGreaterThan(20)
+    expect(far.sync.status.value.pending).toBe(1)
+    outrun = false
+    await within(mine.confirmed, 'the far client to get in')
+    await converged(backend, storeId, busy, far)
+  })
+
   it('gets in over a 20 ms round trip while others commit every couple of ms (the head never holds still that long)', async () => {
     const backend = memoryBackend()
     const storeId = freshStoreId('live-rtt')
