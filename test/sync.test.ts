@@ -821,27 +821,35 @@ describe('store.sync.flush(): liveness (S2)', () => {
     expect(stateOf(slow)).toEqual(stateOf(busy[0]!))
   })
 
-  it('tells the app when its pushes keep losing for seconds (with onConflict it waits for the head to hold still), and when they get in again', async () => {
-    const backend = memoryBackend()
-    const storeId = freshStoreId('live-starving')
-    const busy = await client(backend, storeId)
-    // every push of the far client finds the head moved: another client's commit always gets there first
-    let outrun = true
-    let n = 0
-    const farWire = wrapTransport(localTransport(backend), {
+  /**
+   * A transport on which every push finds the head moved (`busy` commits and syncs first) while `state.on`;
+   * `before` runs at each push, given how many there were.
+   */
+  function outrun(backend: SyncBackend, busy: Store, before: (pushes: number) => unknown) {
+    const state = { on: true, pushes: 0 }
+    const wire = wrapTransport(localTransport(backend), {
       async push(request, inner) {
-        await new Promise((resolve) => setImmediate(resolve)) // a round trip yields to the event loop, as a socket's does
-        if (outrun) {
-          busy.commit(kvSet({ k: `busy-${n % 20}`, v: String(n++) }))
+        await before(++state.pushes)
+        if (state.on) {
+          busy.commit(kvSet({ k: `busy-${state.pushes % 20}`, v: String(state.pushes) }))
           await busy.sync.flush()
         }
         return inner.push(request)
       },
     })
+    return { wire, state }
+  }
+
+  it('tells the app when its pushes keep losing for seconds (with onConflict it waits for the head to hold still), and when they get in again', async () => {
+    const backend = memoryBackend()
+    const storeId = freshStoreId('live-starving')
+    const busy = await client(backend, storeId)
+    // a round trip yields to the event loop, as a socket's does
+    const { wire, state } = outrun(backend, busy, () => new Promise((resolve) => setImmediate(resolve)))
     const warnings: string[] = []
     const starving = deferred()
     const far = await client(backend, storeId, {
-      transport: farWire,
+      transport: wire,
       onConflict: ({ local }) => local,
       onWarning: (m) => {
         warnings.push(m)
@@ -857,7 +865,7 @@ describe('store.sync.flush(): liveness (S2)', () => {
     ])
     expect(Number(/^(\d+)/.exec(warnings[0]!)![1])).toBeGreaterThanOrEqual(20)
     // once the others let the head hold still, it gets in, and says so
-    outrun = false
+    state.on = false
     await within(mine.confirmed, 'the far client to get in')
     expect(warnings).toHaveLength(2)
     expect(warnings[1]).toMatch(/^Pushes get in again, after \d+ lost races in \d+\.\d s\.$/)
@@ -868,25 +876,15 @@ describe('store.sync.flush(): liveness (S2)', () => {
     const backend = memoryBackend()
     const storeId = freshStoreId('live-spin')
     const busy = await client(backend, storeId)
-    let outrun = true
-    let pushes = 0
     // set by the first timer to run; a client that never yields pushes thousands of times before it, and is stopped
     let ticked = false
     let spun = false
-    const wire = wrapTransport(localTransport(backend), {
-      // no pause anywhere: the other client's commit and the answers all settle in microtasks
-      async push(request, inner) {
-        pushes++
-        if (!ticked && pushes > 5000) {
-          spun = true
-          throw new Error('the push loop never yielded to the event loop')
-        }
-        if (outrun) {
-          busy.commit(kvSet({ k: `busy-${pushes % 20}`, v: String(pushes) }))
-          await busy.sync.flush()
-        }
-        return inner.push(request)
-      },
+    // no pause anywhere: the other client's commit and the answers all settle in microtasks
+    const { wire, state } = outrun(backend, busy, (pushes) => {
+      if (!ticked && pushes > 5000) {
+        spun = true
+        throw new Error('the push loop never yielded to the event loop')
+      }
     })
     const far = await client(backend, storeId, { transport: wire, onConflict: ({ local }) => local, onWarning: () => {} })
     setTimeout(() => (ticked = true), 0)
@@ -894,9 +892,9 @@ describe('store.sync.flush(): liveness (S2)', () => {
     // a timer gets its turn while the far client keeps losing
     await new Promise((resolve) => setTimeout(resolve, 200))
     expect(spun).toBe(false)
-    expect(pushes).toBeGreaterThan(20)
+    expect(state.pushes).toBeGreaterThan(20)
     expect(far.sync.status.value.pending).toBe(1)
-    outrun = false
+    state.on = false
     await within(mine.confirmed, 'the far client to get in')
     await converged(backend, storeId, busy, far)
   })
