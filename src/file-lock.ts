@@ -1,4 +1,4 @@
-import { link, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
+import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { StorageError, StorageLockedError } from './errors.js'
 
@@ -29,7 +29,16 @@ export async function lockFile(path: string, options: { wait: boolean; where: st
   const key = resolve(path)
   for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
     try {
-      await writeFile(path, String(process.pid), { flag: 'wx' })
+      const file = await open(path, 'wx')
+      try {
+        await file.writeFile(String(process.pid))
+      } catch (e) {
+        // the file is ours, but it names no one (a full disk): left behind, it would look like a lock being written
+        await file.close().catch(() => undefined)
+        await unlink(path).catch(() => undefined)
+        throw e
+      }
+      await file.close()
       held.add(key)
       // forgotten only once the file is gone, so that no one here takes the file being removed for a stale one
       return () =>

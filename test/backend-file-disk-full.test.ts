@@ -5,13 +5,13 @@
  * `pushed` is missing after a restart, and once space is freed the same
  * backend takes pushes again.
  */
-import { readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PendingEvent } from 'tidelog'
 import { checkFileBackend, fileBackend } from 'tidelog/server'
 import { afterEach, describe, expect, it } from 'vitest'
 import { pullAll } from './helpers/backend.js'
-import { smallDisk } from './helpers/disk.js'
+import { fillDisk, smallDisk } from './helpers/disk.js'
 
 const cleanups: (() => Promise<unknown> | unknown)[] = []
 afterEach(async () => {
@@ -82,5 +82,28 @@ describe('fileBackend() on a full disk', () => {
     const stored = await pullAll(reopened, 'full')
     expect(stored.map((e) => e.id)).toEqual(Array.from({ length: pushed }, (_, n) => batch(n).map((e) => e.id)).flat())
     await reopened.close()
+  })
+
+  it('opens no data directory whose lock it cannot write, and leaves no empty lock that would refuse the next start', async (context) => {
+    const disk = await smallDisk('256k', cleanups)
+    if (typeof disk !== 'string') {
+      console.log(`disk-full test skipped: ${disk.skip}`)
+      context.skip()
+      return
+    }
+    const dir = join(disk, 'data')
+    await mkdir(dir)
+    const filler = await fillDisk(disk)
+    const backend = fileBackend({ dir })
+    await expect(backend.pull('s', 0, 10)).rejects.toMatchObject({
+      name: 'StorageError',
+      message: expect.stringMatching(/Cannot create the lock file .*ENOSPC/),
+    })
+    expect(await readdir(dir)).toEqual([])
+    // space again: the same backend opens the directory at its next request
+    await rm(filler)
+    expect(await backend.pull('s', 0, 10)).toMatchObject({ type: 'pulled', head: 0 })
+    expect(await readdir(dir)).toContain('lock')
+    await backend.close()
   })
 })
