@@ -191,8 +191,7 @@ export function applyUpstream(
     const keepRows = next === survivors
     const gone = (p: PendingEvent) => db.run({ sql: 'DELETE FROM __tl_pending WHERE pos = ?', params: [posOf.get(p)!] })
     if (keepRows) {
-      const stays = new Set(next)
-      for (const p of before) if (!stays.has(p)) gone(p)
+      for (const p of before) if (back.has(p.id)) gone(p)
     } else db.run('DELETE FROM __tl_pending')
     core.setCapture(true)
     const kept = core.allOrEach((each) =>
