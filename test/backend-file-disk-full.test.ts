@@ -29,14 +29,19 @@ function batch(n: number): PendingEvent[] {
   }))
 }
 
+/** A small tmpfs, or undefined with the test skipped (and why printed) where none can be mounted. */
+async function diskOrSkip(size: string, context: { skip(): void }): Promise<string | undefined> {
+  const disk = await smallDisk(size, cleanups)
+  if (typeof disk === 'string') return disk
+  console.log(`disk-full test skipped: ${disk.skip}`)
+  context.skip()
+  return undefined
+}
+
 describe('fileBackend() on a full disk', () => {
   it('rolls a failed append back to the last whole batch, answers a retryable error, and takes pushes again once space is freed', async (context) => {
-    const disk = await smallDisk('512k', cleanups)
-    if (typeof disk !== 'string') {
-      console.log(`disk-full test skipped: ${disk.skip}`)
-      context.skip()
-      return
-    }
+    const disk = await diskOrSkip('512k', context)
+    if (!disk) return
     // a filler takes most of the disk, so that freeing it later makes room
     const filler = join(disk, 'filler')
     await writeFile(filler, Buffer.alloc(200 * 1024, 1))
@@ -85,12 +90,8 @@ describe('fileBackend() on a full disk', () => {
   })
 
   it('opens no data directory whose lock it cannot write, and leaves no empty lock that would refuse the next start', async (context) => {
-    const disk = await smallDisk('256k', cleanups)
-    if (typeof disk !== 'string') {
-      console.log(`disk-full test skipped: ${disk.skip}`)
-      context.skip()
-      return
-    }
+    const disk = await diskOrSkip('256k', context)
+    if (!disk) return
     const dir = join(disk, 'data')
     await mkdir(dir)
     const filler = await fillDisk(disk)
